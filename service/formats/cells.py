@@ -1,0 +1,15 @@
+"""What every spreadsheet-bound format must do to a text cell."""
+
+from __future__ import annotations
+
+# OWASP's list for CSV injection: a spreadsheet treats a cell starting with these as a formula.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def is_formula_like(text: str) -> bool:
+    return text.startswith(FORMULA_PREFIXES)
+
+
+def neutralise(text: str) -> str:
+    """Prefix a formula-like cell with a single quote, so that spreadsheets show it as text."""
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text

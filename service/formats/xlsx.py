@@ -1,0 +1,242 @@
+"""XLSX written as it streams: sheet XML per batch into a zip that never seeks.
+
+openpyxl and xlsxwriter produce bytes only when the whole workbook is saved. Here the standard
+library's zipfile writes to a sink without `seek`/`tell`, so each member ends with a data
+descriptor and compressed bytes can leave after every batch. Sheets come first; the workbook,
+relationships and content types, which must list the sheets, are written at the end.
+
+Cells: text as inline strings (no shared-string table to hold in memory), numbers as numbers,
+booleans as booleans, timestamps as Excel serial dates in UTC with a date format. A sheet holds
+at most 1,048,576 rows with its header; the export continues on a new sheet with the header again.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import IO, Any, cast
+
+from service.columns import Column, Kind
+from service.formats import EncodeOptions, Row
+from service.formats.cells import is_formula_like
+
+# Unix epoch as an Excel serial date (1900 date system).
+_EXCEL_UNIX_EPOCH = 25569.0
+_SECONDS_PER_DAY = 86400.0
+
+# Styles (cellXfs indexes in STYLES): a date-time, a text kept as text when edited, a header.
+_STYLE_DATETIME = 1
+_STYLE_QUOTED = 2
+_STYLE_HEADER = 3
+
+# Escapes XML's markup characters and drops the characters XML 1.0 forbids, in one C call.
+# CR is written as a reference because XML parsers turn a literal CR LF into LF.
+_XML_TEXT = str.maketrans(
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        "\r": "&#13;",
+        **{chr(c): None for c in range(0x20) if c not in (0x09, 0x0A, 0x0D)},
+        "\ufffe": None,
+        "\uffff": None,
+    }
+)
+
+NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+NS_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+NS_PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
+XML_DECL = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+
+STYLES = (
+    XML_DECL + f'<styleSheet xmlns="{NS_MAIN}">'
+    '<numFmts count="1"><numFmt numFmtId="164" formatCode="yyyy-mm-dd hh:mm:ss"/></numFmts>'
+    '<fonts count="2"><font><sz val="11"/><name val="Calibri"/></font>'
+    '<font><b/><sz val="11"/><name val="Calibri"/></font></fonts>'
+    '<fills count="2"><fill><patternFill patternType="none"/></fill>'
+    '<fill><patternFill patternType="gray125"/></fill></fills>'
+    '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
+    '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
+    '<cellXfs count="4">'
+    '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
+    '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+    '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0" quotePrefix="1"/>'
+    '<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/>'
+    "</cellXfs>"
+    '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
+    "</styleSheet>"
+)
+
+ROOT_RELS = (
+    XML_DECL + f'<Relationships xmlns="{NS_PKG_REL}">'
+    f'<Relationship Id="rId1" Type="{NS_REL}/officeDocument" Target="xl/workbook.xml"/>'
+    "</Relationships>"
+)
+
+SHEET_HEAD = (
+    XML_DECL + f'<worksheet xmlns="{NS_MAIN}" xmlns:r="{NS_REL}">'
+    '<sheetViews><sheetView workbookViewId="0">'
+    '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>'
+    "</sheetView></sheetViews><sheetData>"
+)
+SHEET_TAIL = "</sheetData></worksheet>"
+
+
+def xml_text(text: str) -> str:
+    return text.translate(_XML_TEXT)
+
+
+def _text_cell(escape_formulas: bool) -> Callable[[Any], str]:
+    def cell(value: Any) -> str:
+        if value is None:
+            return "<c/>"
+        text = xml_text(value)
+        edged = value[:1].isspace() or value[-1:].isspace()
+        space = ' xml:space="preserve"' if edged else ""
+        style = f' s="{_STYLE_QUOTED}"' if escape_formulas and is_formula_like(value) else ""
+        return f'<c t="inlineStr"{style}><is><t{space}>{text}</t></is></c>'
+
+    return cell
+
+
+def _number_cell(value: Any) -> str:
+    return "<c/>" if value is None else f"<c><v>{value!r}</v></c>"
+
+
+def _bool_cell(value: Any) -> str:
+    return "<c/>" if value is None else f'<c t="b"><v>{1 if value else 0}</v></c>'
+
+
+def _timestamp_cell(value: datetime | None) -> str:
+    if value is None:
+        return "<c/>"
+    serial = value.timestamp() / _SECONDS_PER_DAY + _EXCEL_UNIX_EPOCH
+    return f'<c s="{_STYLE_DATETIME}"><v>{serial!r}</v></c>'
+
+
+class _Sink:
+    """A write-only file for zipfile: collects what it is given until drained."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def drain(self) -> bytes:
+        out = b"".join(self._parts)
+        self._parts.clear()
+        return out
+
+
+class XlsxEncoder:
+    def __init__(self, columns: Sequence[Column], options: EncodeOptions) -> None:
+        self._columns = columns
+        self._max_data_rows = options.sheet_rows - 1
+        text = _text_cell(options.escape_formulas)
+        by_kind: dict[Kind, Callable[[Any], str]] = {
+            Kind.TEXT: text,
+            Kind.INT: _number_cell,
+            Kind.FLOAT: _number_cell,
+            Kind.BOOL: _bool_cell,
+            Kind.TIMESTAMP: _timestamp_cell,
+        }
+        self._cells = [by_kind[c.kind] for c in columns]
+        self._header = (
+            "<row>"
+            + "".join(
+                f'<c t="inlineStr" s="{_STYLE_HEADER}"><is><t>{xml_text(c.name)}</t></is></c>'
+                for c in columns
+            )
+            + "</row>"
+        ).encode()
+        self._sink = _Sink()
+        self._zip = zipfile.ZipFile(cast(IO[bytes], self._sink), "w", zipfile.ZIP_DEFLATED,
+                                    compresslevel=1)
+        self._sheet: Any = None
+        self._sheets = 0
+        self._rows_in_sheet = 0
+
+    def _open_sheet(self) -> None:
+        self._sheets += 1
+        self._sheet = self._zip.open(f"xl/worksheets/sheet{self._sheets}.xml", "w")
+        self._sheet.write(SHEET_HEAD.encode() + self._header)
+        self._rows_in_sheet = 0
+
+    def _close_sheet(self) -> None:
+        self._sheet.write(SHEET_TAIL.encode())
+        self._sheet.close()
+
+    def begin(self) -> bytes:
+        self._open_sheet()
+        return self._sink.drain()
+
+    def rows(self, rows: Sequence[Row]) -> bytes:
+        cells = self._cells
+        start = 0
+        while start < len(rows):
+            room = self._max_data_rows - self._rows_in_sheet
+            if room == 0:
+                self._close_sheet()
+                self._open_sheet()
+                continue
+            chunk = rows[start:start + room]
+            xml = "".join(
+                ["<row>" + "".join([f(v) for f, v in zip(cells, row, strict=True)]) + "</row>"
+                 for row in chunk]
+            )
+            self._sheet.write(xml.encode())
+            self._rows_in_sheet += len(chunk)
+            start += len(chunk)
+        return self._sink.drain()
+
+    def end(self) -> bytes:
+        self._close_sheet()
+        names = ["Learners" if n == 1 else f"Learners {n}" for n in range(1, self._sheets + 1)]
+        sheets = "".join(
+            f'<sheet name="{name}" sheetId="{n}" r:id="rId{n}"/>'
+            for n, name in enumerate(names, start=1)
+        )
+        workbook = (XML_DECL + f'<workbook xmlns="{NS_MAIN}" xmlns:r="{NS_REL}">'
+                    f"<sheets>{sheets}</sheets></workbook>")
+        sheet_rels = "".join(
+            f'<Relationship Id="rId{n}" Type="{NS_REL}/worksheet" '
+            f'Target="worksheets/sheet{n}.xml"/>'
+            for n in range(1, self._sheets + 1)
+        )
+        styles_id = self._sheets + 1
+        workbook_rels = (
+            XML_DECL + f'<Relationships xmlns="{NS_PKG_REL}">{sheet_rels}'
+            f'<Relationship Id="rId{styles_id}" Type="{NS_REL}/styles" Target="styles.xml"/>'
+            "</Relationships>"
+        )
+        ct = "application/vnd.openxmlformats-officedocument.spreadsheetml"
+        overrides = "".join(
+            f'<Override PartName="/xl/worksheets/sheet{n}.xml" ContentType="{ct}.worksheet+xml"/>'
+            for n in range(1, self._sheets + 1)
+        )
+        content_types = (
+            XML_DECL
+            + '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+            '<Default Extension="rels" '
+            'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+            '<Default Extension="xml" ContentType="application/xml"/>'
+            f'<Override PartName="/xl/workbook.xml" ContentType="{ct}.sheet.main+xml"/>'
+            f'<Override PartName="/xl/styles.xml" ContentType="{ct}.styles+xml"/>'
+            f"{overrides}</Types>"
+        )
+        for name, text in (
+            ("xl/workbook.xml", workbook),
+            ("xl/_rels/workbook.xml.rels", workbook_rels),
+            ("xl/styles.xml", STYLES),
+            ("_rels/.rels", ROOT_RELS),
+            ("[Content_Types].xml", content_types),
+        ):
+            self._zip.writestr(name, text)
+        self._zip.close()
+        return self._sink.drain()

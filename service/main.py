@@ -1,0 +1,74 @@
+"""The application: create_app(settings) wires routes, the pool's lifetime and error handlers."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import db
+from service.api import exports, health
+from service.config import Settings
+from service.errors import add_exception_handlers
+
+log = logging.getLogger("learner_export")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestIdMiddleware:
+    """Take X-Request-Id from the client when it is sane, or make one; echo it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"],
+                                      (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    if settings.database_url is None:
+        raise ValueError("create_app needs settings.database_url")
+    if len(settings.jwt_secret.get_secret_value()) < 32:
+        raise ValueError("EXPORT_JWT_SECRET must be set, at least 32 characters")
+    dsn = settings.database_url
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.pool = await db.create_pool(settings, dsn)
+        try:
+            yield
+        finally:
+            await app.state.pool.close()
+
+    app = FastAPI(
+        title="learner-export",
+        version="0.1.0",
+        summary="Streaming exports of learners as CSV, JSON Lines or XLSX",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    add_exception_handlers(app)
+    app.include_router(health.router)
+    app.include_router(exports.router)
+    app.add_middleware(RequestIdMiddleware)
+    return app

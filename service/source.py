@@ -1,0 +1,138 @@
+"""Export rows as keyset pages of get_learner_export_batch(), inside one read-only snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from service.columns import KEY_COLUMNS
+from service.config import Settings
+from service.params import ExportParams
+
+Row = Sequence[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """The page query for one column selection; key columns are appended when not selected."""
+
+    sql: str
+    width: int
+    selected: int
+    key_index: tuple[int, int]
+
+    @classmethod
+    def for_params(cls, params: ExportParams) -> PageQuery:
+        names = [c.name for c in params.columns]
+        selected = names + [k for k in KEY_COLUMNS if k not in names]
+        # Names come from the allow-list in service.columns, never from the request.
+        columns = ", ".join(f'"{n}"' for n in selected)
+        sql = (
+            f"SELECT {columns} FROM public.get_learner_export_batch("
+            "$1::uuid[], $2::timestamptz, $3::timestamptz, $4::boolean,"
+            " $5::timestamptz, $6::uuid, $7::integer)"
+        )
+        key_index = (selected.index(KEY_COLUMNS[0]), selected.index(KEY_COLUMNS[1]))
+        return cls(sql, len(names), len(selected), key_index)
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    rows: list[asyncpg.Record]
+    requested: int
+
+
+class LearnerExport:
+    """One export on one connection: a REPEATABLE READ, READ ONLY transaction read page by page.
+
+    `open()` starts the snapshot and fetches the first page, so that anything that can fail early
+    fails before a response starts. `batches()` then yields pages, asking the database for the
+    next page before handing out the current one, so that PostgreSQL works while rows are
+    encoded. `close()` rolls back; it is safe to call at any time, more than once.
+    """
+
+    def __init__(self, conn: asyncpg.Connection, params: ExportParams, settings: Settings) -> None:
+        self._conn = conn
+        self._params = params
+        self._query = PageQuery.for_params(params)
+        self._page_size = settings.page_size
+        self._first_page_size = min(settings.first_page_size, settings.page_size)
+        self._settings = settings
+        self._transaction = conn.transaction(isolation="repeatable_read", readonly=True)
+        self._remaining = params.limit
+        self._first: _Page | None = None
+        self._prefetch: asyncio.Task[_Page] | None = None
+        self._closed = False
+        self.rows_fetched = 0
+
+    async def open(self) -> LearnerExport:
+        await self._transaction.start()
+        s = self._settings
+        await self._conn.execute(
+            "SELECT set_config('statement_timeout', $1, true),"
+            " set_config('idle_in_transaction_session_timeout', $2, true),"
+            # Parallel plans per page halve the throughput of keyset paging (PERF-NOTES).
+            " set_config('max_parallel_workers_per_gather', '0', true),"
+            " set_config('jit', 'off', true)",
+            str(s.statement_timeout_ms), str(s.idle_in_transaction_timeout_ms),
+        )
+        self._first = await self._fetch(None, self._first_page_size)
+        return self
+
+    async def _fetch(self, after: Row | None, size: int) -> _Page:
+        if self._remaining is not None:
+            size = min(size, self._remaining)
+        if size <= 0:
+            return _Page([], 0)
+        p = self._params
+        k1, k2 = self._query.key_index
+        rows: list[asyncpg.Record] = await self._conn.fetch(
+            self._query.sql,
+            list(p.client_ids) if p.client_ids is not None else None,
+            p.created_from, p.created_to, p.active,
+            after[k1] if after is not None else None,
+            after[k2] if after is not None else None,
+            size,
+        )
+        if self._remaining is not None:
+            self._remaining -= len(rows)
+        self.rows_fetched += len(rows)
+        return _Page(rows, size)
+
+    def _more_after(self, page: _Page) -> bool:
+        full = len(page.rows) == page.requested
+        return full and (self._remaining is None or self._remaining > 0)
+
+    async def batches(self) -> AsyncIterator[Sequence[Row]]:
+        if self._first is None:
+            raise RuntimeError("open() the export first")
+        page, self._first = self._first, _Page([], 0)
+        width = self._query.width
+        trim = self._query.selected > width
+        while page.rows:
+            if self._more_after(page):
+                self._prefetch = asyncio.ensure_future(
+                    self._fetch(page.rows[-1], self._page_size))
+                # One step of the event loop sends the query before the page is encoded.
+                await asyncio.sleep(0)
+            yield [r[:width] for r in page.rows] if trim else page.rows
+            if self._prefetch is None:
+                return
+            page = await self._prefetch
+            self._prefetch = None
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._prefetch is not None:
+            self._prefetch.cancel()
+            with contextlib.suppress(BaseException):
+                await self._prefetch
+        with contextlib.suppress(asyncpg.InterfaceError, asyncpg.PostgresError, OSError):
+            await self._transaction.rollback()

@@ -1,0 +1,37 @@
+"""Batches → encoder → chunks of bytes: the part of an export that HTTP and the CLI share."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from service.formats import Encoder
+
+Chunk = bytes | memoryview
+
+
+def _split(data: bytes, size: int) -> list[Chunk]:
+    if len(data) <= size:
+        return [data]
+    view = memoryview(data)
+    return [view[i:i + size] for i in range(0, len(data), size)]
+
+
+async def encode_stream(batches: AsyncIterator[Sequence[Sequence[Any]]], encoder: Encoder,
+                        chunk_bytes: int) -> AsyncIterator[Chunk]:
+    """Encode each batch as it arrives and hand it on at once, in pieces of at most chunk_bytes.
+
+    Nothing is held back between batches: the first rows leave as soon as the first page is
+    encoded, and memory holds at most one encoded page.
+    """
+    head = encoder.begin()
+    async for batch in batches:
+        data = encoder.rows(batch)
+        if head:
+            data, head = head + data, b""
+        for piece in _split(data, chunk_bytes):
+            yield piece
+    tail = head + encoder.end()
+    for piece in _split(tail, chunk_bytes):
+        if piece:
+            yield piece

@@ -1,0 +1,168 @@
+"""Fixtures: a real PostgreSQL (DATABASE_URL's server, or an embedded one), seeded messy data,
+and the service running in a real uvicorn server on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from service import db
+from service.auth import issue_token
+from service.config import Settings
+from service.embedded import EmbeddedPostgres
+from service.main import create_app
+
+JWT_SECRET = "test-secret-" + "x" * 40
+SEED_LEARNERS = 4000
+SEED_CLIENTS = 7
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A database of our own: created on DATABASE_URL's server and dropped after, or embedded."""
+    server = os.environ.get("DATABASE_URL")
+    if not server:
+        with EmbeddedPostgres() as pg:
+            yield pg.url
+        return
+    name = f"learner_export_test_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(server)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_database(server, name)
+    finally:
+        run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def seeded(database_url: str) -> str:
+    """Migrated, seeded with messy learners, and vacuumed; returns the admin's profile id."""
+
+    async def prepare() -> str:
+        settings = Settings(database_url=database_url)
+        conn = await db.connect(settings, database_url)
+        try:
+            await db.migrate(conn, settings.sql_dir)
+            await db.seed(conn, settings.sql_dir, learners=SEED_LEARNERS, clients=SEED_CLIENTS,
+                          seed=7)
+            await db.vacuum(conn)
+            return str(await db.ensure_profile(conn, "Admin"))
+        finally:
+            await conn.close()
+
+    result: str = run(prepare())
+    return result
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"database_url": database_url, "jwt_secret": JWT_SECRET,
+                              "page_size": 500, "first_page_size": 100}
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: FastAPI
+    settings: Settings
+    token: str
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kwargs)
+
+    def pool_in_use(self) -> int:
+        pool = self.app.state.pool
+        return int(pool.get_size() - pool.get_idle_size())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def start_server(seeded: str, database_url: str) -> Iterator[Callable[..., LiveServer]]:
+    """Start the service in a real uvicorn server (in a thread) with the given settings."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(**overrides: Any) -> LiveServer:
+        settings = make_settings(database_url, **overrides)
+        app = create_app(settings)
+        port = _free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                               log_level="warning", lifespan="on"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        servers.append((server, thread))
+        token = issue_token(JWT_SECRET, seeded)
+        return LiveServer(f"http://127.0.0.1:{port}", app, settings, token)
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def live(start_server: Callable[..., LiveServer]) -> LiveServer:
+    """The service with small pages (500 rows, the first 100), so exports span many pages."""
+    return start_server()
+
+
+@pytest.fixture
+def sql(database_url: str) -> Callable[..., Any]:
+    """Run one statement on a fresh connection (outside the service) and return its rows."""
+
+    def query(statement: str, *args: Any) -> list[asyncpg.Record]:
+        async def go() -> list[asyncpg.Record]:
+            conn = await asyncpg.connect(database_url,
+                                         server_settings={"application_name": "tests"})
+            try:
+                await conn.set_type_codec("uuid", schema="pg_catalog", encoder=str,
+                                          decoder=str, format="text")
+                return list(await conn.fetch(statement, *args))
+            finally:
+                await conn.close()
+
+        result: list[asyncpg.Record] = run(go())
+        return result
+
+    return query
