@@ -24,14 +24,17 @@ async def encode_stream(batches: AsyncIterator[Sequence[Sequence[Any]]], encoder
     Nothing is held back between batches: the first rows leave as soon as the first page is
     encoded, and memory holds at most one encoded page.
     """
-    head = encoder.begin()
-    async for batch in batches:
-        data = encoder.rows(batch)
-        if head:
-            data, head = head + data, b""
-        for piece in _split(data, chunk_bytes):
-            yield piece
-    tail = head + encoder.end()
-    for piece in _split(tail, chunk_bytes):
-        if piece:
-            yield piece
+    try:
+        head = encoder.begin()
+        async for batch in batches:
+            data = encoder.rows(batch)
+            if head:
+                data, head = head + data, b""
+            for piece in _split(data, chunk_bytes):
+                yield piece
+        tail = head + encoder.end()
+        for piece in _split(tail, chunk_bytes):
+            if piece:
+                yield piece
+    finally:
+        encoder.close()

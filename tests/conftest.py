@@ -4,6 +4,8 @@ and the service running in a real uvicorn server on a free loopback port."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import socket
 import threading
@@ -29,6 +31,13 @@ from service.main import create_app
 JWT_SECRET = "test-secret-" + "x" * 40
 SEED_LEARNERS = 4000
 SEED_CLIENTS = 7
+BIG_LEARNERS = 60_000
+
+
+@dataclass(frozen=True)
+class Database:
+    url: str
+    admin_id: str
 
 
 def run(coro: Any) -> Any:
@@ -41,47 +50,71 @@ def _with_database(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """A database of our own: created on DATABASE_URL's server and dropped after, or embedded."""
+def pg_server() -> Iterator[str]:
+    """A PostgreSQL server: DATABASE_URL's, or a throwaway embedded one."""
     server = os.environ.get("DATABASE_URL")
-    if not server:
-        with EmbeddedPostgres() as pg:
-            yield pg.url
+    if server:
+        yield server
         return
-    name = f"learner_export_test_{uuid.uuid4().hex[:12]}"
+    with EmbeddedPostgres() as pg:
+        yield pg.url
 
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(server)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
 
-    run(admin(f'CREATE DATABASE "{name}"'))
+async def _admin(server: str, statement: str) -> None:
+    conn = await asyncpg.connect(server)
     try:
-        yield _with_database(server, name)
+        await conn.execute(statement)
     finally:
-        run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await conn.close()
 
 
-@pytest.fixture(scope="session")
-def seeded(database_url: str) -> str:
-    """Migrated, seeded with messy learners, and vacuumed; returns the admin's profile id."""
+@contextlib.contextmanager
+def fresh_database(server: str, learners: int, clients: int, seed: int) -> Iterator[Database]:
+    """A database of our own on the server, migrated, seeded and vacuumed; dropped after."""
+    name = f"learner_export_test_{uuid.uuid4().hex[:12]}"
+    run(_admin(server, f'CREATE DATABASE "{name}"'))
+    url = _with_database(server, name)
 
     async def prepare() -> str:
-        settings = Settings(database_url=database_url)
-        conn = await db.connect(settings, database_url)
+        settings = Settings(database_url=url)
+        conn = await db.connect(settings, url)
         try:
             await db.migrate(conn, settings.sql_dir)
-            await db.seed(conn, settings.sql_dir, learners=SEED_LEARNERS, clients=SEED_CLIENTS,
-                          seed=7)
+            await db.seed(conn, settings.sql_dir, learners=learners, clients=clients, seed=seed)
             await db.vacuum(conn)
             return str(await db.ensure_profile(conn, "Admin"))
         finally:
             await conn.close()
 
-    result: str = run(prepare())
-    return result
+    try:
+        yield Database(url, run(prepare()))
+    finally:
+        run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def database(pg_server: str) -> Iterator[Database]:
+    """The messy seed: small enough to compare value by value in every format."""
+    with fresh_database(pg_server, SEED_LEARNERS, SEED_CLIENTS, seed=7) as database:
+        yield database
+
+
+@pytest.fixture(scope="session")
+def database_url(database: Database) -> str:
+    return database.url
+
+
+@pytest.fixture(scope="session")
+def seeded(database: Database) -> str:
+    """The admin's profile id in the messy seed."""
+    return database.admin_id
+
+
+@pytest.fixture(scope="session")
+def big_database(pg_server: str) -> Iterator[Database]:
+    """Enough learners (tens of MB of output) that a stalled client holds the export open."""
+    with fresh_database(pg_server, BIG_LEARNERS, SEED_CLIENTS, seed=3) as database:
+        yield database
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
@@ -114,12 +147,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def start_server(seeded: str, database_url: str) -> Iterator[Callable[..., LiveServer]]:
+def start_server(database: Database) -> Iterator[Callable[..., LiveServer]]:
     """Start the service in a real uvicorn server (in a thread) with the given settings."""
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(**overrides: Any) -> LiveServer:
-        settings = make_settings(database_url, **overrides)
+    def start(db: Database = database, **overrides: Any) -> LiveServer:
+        settings = make_settings(db.url, **overrides)
         app = create_app(settings)
         port = _free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
@@ -132,7 +165,7 @@ def start_server(seeded: str, database_url: str) -> Iterator[Callable[..., LiveS
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.02)
         servers.append((server, thread))
-        token = issue_token(JWT_SECRET, seeded)
+        token = issue_token(JWT_SECRET, db.admin_id)
         return LiveServer(f"http://127.0.0.1:{port}", app, settings, token)
 
     yield start
@@ -147,22 +180,23 @@ def live(start_server: Callable[..., LiveServer]) -> LiveServer:
     return start_server()
 
 
-@pytest.fixture
-def sql(database_url: str) -> Callable[..., Any]:
+def query(url: str, statement: str, *args: Any) -> list[asyncpg.Record]:
     """Run one statement on a fresh connection (outside the service) and return its rows."""
 
-    def query(statement: str, *args: Any) -> list[asyncpg.Record]:
-        async def go() -> list[asyncpg.Record]:
-            conn = await asyncpg.connect(database_url,
-                                         server_settings={"application_name": "tests"})
-            try:
-                await conn.set_type_codec("uuid", schema="pg_catalog", encoder=str,
-                                          decoder=str, format="text")
-                return list(await conn.fetch(statement, *args))
-            finally:
-                await conn.close()
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(url, server_settings={"application_name": "tests"})
+        try:
+            await conn.set_type_codec("uuid", schema="pg_catalog", encoder=str, decoder=str,
+                                      format="text")
+            return list(await conn.fetch(statement, *args))
+        finally:
+            await conn.close()
 
-        result: list[asyncpg.Record] = run(go())
-        return result
+    result: list[asyncpg.Record] = run(go())
+    return result
 
-    return query
+
+@pytest.fixture
+def sql(database_url: str) -> Callable[..., list[asyncpg.Record]]:
+    """query() on the messy seed's database."""
+    return functools.partial(query, database_url)

@@ -1,8 +1,9 @@
 """Output formats: a registry of name → media type, extension and encoder.
 
 An encoder turns rows into bytes and knows nothing of HTTP or the database: `begin()` gives the
-bytes before the first row, `rows()` those of one batch, `end()` what closes the file. The HTTP
-layer, the CLI and the benchmarks all drive encoders the same way.
+bytes before the first row, `rows()` those of one batch, `end()` what closes the file, and
+`close()` lets go of an encoding abandoned half-way. The HTTP layer, the CLI and the benchmarks all
+drive encoders the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ class Encoder(Protocol):
     def rows(self, rows: Sequence[Row]) -> bytes: ...
 
     def end(self) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,3 +60,6 @@ class CsvEncoder:
 
     def end(self) -> bytes:
         return b""
+
+    def close(self) -> None:
+        pass

@@ -26,3 +26,6 @@ class JsonlEncoder:
 
     def end(self) -> bytes:
         return b""
+
+    def close(self) -> None:
+        pass

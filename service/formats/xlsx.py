@@ -240,3 +240,12 @@ class XlsxEncoder:
             self._zip.writestr(name, text)
         self._zip.close()
         return self._sink.drain()
+
+    def close(self) -> None:
+        """Close an unfinished workbook's handles; what they write is dropped."""
+        if self._zip.fp is None:
+            return
+        if self._sheet is not None and not self._sheet.closed:
+            self._sheet.close()
+        self._zip.close()
+        self._sink.drain()
