@@ -12,6 +12,7 @@ at most 1,048,576 rows with its header; the export continues on a new sheet with
 
 from __future__ import annotations
 
+import re
 import zipfile
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -19,7 +20,7 @@ from typing import IO, Any, cast
 
 from service.columns import Column, Kind
 from service.formats import EncodeOptions, Row
-from service.formats.cells import is_formula_like
+from service.formats.cells import FORMULA_PREFIXES
 
 # Unix epoch as an Excel serial date (1900 date system).
 _EXCEL_UNIX_EPOCH = 25569.0
@@ -83,19 +84,26 @@ SHEET_HEAD = (
 SHEET_TAIL = "</sheetData></worksheet>"
 
 
+# str.translate looks every character up in a dict: a regular expression finds first, in C,
+# whether there is anything to translate at all (most cells have nothing).
+_XML_SPECIAL = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def xml_text(text: str) -> str:
-    return text.translate(_XML_TEXT)
+    return text.translate(_XML_TEXT) if _XML_SPECIAL.search(text) else text
 
 
 def _text_cell(escape_formulas: bool) -> Callable[[Any], str]:
+    plain = '<c t="inlineStr"><is><t>'
+    quoted = f'<c t="inlineStr" s="{_STYLE_QUOTED}"><is><t>'
+
     def cell(value: Any) -> str:
         if value is None:
             return "<c/>"
-        text = xml_text(value)
-        edged = value[:1].isspace() or value[-1:].isspace()
-        space = ' xml:space="preserve"' if edged else ""
-        style = f' s="{_STYLE_QUOTED}"' if escape_formulas and is_formula_like(value) else ""
-        return f'<c t="inlineStr"{style}><is><t{space}>{text}</t></is></c>'
+        head = quoted if escape_formulas and value.startswith(FORMULA_PREFIXES) else plain
+        if value[:1].isspace() or value[-1:].isspace():
+            head = head[:-1] + ' xml:space="preserve">'
+        return head + xml_text(value) + "</t></is></c>"
 
     return cell
 
@@ -157,7 +165,7 @@ class XlsxEncoder:
         ).encode()
         self._sink = _Sink()
         self._zip = zipfile.ZipFile(cast(IO[bytes], self._sink), "w", zipfile.ZIP_DEFLATED,
-                                    compresslevel=1)
+                                    compresslevel=3)
         self._sheet: Any = None
         self._sheets = 0
         self._rows_in_sheet = 0
@@ -186,11 +194,11 @@ class XlsxEncoder:
                 self._open_sheet()
                 continue
             chunk = rows[start:start + room]
-            xml = "".join(
-                ["<row>" + "".join([f(v) for f, v in zip(cells, row, strict=True)]) + "</row>"
-                 for row in chunk]
-            )
-            self._sheet.write(xml.encode())
+            xml = bytearray()
+            for row in chunk:
+                xml += ("<row>" + "".join([f(v) for f, v in zip(cells, row, strict=False)])
+                        + "</row>").encode()
+            self._sheet.write(xml)
             self._rows_in_sheet += len(chunk)
             start += len(chunk)
         return self._sink.drain()
