@@ -45,3 +45,6 @@ BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 
 # The keyset: unique, and the order of every export.
 KEY_COLUMNS: tuple[str, str] = ("created_at", "learner_id")
+
+# Added after the chosen columns with `cursor=true`: where to resume after this row.
+CURSOR_COLUMN = Column("_cursor", Kind.TEXT, "Opaque cursor: pass it as `after` to resume")

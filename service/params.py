@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from service.columns import BY_NAME, COLUMNS, Column
+from service.cursor import decode_cursor
 from service.errors import InvalidParameter
 
 FORMAT_NAMES = ("csv", "jsonl", "xlsx")
@@ -18,7 +19,7 @@ FALSE_WORDS = frozenset({"false", "0", "no"})
 
 SINGLE_PARAMS = frozenset(
     {"format", "created_from", "created_to", "active", "columns", "limit", "bom",
-     "escape_formulas"}
+     "escape_formulas", "after", "cursor"}
 )
 REPEATABLE_PARAMS = frozenset({"client_id"})
 
@@ -38,6 +39,8 @@ class ExportParams:
     limit: int | None = None
     bom: bool = False
     escape_formulas: bool = True
+    after: tuple[datetime, str] | None = None
+    cursor: bool = False
 
 
 def parse_export_params(query: Sequence[tuple[str, str]], *, max_limit: int | None = None
@@ -76,6 +79,15 @@ def parse_export_params(query: Sequence[tuple[str, str]], *, max_limit: int | No
     limit = _parse_limit(single.get("limit"), max_limit, bad)
     bom = _parse_bool("bom", single.get("bom"), bad)
     escape = _parse_bool("escape_formulas", single.get("escape_formulas"), bad)
+    cursor = _parse_bool("cursor", single.get("cursor"), bad)
+    if cursor and fmt == "xlsx":
+        bad("cursor", "only CSV and JSON Lines exports carry a resume cursor")
+    after = None
+    if "after" in single:
+        try:
+            after = decode_cursor(single["after"])
+        except InvalidParameter:
+            bad("after", "not a cursor from a previous export")
 
     if problems:
         raise InvalidParameter(problems)
@@ -89,6 +101,8 @@ def parse_export_params(query: Sequence[tuple[str, str]], *, max_limit: int | No
         limit=limit,
         bom=bool(bom),
         escape_formulas=escape is not False,
+        after=after,
+        cursor=bool(cursor),
     )
 
 

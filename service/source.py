@@ -10,8 +10,9 @@ from typing import Any
 
 import asyncpg
 
-from service.columns import KEY_COLUMNS
+from service.columns import CURSOR_COLUMN, KEY_COLUMNS, Column
 from service.config import Settings
+from service.cursor import encode_cursor
 from service.params import ExportParams
 
 Row = Sequence[Any]
@@ -65,6 +66,8 @@ class LearnerExport:
         self._settings = settings
         self._transaction = conn.transaction(isolation="repeatable_read", readonly=True)
         self._remaining = params.limit
+        self.columns: tuple[Column, ...] = params.columns + ((CURSOR_COLUMN,) if params.cursor
+                                                             else ())
         self._first: _Page | None = None
         self._prefetch: asyncio.Task[_Page] | None = None
         self._closed = False
@@ -84,6 +87,18 @@ class LearnerExport:
         self._first = await self._fetch(None, self._first_page_size)
         return self
 
+    async def count(self) -> int:
+        """Rows this export will hold, counted in its own snapshot."""
+        p = self._params
+        after = p.after or (None, None)
+        total: int = await self._conn.fetchval(
+            "SELECT public.count_learner_export($1::uuid[], $2::timestamptz, $3::timestamptz,"
+            " $4::boolean, $5::timestamptz, $6::uuid)",
+            list(p.client_ids) if p.client_ids is not None else None,
+            p.created_from, p.created_to, p.active, *after,
+        )
+        return total if p.limit is None else min(total, p.limit)
+
     async def _fetch(self, after: Row | None, size: int) -> _Page:
         if self._remaining is not None:
             size = min(size, self._remaining)
@@ -91,13 +106,11 @@ class LearnerExport:
             return _Page([], 0)
         p = self._params
         k1, k2 = self._query.key_index
+        cursor = (after[k1], after[k2]) if after is not None else p.after or (None, None)
         rows: list[asyncpg.Record] = await self._conn.fetch(
             self._query.sql,
             list(p.client_ids) if p.client_ids is not None else None,
-            p.created_from, p.created_to, p.active,
-            after[k1] if after is not None else None,
-            after[k2] if after is not None else None,
-            size,
+            p.created_from, p.created_to, p.active, *cursor, size,
         )
         if self._remaining is not None:
             self._remaining -= len(rows)
@@ -112,19 +125,27 @@ class LearnerExport:
         if self._first is None:
             raise RuntimeError("open() the export first")
         page, self._first = self._first, _Page([], 0)
-        width = self._query.width
-        trim = self._query.selected > width
         while page.rows:
             if self._more_after(page):
                 self._prefetch = asyncio.ensure_future(
                     self._fetch(page.rows[-1], self._page_size))
                 # One step of the event loop sends the query before the page is encoded.
                 await asyncio.sleep(0)
-            yield [r[:width] for r in page.rows] if trim else page.rows
+            yield self._shape(page.rows)
             if self._prefetch is None:
                 return
             page = await self._prefetch
             self._prefetch = None
+
+    def _shape(self, records: list[asyncpg.Record]) -> Sequence[Row]:
+        """The page as the encoder wants it: the chosen columns, and the cursor if asked."""
+        width = self._query.width
+        if self._params.cursor:
+            k1, k2 = self._query.key_index
+            return [(*r[:width], encode_cursor(r[k1], r[k2])) for r in records]
+        if self._query.selected > width:
+            return [r[:width] for r in records]
+        return records
 
     async def close(self) -> None:
         if self._closed:

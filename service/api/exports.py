@@ -145,28 +145,41 @@ async def export_learners(
     escape_formulas: Annotated[str | None, Query(
         description="CSV/XLSX: neutralise cells starting with = + - @ tab CR (default true)")
     ] = None,
+    cursor: Annotated[str | None, Query(
+        description="CSV/JSONL: add a `_cursor` column, to resume after any row with `after`")
+    ] = None,
+    after: Annotated[str | None, Query(
+        description="Resume after the row whose `_cursor` this is (a new snapshot)")] = None,
+    prefer: Annotated[str | None, Header(
+        description="`count=exact`: send the row count as Content-Range and X-Total-Count")
+    ] = None,
 ) -> StreamingResponse:
     settings: Settings = request.app.state.settings
     pool: asyncpg.Pool = request.app.state.pool
     await authorize_export(pool, authorization, settings)
     params = parse_export_params(request.query_params.multi_items(), max_limit=settings.max_limit)
     fmt = FORMATS[params.format]
+    opened = await OpenExport.open(pool, params, settings)
+    headers = {
+        "Content-Disposition": content_disposition(fmt.extension, datetime.now(UTC)),
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if prefer and "count=exact" in prefer.replace(" ", "").split(","):
+        try:
+            total = await opened.export.count()
+        except BaseException:
+            await opened.close()
+            raise
+        headers["X-Total-Count"] = str(total)
+        headers["Content-Range"] = f"0-{total - 1}/{total}" if total else "*/0"
+        headers["Preference-Applied"] = "count=exact"
     encoder = fmt.make_encoder(
-        params.columns,
+        opened.export.columns,
         EncodeOptions(bom=params.bom, escape_formulas=params.escape_formulas,
                       sheet_rows=settings.xlsx_sheet_rows),
     )
-    opened = await OpenExport.open(pool, params, settings)
     request_id: str = request.state.request_id
     chunks = encode_stream(opened.export.batches(), encoder, settings.chunk_bytes)
-    return ExportResponse(
-        opened,
-        chunks,
-        request_id,
-        media_type=fmt.media_type,
-        headers={
-            "Content-Disposition": content_disposition(fmt.extension, datetime.now(UTC)),
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return ExportResponse(opened, chunks, request_id, media_type=fmt.media_type,
+                          headers=headers)
