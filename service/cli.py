@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import secrets
 import sys
 import uuid
@@ -13,7 +12,7 @@ from collections.abc import Iterator, Sequence
 
 from pydantic import SecretStr
 
-from service import db
+from service import db, logs
 from service.auth import issue_token
 from service.config import Settings
 from service.embedded import EmbeddedPostgres
@@ -82,7 +81,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 file=sys.stderr, flush=True,
             )
         uvicorn.run(create_app(settings), host=args.host, port=args.port,
-                    log_level=args.log_level, timeout_graceful_shutdown=10)
+                    log_level=args.log_level, log_config=None, access_log=False,
+                    timeout_graceful_shutdown=10)
     return 0
 
 
@@ -166,8 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = build_parser().parse_args(argv)
+    logs.configure(getattr(args, "log_level", "info"),
+                   json=_settings().log_format == "json")
     return int(args.run(args))
 
 

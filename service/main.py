@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,18 +12,20 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import db
-from service.api import exports, health
+from service import db, logs
+from service.api import exports, health, metrics
 from service.config import Settings
 from service.errors import add_exception_handlers
+from service.metrics import Metrics
 
-log = logging.getLogger("learner_export")
+log = logging.getLogger("learner_export.http")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class RequestIdMiddleware:
-    """Take X-Request-Id from the client when it is sane, or make one; echo it back."""
+    """Take X-Request-Id from the client when it is sane, or make one; echo it back, and log one
+    line per request (the path without its query string, which may hold a signed link)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -34,15 +37,26 @@ class RequestIdMiddleware:
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        token = logs.request_id.set(request_id)
+        started = time.perf_counter()
+        status = 0
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"],
                                       (b"x-request-id", request_id.encode())]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info("request", extra={
+                "method": scope["method"], "path": scope["path"], "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
+            logs.request_id.reset(token)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -55,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await db.create_pool(settings, dsn)
+        app.state.metrics.watch_pool(app.state.pool)
         try:
             yield
         finally:
@@ -67,8 +82,10 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = Metrics()
     add_exception_handlers(app)
     app.include_router(health.router)
     app.include_router(exports.router)
+    app.include_router(metrics.router)
     app.add_middleware(RequestIdMiddleware)
     return app

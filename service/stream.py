@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from service.compression import Compressor
 from service.formats import Encoder
 
 Chunk = bytes | memoryview
@@ -18,8 +19,10 @@ def _split(data: bytes, size: int) -> list[Chunk]:
 
 
 async def encode_stream(batches: AsyncIterator[Sequence[Sequence[Any]]], encoder: Encoder,
-                        chunk_bytes: int) -> AsyncIterator[Chunk]:
-    """Encode each batch as it arrives and hand it on at once, in pieces of at most chunk_bytes.
+                        chunk_bytes: int, compressor: Compressor | None = None
+                        ) -> AsyncIterator[Chunk]:
+    """Encode (and compress) each batch as it arrives and hand it on at once, in pieces of at
+    most chunk_bytes.
 
     Nothing is held back between batches: the first rows leave as soon as the first page is
     encoded, and memory holds at most one encoded page.
@@ -30,9 +33,13 @@ async def encode_stream(batches: AsyncIterator[Sequence[Sequence[Any]]], encoder
             data = encoder.rows(batch)
             if head:
                 data, head = head + data, b""
+            if compressor is not None:
+                data = compressor.compress(data)
             for piece in _split(data, chunk_bytes):
                 yield piece
         tail = head + encoder.end()
+        if compressor is not None:
+            tail = compressor.compress(tail) + compressor.finish()
         for piece in _split(tail, chunk_bytes):
             if piece:
                 yield piece

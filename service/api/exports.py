@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 import asyncpg
@@ -15,9 +16,11 @@ from starlette.types import Receive, Scope, Send
 
 from service.auth import authorize_export
 from service.columns import COLUMNS
+from service.compression import negotiate
 from service.config import Settings
 from service.errors import DatabaseUnavailable
 from service.formats import FORMATS, EncodeOptions
+from service.metrics import Metrics
 from service.params import ExportParams, parse_export_params
 from service.source import LearnerExport
 from service.stream import Chunk, encode_stream
@@ -81,29 +84,56 @@ class ExportResponse(StreamingResponse):
     looks complete. A disconnect cancels the stream; the snapshot is then rolled back here.
     """
 
-    def __init__(self, opened: OpenExport, chunks: AsyncIterator[Chunk], request_id: str,
-                 **kwargs: object) -> None:
+    def __init__(self, opened: OpenExport, chunks: AsyncIterator[Chunk], *, fmt: str,
+                 metrics: Metrics, started: float, **kwargs: Any) -> None:
         self._opened = opened
         self._chunks = chunks
-        self._request_id = request_id
-        super().__init__(self._body(), **kwargs)  # type: ignore[arg-type]
+        self._format = fmt
+        self._metrics = metrics
+        self._started = started
+        self._bytes = 0
+        self.outcome = "client_disconnected"
+        super().__init__(self._body(), **kwargs)
 
     async def _body(self) -> AsyncIterator[Chunk]:
+        first = True
         try:
             async for chunk in self._chunks:
+                if first:
+                    self._metrics.first_byte.labels(self._format).observe(
+                        time.perf_counter() - self._started)
+                    first = False
+                self._bytes += len(chunk)
                 yield chunk
         except Exception:
-            log.exception("export %s failed after %d rows; cutting the response",
-                          self._request_id, self._opened.export.rows_fetched)
+            self.outcome = "failed"
+            self._metrics.failures.labels("stream_failed").inc()
+            log.exception("export failed after %d rows; cutting the response",
+                          self._opened.export.rows_fetched)
             raise
+        self.outcome = "completed"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._metrics.in_flight.labels(self._format).inc()
         try:
             await super().__call__(scope, receive, send)
         finally:
             with anyio.CancelScope(shield=True):
                 await self.body_iterator.aclose()  # type: ignore[attr-defined]
                 await self._opened.close()
+            self._record()
+
+    def _record(self) -> None:
+        m, fmt = self._metrics, self._format
+        rows = self._opened.export.rows_fetched
+        duration = time.perf_counter() - self._started
+        m.in_flight.labels(fmt).dec()
+        m.exports.labels(fmt, self.outcome).inc()
+        m.rows.labels(fmt).inc(rows)
+        m.bytes.labels(fmt).inc(self._bytes)
+        m.duration.labels(fmt).observe(duration)
+        log.info("export", extra={"format": fmt, "outcome": self.outcome, "rows": rows,
+                                  "bytes": self._bytes, "duration_ms": round(duration * 1000)})
 
 
 def content_disposition(extension: str, now: datetime) -> str:
@@ -153,7 +183,11 @@ async def export_learners(
     prefer: Annotated[str | None, Header(
         description="`count=exact`: send the row count as Content-Range and X-Total-Count")
     ] = None,
+    accept_encoding: Annotated[str | None, Header(
+        description="zstd or gzip compress CSV and JSON Lines (not XLSX, already a zip)")
+    ] = None,
 ) -> StreamingResponse:
+    started = time.perf_counter()
     settings: Settings = request.app.state.settings
     pool: asyncpg.Pool = request.app.state.pool
     await authorize_export(pool, authorization, settings)
@@ -179,7 +213,11 @@ async def export_learners(
         EncodeOptions(bom=params.bom, escape_formulas=params.escape_formulas,
                       sheet_rows=settings.xlsx_sheet_rows),
     )
-    request_id: str = request.state.request_id
-    chunks = encode_stream(opened.export.batches(), encoder, settings.chunk_bytes)
-    return ExportResponse(opened, chunks, request_id, media_type=fmt.media_type,
-                          headers=headers)
+    codec = negotiate(accept_encoding) if fmt.name != "xlsx" else None
+    if codec is not None:
+        headers["Content-Encoding"] = codec.name
+    headers["Vary"] = "Accept-Encoding"
+    chunks = encode_stream(opened.export.batches(), encoder, settings.chunk_bytes,
+                           codec.make() if codec else None)
+    return ExportResponse(opened, chunks, fmt=fmt.name, metrics=request.app.state.metrics,
+                          started=started, media_type=fmt.media_type, headers=headers)
