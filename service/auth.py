@@ -59,11 +59,13 @@ def verify_token(token: str, settings: Settings) -> str:
 
 async def caller_role(pool: asyncpg.Pool, profile_id: str, settings: Settings) -> str | None:
     try:
-        role: str | None = await pool.fetchval(
-            "SELECT role FROM public.profiles WHERE id = $1", profile_id,
-            timeout=settings.acquire_timeout_seconds)
-    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-            TimeoutError) as exc:
+        async with pool.acquire(timeout=settings.acquire_timeout_seconds) as conn:
+            role: str | None = await conn.fetchval(
+                "SELECT role FROM public.profiles WHERE id = $1", profile_id,
+                timeout=settings.acquire_timeout_seconds)
+    except TimeoutError:
+        raise DatabaseUnavailable("every database connection is busy; retry shortly") from None
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
         raise DatabaseUnavailable("database unreachable") from exc
     return role
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import secrets
+import signal
 import sys
 import uuid
 from collections.abc import Iterator, Sequence
@@ -80,9 +81,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 f"    'http://{host}:{args.port}/v1/exports/learners?format=csv'\n",
                 file=sys.stderr, flush=True,
             )
+        # uvicorn re-raises the signal that stopped it once it has shut down gracefully; with
+        # these handlers in place that ends in exit status 0, as a clean stop should.
+        for stop_signal in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop_signal, lambda *_: None)
         uvicorn.run(create_app(settings), host=args.host, port=args.port,
                     log_level=args.log_level, log_config=None, access_log=False,
-                    timeout_graceful_shutdown=10)
+                    timeout_graceful_shutdown=int(settings.shutdown_grace_seconds))
     return 0
 
 

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     chunk_bytes: int = Field(default=64 * 1024, ge=1024)
     statement_timeout_ms: int = Field(default=60_000, ge=0)
     idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=0)
+    stall_timeout_seconds: float = Field(default=60.0, gt=0)
+    max_duration_seconds: float = Field(default=3600.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     max_limit: int | None = Field(default=None, ge=1)
     xlsx_sheet_rows: int = Field(default=1_048_576, ge=2, le=1_048_576)
 

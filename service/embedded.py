@@ -43,6 +43,7 @@ class EmbeddedPostgres:
         self.port = port or _free_port()
         self._tmp = Path(tempfile.mkdtemp(prefix="learner-export-pg-"))
         self._process: subprocess.Popen[bytes] | None = None
+        self._bin_dir = Path()
         self._user: pwd.struct_passwd | None = (
             pwd.getpwnam(_UNPRIVILEGED_USER) if os.geteuid() == 0 else None
         )
@@ -89,29 +90,47 @@ class EmbeddedPostgres:
 
     def _start(self, timeout: float) -> None:
         os.chmod(self._tmp, 0o755)
-        bin_dir = self._bin()
+        self._bin_dir = self._bin()
         data = self._tmp / "data"
         data.mkdir(mode=0o700)
         if self._user is not None:
             os.chown(data, self._user.pw_uid, self._user.pw_gid)
-        env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "TZ": "UTC"}
         subprocess.run(
-            [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+            [str(self._bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
              "-E", "UTF8", "--locale=C", "--no-sync"],
-            check=True, capture_output=True, env=env, cwd=self._tmp,
+            check=True, capture_output=True, env=self._env(), cwd=self._tmp,
             user=self._uid, group=self._gid, extra_groups=self._groups,
         )
-        with open(self._tmp / "postgres.log", "wb") as server_log:
+        self.start_server(timeout)
+
+    def _env(self) -> dict[str, str]:
+        return {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "TZ": "UTC"}
+
+    def start_server(self, timeout: float = 30.0) -> None:
+        """Start the server on the existing data directory (again, after stop_server())."""
+        data = self._tmp / "data"
+        with open(self._tmp / "postgres.log", "ab") as server_log:
             self._process = subprocess.Popen(
-                [str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1",
+                [str(self._bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1",
                  "-p", str(self.port), "-k", str(data), "-c", "fsync=off",
                  "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
                  "-c", "max_connections=200"],
-                stdout=subprocess.DEVNULL, stderr=server_log, env=env, cwd=self._tmp,
+                stdout=subprocess.DEVNULL, stderr=server_log, env=self._env(), cwd=self._tmp,
                 preexec_fn=_die_with_parent,
                 user=self._uid, group=self._gid, extra_groups=self._groups,
             )
         self._wait_ready(data / "postmaster.pid", timeout)
+
+    def stop_server(self) -> None:
+        """Stop the server (fast shutdown), keeping its data for start_server()."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGINT)
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
 
     def _wait_ready(self, pid_file: Path, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -131,14 +150,8 @@ class EmbeddedPostgres:
         raise RuntimeError(f"embedded PostgreSQL not ready within {timeout} s")
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGINT)  # fast shutdown
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._process = None
+        """Stop the server and delete everything it had."""
+        self.stop_server()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> EmbeddedPostgres:

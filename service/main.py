@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -73,7 +74,12 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            await app.state.pool.close()
+            # Exports still running were cut by the server's graceful-shutdown timeout and have
+            # given their connections back; terminate whatever has not within a few seconds.
+            try:
+                await asyncio.wait_for(app.state.pool.close(), timeout=5)
+            except TimeoutError:
+                app.state.pool.terminate()
 
     app = FastAPI(
         title="learner-export",

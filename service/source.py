@@ -155,5 +155,10 @@ class LearnerExport:
             self._prefetch.cancel()
             with contextlib.suppress(BaseException):
                 await self._prefetch
-        with contextlib.suppress(asyncpg.InterfaceError, asyncpg.PostgresError, OSError):
+        try:
             await self._transaction.rollback()
+        except (asyncpg.InterfaceError, asyncpg.InternalClientError, asyncpg.PostgresError,
+                OSError):
+            # A query cancelled half-way leaves the connection busy or broken: it is closed
+            # rather than given back as it is (the pool opens a fresh one when needed).
+            self._conn.terminate()

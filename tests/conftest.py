@@ -7,7 +7,11 @@ import asyncio
 import contextlib
 import functools
 import os
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -134,7 +138,7 @@ class LiveServer:
     def client(self, **kwargs: Any) -> httpx.Client:
         # Identity unless a test asks for compression: raw bytes are then the file's bytes.
         headers = {"Authorization": f"Bearer {self.token}", "Accept-Encoding": "identity"}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kwargs)
+        return httpx.Client(base_url=self.url, headers=headers, **{"timeout": 60, **kwargs})
 
     def pool_in_use(self) -> int:
         pool = self.app.state.pool
@@ -201,3 +205,67 @@ def query(url: str, statement: str, *args: Any) -> list[asyncpg.Record]:
 def sql(database_url: str) -> Callable[..., list[asyncpg.Record]]:
     """query() on the messy seed's database."""
     return functools.partial(query, database_url)
+
+
+@dataclass
+class ServerProcess:
+    """The service as a real `learner-export serve` process, for signals, RSS and exit codes."""
+
+    url: str
+    process: subprocess.Popen[str]
+    token: str
+    log: Any
+
+    def logs(self) -> str:
+        """What the server wrote to stderr (to a file: a pipe nobody reads would block it)."""
+        self.log.seek(0)
+        return str(self.log.read())
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def rss_kb(self, field: str = "VmRSS") -> int:
+        for line in open(f"/proc/{self.pid}/status"):  # noqa: SIM115
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise RuntimeError(f"no {field}")
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token}", "Accept-Encoding": "identity"}
+        return httpx.Client(base_url=self.url, headers=headers, **{"timeout": 60, **kwargs})
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> tuple[int, str]:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=timeout)
+        return code, self.logs()
+
+
+@contextlib.contextmanager
+def server_process(database: Database, **env: str) -> Iterator[ServerProcess]:
+    port = _free_port()
+    environment = {**os.environ, "DATABASE_URL": database.url, "EXPORT_JWT_SECRET": JWT_SECRET,
+                   **env}
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+            stdout=subprocess.DEVNULL, stderr=log, env=environment, text=True)
+        server = ServerProcess(f"http://127.0.0.1:{port}", process,
+                               issue_token(JWT_SECRET, database.admin_id), log)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(server.url + "/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the service did not start:\n" + server.logs())
+                time.sleep(0.05)
+            yield server
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)

@@ -12,7 +12,7 @@ import anyio
 import asyncpg
 from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from service.auth import authorize_export
 from service.columns import COLUMNS
@@ -85,8 +85,9 @@ class ExportResponse(StreamingResponse):
     """
 
     def __init__(self, opened: OpenExport, chunks: AsyncIterator[Chunk], *, fmt: str,
-                 metrics: Metrics, started: float, **kwargs: Any) -> None:
+                 metrics: Metrics, settings: Settings, started: float, **kwargs: Any) -> None:
         self._opened = opened
+        self._settings = settings
         self._chunks = chunks
         self._format = fmt
         self._metrics = metrics
@@ -114,9 +115,26 @@ class ExportResponse(StreamingResponse):
         self.outcome = "completed"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stall = self._settings.stall_timeout_seconds
+
+        async def send_or_give_up(message: Message) -> None:
+            # A client that stops reading blocks this send (TCP backpressure), with the
+            # snapshot open: past the stall timeout the export ends, cut.
+            with anyio.fail_after(stall):
+                await send(message)
+
         self._metrics.in_flight.labels(self._format).inc()
         try:
-            await super().__call__(scope, receive, send)
+            with anyio.fail_after(self._settings.max_duration_seconds):
+                await super().__call__(scope, receive, send_or_give_up)
+        except TimeoutError:
+            self.outcome = "timed_out"
+            self._metrics.failures.labels("timed_out").inc()
+            log.warning("export stalled or ran too long; cutting the response")
+            raise
+        except anyio.get_cancelled_exc_class():
+            self.outcome = "cancelled"
+            raise
         finally:
             with anyio.CancelScope(shield=True):
                 await self.body_iterator.aclose()  # type: ignore[attr-defined]
@@ -220,4 +238,5 @@ async def export_learners(
     chunks = encode_stream(opened.export.batches(), encoder, settings.chunk_bytes,
                            codec.make() if codec else None)
     return ExportResponse(opened, chunks, fmt=fmt.name, metrics=request.app.state.metrics,
-                          started=started, media_type=fmt.media_type, headers=headers)
+                          settings=settings, started=started, media_type=fmt.media_type,
+                          headers=headers)
