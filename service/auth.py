@@ -9,16 +9,17 @@ from dataclasses import dataclass
 import asyncpg
 import jwt
 
+from service.access import RoleCache
 from service.config import Settings
 from service.errors import DatabaseUnavailable, Forbidden, Unauthorized
 
-EXPORT_ROLES = frozenset({"Admin"})
+EXPORT_ROLES = frozenset({"Admin", "Staff"})
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
     id: str
-    role: str
+    role: str | None
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -70,15 +71,23 @@ async def caller_role(pool: asyncpg.Pool, profile_id: str, settings: Settings) -
     return role
 
 
-async def authorize_export(pool: asyncpg.Pool, authorization: str | None, settings: Settings,
-                           ) -> Caller:
-    profile_id = verify_token(bearer_token(authorization), settings)
-    role = await caller_role(pool, profile_id, settings)
-    if role is None:
+async def resolve_caller(pool: asyncpg.Pool, profile_id: str, settings: Settings,
+                         roles: RoleCache) -> Caller:
+    """The caller with their role (through the cache), or None as role without a profile."""
+
+    async def lookup(pid: str) -> str | None:
+        return await caller_role(pool, pid, settings)
+
+    return Caller(profile_id, await roles.role(profile_id, lookup))
+
+
+def require_export_role(caller: Caller) -> None:
+    """Refuse roles that may not export at all. Which clients a caller may export, the database
+    decides (public.learner_export_scope)."""
+    if caller.role is None:
         raise Forbidden("no profile for this token's subject")
-    if role not in EXPORT_ROLES:
-        raise Forbidden(f"role {role!r} may not export learners")
-    return Caller(profile_id, role)
+    if caller.role not in EXPORT_ROLES:
+        raise Forbidden(f"role {caller.role!r} may not export learners")
 
 
 def issue_token(secret: str, subject: str, *, audience: str = "authenticated",

@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     jwt_audience: str = "authenticated"
     jwt_leeway_seconds: int = Field(default=30, ge=0)
 
-    pool_max_size: int = Field(default=10, ge=1)
+    pool_max_size: int = Field(default=24, ge=1)
     statement_cache_size: int = Field(default=100, ge=0)
     acquire_timeout_seconds: float = Field(default=2.0, gt=0)
 
@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     max_duration_seconds: float = Field(default=3600.0, gt=0)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     max_limit: int | None = Field(default=None, ge=1)
+    role_cache_ttl_seconds: float = Field(default=30.0, ge=0)
+    max_concurrent: int = Field(default=16, ge=1)
+    max_concurrent_per_user: int = Field(default=8, ge=1)
     xlsx_sheet_rows: int = Field(default=1_048_576, ge=2, le=1_048_576)
 
     sql_dir: Path = DEFAULT_SQL_DIR

@@ -44,6 +44,14 @@ class Forbidden(ExportError):
     code = "forbidden"
 
 
+class TooManyExports(ExportError):
+    status_code = 429
+    code = "too_many_exports"
+
+    def __init__(self, detail: Any, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
 class DatabaseUnavailable(ExportError):
     status_code = 503
     code = "database_unavailable"

@@ -14,7 +14,9 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import db, logs
+from service.access import ExportSlots, RoleCache
 from service.api import exports, health, metrics
+from service.audit import AuditLog
 from service.config import Settings
 from service.errors import add_exception_handlers
 from service.metrics import Metrics
@@ -71,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await db.create_pool(settings, dsn)
         app.state.metrics.watch_pool(app.state.pool)
+        app.state.audit = AuditLog(app.state.pool, settings.acquire_timeout_seconds)
         try:
             yield
         finally:
@@ -89,6 +92,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.state.roles = RoleCache(settings.role_cache_ttl_seconds)
+    app.state.slots = ExportSlots(settings.max_concurrent, settings.max_concurrent_per_user)
     add_exception_handlers(app)
     app.include_router(health.router)
     app.include_router(exports.router)

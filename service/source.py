@@ -35,8 +35,8 @@ class PageQuery:
         columns = ", ".join(f'"{n}"' for n in selected)
         sql = (
             f"SELECT {columns} FROM public.get_learner_export_batch("
-            "$1::uuid[], $2::timestamptz, $3::timestamptz, $4::boolean,"
-            " $5::timestamptz, $6::uuid, $7::integer)"
+            "$1::uuid, $2::uuid[], $3::timestamptz, $4::timestamptz, $5::boolean,"
+            " $6::timestamptz, $7::uuid, $8::integer)"
         )
         key_index = (selected.index(KEY_COLUMNS[0]), selected.index(KEY_COLUMNS[1]))
         return cls(sql, len(names), len(selected), key_index)
@@ -51,14 +51,19 @@ class _Page:
 class LearnerExport:
     """One export on one connection: a REPEATABLE READ, READ ONLY transaction read page by page.
 
-    `open()` starts the snapshot and fetches the first page, so that anything that can fail early
-    fails before a response starts. `batches()` then yields pages, asking the database for the
-    next page before handing out the current one, so that PostgreSQL works while rows are
-    encoded. `close()` rolls back; it is safe to call at any time, more than once.
+    Every page is read as `caller` (a profile id), whose scope the database applies.
+    `open()` starts the snapshot, resolves the caller's scope and fetches the first page, so
+    that anything that can fail early (a refusal included) fails before a response starts.
+    `batches()` then yields pages, asking the database for the next page before handing out the
+    current one, so that PostgreSQL works while rows are encoded. `close()` rolls back; it is
+    safe to call at any time, more than once.
     """
 
-    def __init__(self, conn: asyncpg.Connection, params: ExportParams, settings: Settings) -> None:
+    def __init__(self, conn: asyncpg.Connection, params: ExportParams, settings: Settings,
+                 caller: str) -> None:
         self._conn = conn
+        self._caller = caller
+        self.client_scope: list[str] | None = None
         self._params = params
         self._query = PageQuery.for_params(params)
         self._page_size = settings.page_size
@@ -84,6 +89,9 @@ class LearnerExport:
             " set_config('jit', 'off', true)",
             str(s.statement_timeout_ms), str(s.idle_in_transaction_timeout_ms),
         )
+        self.client_scope = await self._conn.fetchval(
+            "SELECT public.learner_export_scope($1::uuid, $2::uuid[])", self._caller,
+            self._client_ids())
         self._first = await self._fetch(None, self._first_page_size)
         return self
 
@@ -92,10 +100,9 @@ class LearnerExport:
         p = self._params
         after = p.after or (None, None)
         total: int = await self._conn.fetchval(
-            "SELECT public.count_learner_export($1::uuid[], $2::timestamptz, $3::timestamptz,"
-            " $4::boolean, $5::timestamptz, $6::uuid)",
-            list(p.client_ids) if p.client_ids is not None else None,
-            p.created_from, p.created_to, p.active, *after,
+            "SELECT public.count_learner_export($1::uuid, $2::uuid[], $3::timestamptz,"
+            " $4::timestamptz, $5::boolean, $6::timestamptz, $7::uuid)",
+            self._caller, self._client_ids(), p.created_from, p.created_to, p.active, *after,
         )
         return total if p.limit is None else min(total, p.limit)
 
@@ -108,14 +115,17 @@ class LearnerExport:
         k1, k2 = self._query.key_index
         cursor = (after[k1], after[k2]) if after is not None else p.after or (None, None)
         rows: list[asyncpg.Record] = await self._conn.fetch(
-            self._query.sql,
-            list(p.client_ids) if p.client_ids is not None else None,
-            p.created_from, p.created_to, p.active, *cursor, size,
+            self._query.sql, self._caller, self._client_ids(), p.created_from, p.created_to,
+            p.active, *cursor, size,
         )
         if self._remaining is not None:
             self._remaining -= len(rows)
         self.rows_fetched += len(rows)
         return _Page(rows, size)
+
+    def _client_ids(self) -> list[str] | None:
+        ids = self._params.client_ids
+        return list(ids) if ids is not None else None
 
     def _more_after(self, page: _Page) -> bool:
         full = len(page.rows) == page.requested

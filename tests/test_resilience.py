@@ -238,7 +238,8 @@ def test_two_hundred_aborted_downloads_leak_nothing(big_database: Database) -> N
 @pytest.mark.slow
 def test_thirty_two_concurrent_exports_complete(big_database: Database) -> None:
     rows = 50_000
-    with server_process(big_database, EXPORT_POOL_MAX_SIZE="40") as server:
+    with server_process(big_database, EXPORT_POOL_MAX_SIZE="40", EXPORT_MAX_CONCURRENT="32",
+                        EXPORT_MAX_CONCURRENT_PER_USER="32") as server:
         async def one(client: httpx.AsyncClient, fmt: str) -> tuple[str, int, int]:
             async with client.stream("GET", "/v1/exports/learners",
                                      params={"format": fmt, "limit": str(rows),

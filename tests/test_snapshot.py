@@ -13,7 +13,7 @@ from service.source import LearnerExport
 from tests.conftest import make_settings, run
 
 
-async def _snapshot_scenario(url: str) -> dict[str, Any]:
+async def _snapshot_scenario(url: str, admin: str) -> dict[str, Any]:
     settings = make_settings(url, page_size=50, first_page_size=50)
     other = await asyncpg.connect(url)
     client_id = str(uuid.uuid4())
@@ -29,7 +29,7 @@ async def _snapshot_scenario(url: str) -> dict[str, Any]:
         "SELECT id::text FROM public.learners ORDER BY created_at, id")]
 
     conn = await db.connect(settings, url)
-    export = LearnerExport(conn, ExportParams(format="jsonl"), settings)
+    export = LearnerExport(conn, ExportParams(format="jsonl"), settings, admin)
     try:
         await export.open()
         batches = export.batches()
@@ -53,8 +53,8 @@ async def _snapshot_scenario(url: str) -> dict[str, Any]:
             "keep": keep, "gone": gone, "new": new, "fetched_at_change": fetched_at_change}
 
 
-def test_changes_during_an_export_do_not_show(database_url: str) -> None:
-    result = run(_snapshot_scenario(database_url))
+def test_changes_during_an_export_do_not_show(database_url: str, seeded: str) -> None:
+    result = run(_snapshot_scenario(database_url, seeded))
     assert result["fetched_at_change"] < len(result["before"])  # the changes came mid-export
     assert result["ids"] == result["before"]  # every row that existed, and nothing else
     assert result["names"][result["keep"]] == "before"
@@ -62,10 +62,10 @@ def test_changes_during_an_export_do_not_show(database_url: str) -> None:
     assert result["new"] not in result["names"]
 
 
-async def _transaction_kind(url: str) -> list[str]:
+async def _transaction_kind(url: str, admin: str) -> list[str]:
     settings = make_settings(url)
     conn = await db.connect(settings, url)
-    export = LearnerExport(conn, ExportParams(limit=1), settings)
+    export = LearnerExport(conn, ExportParams(limit=1), settings, admin)
     try:
         await export.open()
         return [await conn.fetchval(f"SHOW {name}") for name in
@@ -76,5 +76,6 @@ async def _transaction_kind(url: str) -> list[str]:
         await conn.close()
 
 
-def test_export_reads_in_a_read_only_repeatable_read_transaction(database_url: str) -> None:
-    assert run(_transaction_kind(database_url)) == ["repeatable read", "on", "0"]
+def test_export_reads_in_a_read_only_repeatable_read_transaction(database_url: str,
+                                                                seeded: str) -> None:
+    assert run(_transaction_kind(database_url, seeded)) == ["repeatable read", "on", "0"]

@@ -16,11 +16,11 @@ from service.stream import encode_stream
 from tests.conftest import BIG_LEARNERS, Database, LiveServer, make_settings, query, run
 
 
-async def _first_chunk_progress(url: str, fmt: str) -> tuple[int, int, int]:
+async def _first_chunk_progress(url: str, fmt: str, admin: str) -> tuple[int, int, int]:
     settings = make_settings(url)
     params = ExportParams(format=fmt)
     conn = await db.connect(settings, url)
-    export = LearnerExport(conn, params, settings)
+    export = LearnerExport(conn, params, settings, admin)
     encoder = FORMATS[fmt].make_encoder(params.columns, EncodeOptions())
     fetched_at_first_chunk = -1
     chunks = 0
@@ -37,8 +37,9 @@ async def _first_chunk_progress(url: str, fmt: str) -> tuple[int, int, int]:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "xlsx"])
-def test_first_chunk_leaves_before_most_rows_are_read(database_url: str, fmt: str) -> None:
-    at_first_chunk, total, chunks = run(_first_chunk_progress(database_url, fmt))
+def test_first_chunk_leaves_before_most_rows_are_read(database_url: str, seeded: str,
+                                                     fmt: str) -> None:
+    at_first_chunk, total, chunks = run(_first_chunk_progress(database_url, fmt, seeded))
     assert total > 0
     # The first chunk left with the first page (and at most the next one) read, not the export.
     assert at_first_chunk <= 100 + 500 < total

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -14,11 +15,13 @@ from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from service.auth import authorize_export
+from service.access import Slot
+from service.audit import AuditEntry, AuditLog
+from service.auth import bearer_token, require_export_role, resolve_caller, verify_token
 from service.columns import COLUMNS
 from service.compression import negotiate
 from service.config import Settings
-from service.errors import DatabaseUnavailable
+from service.errors import DatabaseUnavailable, Forbidden
 from service.formats import FORMATS, EncodeOptions
 from service.metrics import Metrics
 from service.params import ExportParams, parse_export_params
@@ -34,7 +37,8 @@ CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresConnectionError,
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     400: {"description": "A parameter is invalid; the body names each problem"},
     401: {"description": "Missing, malformed, expired or wrongly signed token"},
-    403: {"description": "The caller's role may not export learners"},
+    403: {"description": "The caller may not export learners, or not these clients"},
+    429: {"description": "Too many exports running (for the process, or for this caller)"},
     503: {"description": "The database is unreachable or busy; retry after Retry-After"},
 }
 
@@ -48,19 +52,21 @@ class OpenExport:
         self._released = False
 
     @classmethod
-    async def open(cls, pool: asyncpg.Pool, params: ExportParams, settings: Settings
-                   ) -> OpenExport:
+    async def open(cls, pool: asyncpg.Pool, params: ExportParams, settings: Settings,
+                   caller: str) -> OpenExport:
         try:
             conn = await pool.acquire(timeout=settings.acquire_timeout_seconds)
         except TimeoutError:
             raise DatabaseUnavailable("every database connection is busy; retry shortly") from None
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable("database unreachable") from exc
-        opened = cls(pool, conn, LearnerExport(conn, params, settings))
+        opened = cls(pool, conn, LearnerExport(conn, params, settings, caller))
         try:
             await opened.export.open()
         except BaseException as exc:
             await opened.close()
+            if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+                raise Forbidden(exc.args[0] if exc.args else "not allowed") from None
             if isinstance(exc, CONNECTION_ERRORS):
                 raise DatabaseUnavailable("database connection lost") from exc
             raise
@@ -76,6 +82,39 @@ class OpenExport:
             await self.pool.release(self.conn)
 
 
+@dataclass
+class ExportRun:
+    """Everything one running export holds, and what must happen when it ends."""
+
+    opened: OpenExport
+    fmt: str
+    slot: Slot
+    audit: AuditLog
+    entry: AuditEntry
+    metrics: Metrics
+    started: float
+
+    async def end(self, outcome: str, bytes_sent: int) -> None:
+        try:
+            await self.opened.close()
+        finally:
+            self.slot.release()
+            rows = self.opened.export.rows_fetched
+            duration = time.perf_counter() - self.started
+            m, fmt = self.metrics, self.fmt
+            m.in_flight.labels(fmt).dec()
+            m.exports.labels(fmt, outcome).inc()
+            m.rows.labels(fmt).inc(rows)
+            m.bytes.labels(fmt).inc(bytes_sent)
+            m.duration.labels(fmt).observe(duration)
+            log.info("export", extra={"export_id": self.entry.id, "format": fmt,
+                                      "outcome": outcome, "rows": rows, "bytes": bytes_sent,
+                                      "duration_ms": round(duration * 1000)})
+            await self.audit.finish(self.entry, outcome=outcome, rows=rows,
+                                    bytes_sent=bytes_sent, duration_ms=round(duration * 1000),
+                                    client_scope=self.opened.export.client_scope)
+
+
 class ExportResponse(StreamingResponse):
     """A streaming response that always gives its connection back, however the stream ends.
 
@@ -84,14 +123,11 @@ class ExportResponse(StreamingResponse):
     looks complete. A disconnect cancels the stream; the snapshot is then rolled back here.
     """
 
-    def __init__(self, opened: OpenExport, chunks: AsyncIterator[Chunk], *, fmt: str,
-                 metrics: Metrics, settings: Settings, started: float, **kwargs: Any) -> None:
-        self._opened = opened
-        self._settings = settings
+    def __init__(self, run: ExportRun, chunks: AsyncIterator[Chunk], settings: Settings,
+                 **kwargs: Any) -> None:
+        self._run = run
         self._chunks = chunks
-        self._format = fmt
-        self._metrics = metrics
-        self._started = started
+        self._settings = settings
         self._bytes = 0
         self.outcome = "client_disconnected"
         super().__init__(self._body(), **kwargs)
@@ -101,16 +137,16 @@ class ExportResponse(StreamingResponse):
         try:
             async for chunk in self._chunks:
                 if first:
-                    self._metrics.first_byte.labels(self._format).observe(
-                        time.perf_counter() - self._started)
+                    self._run.metrics.first_byte.labels(self._run.fmt).observe(
+                        time.perf_counter() - self._run.started)
                     first = False
                 self._bytes += len(chunk)
                 yield chunk
         except Exception:
             self.outcome = "failed"
-            self._metrics.failures.labels("stream_failed").inc()
+            self._run.metrics.failures.labels("stream_failed").inc()
             log.exception("export failed after %d rows; cutting the response",
-                          self._opened.export.rows_fetched)
+                          self._run.opened.export.rows_fetched)
             raise
         self.outcome = "completed"
 
@@ -123,13 +159,12 @@ class ExportResponse(StreamingResponse):
             with anyio.fail_after(stall):
                 await send(message)
 
-        self._metrics.in_flight.labels(self._format).inc()
         try:
             with anyio.fail_after(self._settings.max_duration_seconds):
                 await super().__call__(scope, receive, send_or_give_up)
         except TimeoutError:
             self.outcome = "timed_out"
-            self._metrics.failures.labels("timed_out").inc()
+            self._run.metrics.failures.labels("timed_out").inc()
             log.warning("export stalled or ran too long; cutting the response")
             raise
         except anyio.get_cancelled_exc_class():
@@ -138,20 +173,79 @@ class ExportResponse(StreamingResponse):
         finally:
             with anyio.CancelScope(shield=True):
                 await self.body_iterator.aclose()  # type: ignore[attr-defined]
-                await self._opened.close()
-            self._record()
+                await self._run.end(self.outcome, self._bytes)
 
-    def _record(self) -> None:
-        m, fmt = self._metrics, self._format
-        rows = self._opened.export.rows_fetched
-        duration = time.perf_counter() - self._started
-        m.in_flight.labels(fmt).dec()
-        m.exports.labels(fmt, self.outcome).inc()
-        m.rows.labels(fmt).inc(rows)
-        m.bytes.labels(fmt).inc(self._bytes)
-        m.duration.labels(fmt).observe(duration)
-        log.info("export", extra={"format": fmt, "outcome": self.outcome, "rows": rows,
-                                  "bytes": self._bytes, "duration_ms": round(duration * 1000)})
+
+async def start_export(request: Request, caller_id: str, params: ExportParams, *,
+                       via_link: bool, prefer: str | None, accept_encoding: str | None,
+                       ) -> StreamingResponse:
+    """From an authenticated caller and valid parameters to a streaming response: role,
+    limits, audit, snapshot and first page, all before the first byte."""
+    started = time.perf_counter()
+    state = request.app.state
+    settings: Settings = state.settings
+    pool: asyncpg.Pool = state.pool
+    audit: AuditLog = state.audit
+    request_id: str = request.state.request_id
+    caller = await resolve_caller(pool, caller_id, settings, state.roles)
+    try:
+        require_export_role(caller)
+    except Forbidden as exc:
+        await audit.denied(caller=caller.id, role=caller.role, request_id=request_id,
+                           params=params, detail=str(exc.detail), via_link=via_link)
+        raise
+    slot = state.slots.take(caller.id)
+    try:
+        entry = await audit.start(caller=caller.id, role=str(caller.role),
+                                  request_id=request_id, params=params, via_link=via_link)
+        try:
+            opened = await OpenExport.open(pool, params, settings, caller.id)
+        except Forbidden as exc:
+            await audit.denied(caller=caller.id, role=caller.role, request_id=request_id,
+                               params=params, detail=str(exc.detail), via_link=via_link,
+                               entry=entry)
+            raise
+        except BaseException as exc:
+            await audit.finish(entry, outcome="failed", rows=0, bytes_sent=0,
+                               duration_ms=round((time.perf_counter() - started) * 1000),
+                               client_scope=None, detail=type(exc).__name__)
+            raise
+        fmt = FORMATS[params.format]
+        scope = opened.export.client_scope
+        headers = {
+            "Content-Disposition": content_disposition(fmt.extension, datetime.now(UTC)),
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "X-Export-Id": entry.id,
+            "X-Export-Client-Scope": "all" if scope is None else ",".join(scope),
+            "Vary": "Accept-Encoding",
+        }
+        if prefer and "count=exact" in prefer.replace(" ", "").split(","):
+            try:
+                total = await opened.export.count()
+            except BaseException:
+                await opened.close()
+                raise
+            headers["X-Total-Count"] = str(total)
+            headers["Content-Range"] = f"0-{total - 1}/{total}" if total else "*/0"
+            headers["Preference-Applied"] = "count=exact"
+    except BaseException:
+        slot.release()
+        raise
+    encoder = fmt.make_encoder(
+        opened.export.columns,
+        EncodeOptions(bom=params.bom, escape_formulas=params.escape_formulas,
+                      sheet_rows=settings.xlsx_sheet_rows),
+    )
+    codec = negotiate(accept_encoding) if fmt.name != "xlsx" else None
+    if codec is not None:
+        headers["Content-Encoding"] = codec.name
+    chunks = encode_stream(opened.export.batches(), encoder, settings.chunk_bytes,
+                           codec.make() if codec else None)
+    metrics: Metrics = state.metrics
+    metrics.in_flight.labels(fmt.name).inc()
+    run = ExportRun(opened, fmt.name, slot, audit, entry, metrics, started)
+    return ExportResponse(run, chunks, settings, media_type=fmt.media_type, headers=headers)
 
 
 def content_disposition(extension: str, now: datetime) -> str:
@@ -205,38 +299,8 @@ async def export_learners(
         description="zstd or gzip compress CSV and JSON Lines (not XLSX, already a zip)")
     ] = None,
 ) -> StreamingResponse:
-    started = time.perf_counter()
     settings: Settings = request.app.state.settings
-    pool: asyncpg.Pool = request.app.state.pool
-    await authorize_export(pool, authorization, settings)
+    profile_id = verify_token(bearer_token(authorization), settings)
     params = parse_export_params(request.query_params.multi_items(), max_limit=settings.max_limit)
-    fmt = FORMATS[params.format]
-    opened = await OpenExport.open(pool, params, settings)
-    headers = {
-        "Content-Disposition": content_disposition(fmt.extension, datetime.now(UTC)),
-        "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff",
-    }
-    if prefer and "count=exact" in prefer.replace(" ", "").split(","):
-        try:
-            total = await opened.export.count()
-        except BaseException:
-            await opened.close()
-            raise
-        headers["X-Total-Count"] = str(total)
-        headers["Content-Range"] = f"0-{total - 1}/{total}" if total else "*/0"
-        headers["Preference-Applied"] = "count=exact"
-    encoder = fmt.make_encoder(
-        opened.export.columns,
-        EncodeOptions(bom=params.bom, escape_formulas=params.escape_formulas,
-                      sheet_rows=settings.xlsx_sheet_rows),
-    )
-    codec = negotiate(accept_encoding) if fmt.name != "xlsx" else None
-    if codec is not None:
-        headers["Content-Encoding"] = codec.name
-    headers["Vary"] = "Accept-Encoding"
-    chunks = encode_stream(opened.export.batches(), encoder, settings.chunk_bytes,
-                           codec.make() if codec else None)
-    return ExportResponse(opened, chunks, fmt=fmt.name, metrics=request.app.state.metrics,
-                          settings=settings, started=started, media_type=fmt.media_type,
-                          headers=headers)
+    return await start_export(request, profile_id, params, via_link=False, prefer=prefer,
+                              accept_encoding=accept_encoding)

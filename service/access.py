@@ -1,0 +1,83 @@
+"""Per-process access state: the role cache and the export slots (concurrency limits)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from service.errors import TooManyExports
+
+RoleLookup = Callable[[str], Awaitable[str | None]]
+
+
+class RoleCache:
+    """`profiles.role` by profile id, kept for `ttl` seconds: the hottest query of the platform.
+
+    The database applies the live role again to every page, so a cached role can only make a
+    promotion late, never let a demoted caller read.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._entries: dict[str, tuple[str | None, float]] = {}
+
+    async def role(self, profile_id: str, lookup: RoleLookup) -> str | None:
+        now = self._clock()
+        cached = self._entries.get(profile_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        role = await lookup(profile_id)
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[profile_id] = (role, now + self._ttl)
+        return role
+
+
+@dataclass
+class Slot:
+    slots: ExportSlots
+    caller: str
+    released: bool = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.slots._release(self.caller)
+
+
+class ExportSlots:
+    """At most `total` exports at once in this process, and `per_caller` for one caller.
+
+    Beyond that an export is refused at once (429), rather than queued behind the pool.
+    """
+
+    RETRY_AFTER_SECONDS = 5
+
+    def __init__(self, total: int, per_caller: int) -> None:
+        self._total = total
+        self._per_caller = per_caller
+        self._running = 0
+        self._by_caller: dict[str, int] = {}
+
+    def take(self, caller: str) -> Slot:
+        if self._running >= self._total:
+            raise TooManyExports(f"{self._total} exports are running; retry shortly",
+                                 self.RETRY_AFTER_SECONDS)
+        if self._by_caller.get(caller, 0) >= self._per_caller:
+            raise TooManyExports(f"you have {self._per_caller} exports running; wait for one",
+                                 self.RETRY_AFTER_SECONDS)
+        self._running += 1
+        self._by_caller[caller] = self._by_caller.get(caller, 0) + 1
+        return Slot(self, caller)
+
+    def _release(self, caller: str) -> None:
+        self._running -= 1
+        left = self._by_caller[caller] - 1
+        if left:
+            self._by_caller[caller] = left
+        else:
+            del self._by_caller[caller]
