@@ -68,6 +68,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             if len(settings.jwt_secret.get_secret_value()) < 32:
                 overrides["jwt_secret"] = SecretStr(secrets.token_urlsafe(48))
+            if not settings.link_secrets.get_secret_value():
+                overrides["link_secrets"] = SecretStr("demo:" + secrets.token_urlsafe(48))
         settings = settings.model_copy(update=overrides)
         if embedded:
             admin = asyncio.run(_prepare_demo(settings, dsn, args.demo_learners))

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     max_limit: int | None = Field(default=None, ge=1)
     role_cache_ttl_seconds: float = Field(default=30.0, ge=0)
+    link_secrets: SecretStr = SecretStr("")
+    link_ttl_seconds: int = Field(default=300, gt=0)
+    link_max_ttl_seconds: int = Field(default=3600, gt=0)
+    public_url: str | None = None
     max_concurrent: int = Field(default=16, ge=1)
     max_concurrent_per_user: int = Field(default=8, ge=1)
     xlsx_sheet_rows: int = Field(default=1_048_576, ge=2, le=1_048_576)

@@ -15,10 +15,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import db, logs
 from service.access import ExportSlots, RoleCache
-from service.api import exports, health, metrics
+from service.api import exports, health, links, metrics
 from service.audit import AuditLog
 from service.config import Settings
 from service.errors import add_exception_handlers
+from service.links import LinkSigner, parse_secrets
 from service.metrics import Metrics
 
 log = logging.getLogger("learner_export.http")
@@ -94,9 +95,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.roles = RoleCache(settings.role_cache_ttl_seconds)
     app.state.slots = ExportSlots(settings.max_concurrent, settings.max_concurrent_per_user)
+    link_secrets = parse_secrets(settings.link_secrets.get_secret_value())
+    app.state.links = LinkSigner(link_secrets) if link_secrets else None
     add_exception_handlers(app)
     app.include_router(health.router)
     app.include_router(exports.router)
+    app.include_router(links.router)
     app.include_router(metrics.router)
     app.add_middleware(RequestIdMiddleware)
     return app

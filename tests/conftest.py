@@ -33,6 +33,7 @@ from service.embedded import EmbeddedPostgres
 from service.main import create_app
 
 JWT_SECRET = "test-secret-" + "x" * 40
+LINK_SECRETS = "k2:" + "n" * 40 + ",k1:" + "o" * 40
 SEED_LEARNERS = 4000
 SEED_CLIENTS = 7
 BIG_LEARNERS = 60_000
@@ -123,7 +124,8 @@ def big_database(pg_server: str) -> Iterator[Database]:
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"database_url": database_url, "jwt_secret": JWT_SECRET,
-                              "page_size": 500, "first_page_size": 100}
+                              "link_secrets": LINK_SECRETS, "page_size": 500,
+                              "first_page_size": 100}
     values.update(overrides)
     return Settings(**values)
 
