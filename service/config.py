@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "EXPORT_DATABASE_URL")
     )
+    read_database_url: str | None = None
     jwt_secret: SecretStr = SecretStr("")
     jwt_audience: str = "authenticated"
     jwt_leeway_seconds: int = Field(default=30, ge=0)

@@ -73,17 +73,22 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await db.create_pool(settings, dsn)
-        app.state.metrics.watch_pool(app.state.pool)
+        # Export snapshots may read from a hot standby; the audit trail and role lookups always
+        # use the primary.
+        app.state.read_pool = (await db.create_pool(settings, settings.read_database_url)
+                               if settings.read_database_url else app.state.pool)
+        app.state.metrics.watch_pool(app.state.read_pool)
         app.state.audit = AuditLog(app.state.pool, settings.acquire_timeout_seconds)
         try:
             yield
         finally:
             # Exports still running were cut by the server's graceful-shutdown timeout and have
             # given their connections back; terminate whatever has not within a few seconds.
-            try:
-                await asyncio.wait_for(app.state.pool.close(), timeout=5)
-            except TimeoutError:
-                app.state.pool.terminate()
+            for pool in {id(p): p for p in (app.state.read_pool, app.state.pool)}.values():
+                try:
+                    await asyncio.wait_for(pool.close(), timeout=5)
+                except TimeoutError:
+                    pool.terminate()
 
     app = FastAPI(
         title="learner-export",

@@ -82,6 +82,14 @@ class OpenExport:
             await self.pool.release(self.conn)
 
 
+def standby_advice(exc: BaseException) -> str:
+    """What to tell the operator when a hot standby cancelled the export's snapshot."""
+    if "conflict with recovery" in str(exc):
+        return ("; the standby cancelled it for a replication conflict: raise"
+                " max_standby_streaming_delay, or turn on hot_standby_feedback, on the standby")
+    return ""
+
+
 @dataclass
 class ExportRun:
     """Everything one running export holds, and what must happen when it ends."""
@@ -142,11 +150,11 @@ class ExportResponse(StreamingResponse):
                     first = False
                 self._bytes += len(chunk)
                 yield chunk
-        except Exception:
+        except Exception as exc:
             self.outcome = "failed"
             self._run.metrics.failures.labels("stream_failed").inc()
-            log.exception("export failed after %d rows; cutting the response",
-                          self._run.opened.export.rows_fetched)
+            log.exception("export failed after %d rows; cutting the response%s",
+                          self._run.opened.export.rows_fetched, standby_advice(exc))
             raise
         self.outcome = "completed"
 
@@ -199,7 +207,7 @@ async def start_export(request: Request, caller_id: str, params: ExportParams, *
         entry = await audit.start(caller=caller.id, role=str(caller.role),
                                   request_id=request_id, params=params, via_link=via_link)
         try:
-            opened = await OpenExport.open(pool, params, settings, caller.id)
+            opened = await OpenExport.open(state.read_pool, params, settings, caller.id)
         except Forbidden as exc:
             await audit.denied(caller=caller.id, role=caller.role, request_id=request_id,
                                params=params, detail=str(exc.detail), via_link=via_link,

@@ -17,10 +17,11 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", summary="The database answers",
             responses={503: {"description": "Not ready"}})
 async def readyz(request: Request) -> JSONResponse:
-    pool: asyncpg.Pool = request.app.state.pool
     timeout = request.app.state.settings.acquire_timeout_seconds
     try:
-        await pool.fetchval("SELECT 1", timeout=timeout)
+        for pool in (request.app.state.pool, request.app.state.read_pool):
+            async with pool.acquire(timeout=timeout) as conn:
+                await conn.fetchval("SELECT 1", timeout=timeout)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         return JSONResponse({"status": "not ready", "detail": type(exc).__name__},
                             status_code=503, headers={"Retry-After": "5"})
