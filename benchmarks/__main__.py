@@ -134,8 +134,12 @@ class Bench:
     prepared: dict[int, datasets.Dataset] = field(default_factory=dict)
 
     def service_env(self, dataset: datasets.Dataset, secret: str) -> dict[str, str]:
+        # The suite downloads as one caller: let it run as many exports as it measures at once.
+        limits = {"EXPORT_MAX_CONCURRENT": str(max(16, self.args.concurrency)),
+                  "EXPORT_MAX_CONCURRENT_PER_USER": str(max(16, self.args.concurrency)),
+                  "EXPORT_POOL_MAX_SIZE": str(max(24, self.args.concurrency + 8))}
         return servers.server_env({"DATABASE_URL": dataset.url, "EXPORT_JWT_SECRET": secret,
-                                   **dict(self.args.server_env)})
+                                   **limits, **dict(self.args.server_env)})
 
     def export_once(self, dataset: datasets.Dataset, path: str) -> Sample:
         """One export from a fresh server, with that server's peak RSS."""
@@ -200,7 +204,8 @@ class Bench:
         rows = max(self.prepared)
         _log(f"{rows:>10,}  keyset pages: first and last, and their plans...")
         try:
-            self.run.keyset = references.run_keyset(self.prepared[rows].url)
+            dataset = self.prepared[rows]
+            self.run.keyset = references.run_keyset(dataset.url, dataset.admin_id)
         except (RuntimeError, TimeoutError) as exc:
             self.run.notes.append(f"keyset pages not measured: {exc}")
 

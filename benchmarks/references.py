@@ -211,7 +211,8 @@ async def _nested_plans(url: str, sql: str, args: Sequence[Any]) -> list[dict[st
             if any(n.get("Relation Name") == "learners" for n in _walk(p["Plan"]))]
 
 
-async def keyset_cost(url: str, page_size: int = 5000, runs: int = 5) -> KeysetResult:
+async def keyset_cost(url: str, caller: str, page_size: int = 5000, runs: int = 5
+                      ) -> KeysetResult:
     """Median time of the first and of the last page, and what their plans show."""
     query = PageQuery.for_params(ExportParams())
     conn = await db.connect(Settings(), url)
@@ -223,9 +224,9 @@ async def keyset_cost(url: str, page_size: int = 5000, runs: int = 5) -> KeysetR
             " ORDER BY created_at DESC, id DESC OFFSET $1 LIMIT 1", page_size)
         if cursor is None:
             raise RuntimeError(f"{total} learners: too few for a last page of {page_size}")
-        first_args: tuple[Any, ...] = (None, None, None, None, None, None, page_size)
-        last_args: tuple[Any, ...] = (None, None, None, None, cursor["created_at"], cursor["id"],
-                                      page_size)
+        first_args: tuple[Any, ...] = (caller, None, None, None, None, None, None, page_size)
+        last_args: tuple[Any, ...] = (caller, None, None, None, None, cursor["created_at"],
+                                      cursor["id"], page_size)
 
         async def timed(args: tuple[Any, ...]) -> float:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -283,5 +284,5 @@ def plan_facts(result: KeysetResult) -> tuple[bool | None, bool | None]:
             all(p.keyset_index_used for p in showing))
 
 
-def run_keyset(url: str, timeout: float = 300.0) -> KeysetResult:
-    return asyncio.run(asyncio.wait_for(keyset_cost(url), timeout))
+def run_keyset(url: str, caller: str, timeout: float = 300.0) -> KeysetResult:
+    return asyncio.run(asyncio.wait_for(keyset_cost(url, caller), timeout))
