@@ -7,9 +7,10 @@ from enum import StrEnum
 
 
 class Kind(StrEnum):
-    """How a column's values look to an encoder (UUIDs arrive as text)."""
+    """How a column's values look to an encoder (UUIDs arrive as text: hex digits and dashes)."""
 
     TEXT = "text"
+    UUID = "uuid"  # text that needs no quoting, escaping or neutralising
     TIMESTAMP = "timestamp"
     BOOL = "bool"
     INT = "int"
@@ -24,11 +25,11 @@ class Column:
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("learner_id", Kind.TEXT, "Learner UUID"),
+    Column("learner_id", Kind.UUID, "Learner UUID"),
     Column("full_name", Kind.TEXT, "Learner's full name"),
     Column("email", Kind.TEXT, "Email address"),
     Column("phone", Kind.TEXT, "Phone number"),
-    Column("client_id", Kind.TEXT, "Client UUID"),
+    Column("client_id", Kind.UUID, "Client UUID"),
     Column("client_name", Kind.TEXT, "Client name"),
     Column("created_at", Kind.TIMESTAMP, "When the learner was created (ISO 8601)"),
     Column("last_login_at", Kind.TIMESTAMP, "Last login (ISO 8601)"),

@@ -43,7 +43,7 @@ class CsvEncoder:
         self._columns = columns
         self._bom = options.bom
         text = _escaped if options.escape_formulas else _quoted
-        by_kind: dict[Kind, Cell] = {Kind.TEXT: text, Kind.TIMESTAMP: _timestamp,
+        by_kind: dict[Kind, Cell] = {Kind.TEXT: text, Kind.UUID: str, Kind.TIMESTAMP: _timestamp,
                                      Kind.BOOL: _bool, Kind.INT: _number, Kind.FLOAT: _number}
         self._cells = [by_kind[c.kind] for c in columns]
 

@@ -108,6 +108,10 @@ def _text_cell(escape_formulas: bool) -> Callable[[Any], str]:
     return cell
 
 
+def _uuid_cell(value: Any) -> str:
+    return "<c/>" if value is None else f'<c t="inlineStr"><is><t>{value}</t></is></c>'
+
+
 def _number_cell(value: Any) -> str:
     return "<c/>" if value is None else f"<c><v>{value!r}</v></c>"
 
@@ -149,6 +153,7 @@ class XlsxEncoder:
         text = _text_cell(options.escape_formulas)
         by_kind: dict[Kind, Callable[[Any], str]] = {
             Kind.TEXT: text,
+            Kind.UUID: _uuid_cell,
             Kind.INT: _number_cell,
             Kind.FLOAT: _number_cell,
             Kind.BOOL: _bool_cell,
