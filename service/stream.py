@@ -13,7 +13,7 @@ Chunk = bytes | memoryview
 
 def _split(data: bytes, size: int) -> list[Chunk]:
     if len(data) <= size:
-        return [data]
+        return [data] if data else []
     view = memoryview(data)
     return [view[i:i + size] for i in range(0, len(data), size)]
 
@@ -41,7 +41,6 @@ async def encode_stream(batches: AsyncIterator[Sequence[Sequence[Any]]], encoder
         if compressor is not None:
             tail = compressor.compress(tail) + compressor.finish()
         for piece in _split(tail, chunk_bytes):
-            if piece:
-                yield piece
+            yield piece
     finally:
         encoder.close()

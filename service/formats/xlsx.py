@@ -12,9 +12,11 @@ at most 1,048,576 rows with its header; the export continues on a new sheet with
 
 from __future__ import annotations
 
+import contextlib
 import re
 import zipfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import IO, Any, cast
 
@@ -174,12 +176,15 @@ class XlsxEncoder:
         self._sheet: Any = None
         self._sheets = 0
         self._rows_in_sheet = 0
+        # Deflate runs in a thread of its own (zlib releases the GIL), overlapping the building
+        # of the next batch's XML; at most one batch waits there, so memory stays bounded.
+        self._deflater = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xlsx-deflate")
+        self._pending: Future[None] | None = None
 
     def _open_sheet(self) -> None:
         self._sheets += 1
         self._sheet = self._zip.open(f"xl/worksheets/sheet{self._sheets}.xml", "w")
         self._sheet.write(SHEET_HEAD.encode() + self._header)
-        self._rows_in_sheet = 0
 
     def _close_sheet(self) -> None:
         self._sheet.write(SHEET_TAIL.encode())
@@ -190,25 +195,46 @@ class XlsxEncoder:
         return self._sink.drain()
 
     def rows(self, rows: Sequence[Row]) -> bytes:
+        """The XML of these rows goes to the deflate thread; what comes back is the compressed
+        output of the batch before (one batch late, all of it by end())."""
         cells = self._cells
+        parts: list[bytearray | None] = []  # None: start the next sheet
         start = 0
         while start < len(rows):
             room = self._max_data_rows - self._rows_in_sheet
             if room == 0:
-                self._close_sheet()
-                self._open_sheet()
+                parts.append(None)
+                self._rows_in_sheet = 0
                 continue
             chunk = rows[start:start + room]
             xml = bytearray()
             for row in chunk:
                 xml += ("<row>" + "".join([f(v) for f, v in zip(cells, row, strict=False)])
                         + "</row>").encode()
-            self._sheet.write(xml)
+            parts.append(xml)
             self._rows_in_sheet += len(chunk)
             start += len(chunk)
+        done = self._wait()
+        self._pending = self._deflater.submit(self._write, parts)
+        return done
+
+    def _write(self, parts: list[bytearray | None]) -> None:
+        for xml in parts:
+            if xml is None:
+                self._close_sheet()
+                self._open_sheet()
+            else:
+                self._sheet.write(xml)
+
+    def _wait(self) -> bytes:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
         return self._sink.drain()
 
     def end(self) -> bytes:
+        head = self._wait()
+        self._deflater.shutdown()
         self._close_sheet()
         names = ["Learners" if n == 1 else f"Learners {n}" for n in range(1, self._sheets + 1)]
         sheets = "".join(
@@ -252,10 +278,15 @@ class XlsxEncoder:
         ):
             self._zip.writestr(name, text)
         self._zip.close()
-        return self._sink.drain()
+        return head + self._sink.drain()
 
     def close(self) -> None:
         """Close an unfinished workbook's handles; what they write is dropped."""
+        if self._pending is not None:
+            self._pending.cancel()
+            with contextlib.suppress(Exception):
+                self._pending.result()
+        self._deflater.shutdown()
         if self._zip.fp is None:
             return
         if self._sheet is not None and not self._sheet.closed:
