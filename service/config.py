@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr = SecretStr("")
     jwt_audience: str = "authenticated"
     jwt_leeway_seconds: int = Field(default=30, ge=0)
+    jwks_file: Path | None = None
+    jwks: str | None = None
 
     pool_max_size: int = Field(default=24, ge=1)
     statement_cache_size: int = Field(default=100, ge=0)

@@ -17,6 +17,7 @@ from service import db, logs
 from service.access import ExportSlots, RoleCache
 from service.api import exports, health, links, metrics
 from service.audit import AuditLog
+from service.auth import TokenVerifier
 from service.config import Settings
 from service.errors import add_exception_handlers
 from service.links import LinkSigner, parse_secrets
@@ -66,8 +67,8 @@ class RequestIdMiddleware:
 def create_app(settings: Settings) -> FastAPI:
     if settings.database_url is None:
         raise ValueError("create_app needs settings.database_url")
-    if len(settings.jwt_secret.get_secret_value()) < 32:
-        raise ValueError("EXPORT_JWT_SECRET must be set, at least 32 characters")
+    # Needs a ≥32-character EXPORT_JWT_SECRET or a JWKS; a bad JWKS fails here, not per request.
+    verifier = TokenVerifier.from_settings(settings)
     dsn = settings.database_url
 
     @asynccontextmanager
@@ -97,6 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.verifier = verifier
     app.state.metrics = Metrics()
     app.state.roles = RoleCache(settings.role_cache_ttl_seconds)
     app.state.slots = ExportSlots(settings.max_concurrent, settings.max_concurrent_per_user)
