@@ -17,7 +17,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from service.access import Slot
 from service.audit import AuditEntry, AuditLog
-from service.auth import bearer_token, require_export_role, resolve_caller, verify_token
+from service.auth import bearer_token, require_export_role, resolve_caller
 from service.columns import COLUMNS
 from service.compression import negotiate
 from service.config import Settings
@@ -308,7 +308,7 @@ async def export_learners(
     ] = None,
 ) -> StreamingResponse:
     settings: Settings = request.app.state.settings
-    profile_id = verify_token(bearer_token(authorization), settings)
+    profile_id = request.app.state.verifier.verify(bearer_token(authorization))
     params = parse_export_params(request.query_params.multi_items(), max_limit=settings.max_limit)
     return await start_export(request, profile_id, params, via_link=False, prefer=prefer,
                               accept_encoding=accept_encoding)

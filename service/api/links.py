@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import StreamingResponse
 
 from service.api.exports import ERROR_RESPONSES, start_export
-from service.auth import bearer_token, require_export_role, resolve_caller, verify_token
+from service.auth import bearer_token, require_export_role, resolve_caller
 from service.config import Settings
 from service.errors import ExportError, InvalidParameter
 from service.links import LinkSigner
@@ -79,7 +79,7 @@ async def make_link(
     authorization: Annotated[str | None, Header(description="Bearer <JWT>")] = None,
 ) -> LinkResponse:
     settings: Settings = request.app.state.settings
-    profile_id = verify_token(bearer_token(authorization), settings)
+    profile_id = request.app.state.verifier.verify(bearer_token(authorization))
     signer = _signer(request)
     query = body.query()
     parse_export_params(query, max_limit=settings.max_limit)
