@@ -1,15 +1,18 @@
-"""The `learner-export` command: serve, db migrate/seed, token."""
+"""The `learner-export` command: serve, db migrate/seed, token, export, download."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import logging
+import os
 import secrets
 import signal
 import sys
 import uuid
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -17,8 +20,60 @@ from service import db, logs
 from service.auth import issue_token
 from service.config import Settings
 from service.embedded import EmbeddedPostgres
+from service.errors import InvalidParameter
+from service.export_file import Refused, export_to_file
+from service.params import FORMAT_NAMES, params_from_mapping
+from service.progress import stderr_if_terminal
 
 DEMO_LEARNERS = 50_000
+
+# Exit codes of export and download.
+EXIT_OK = 0  # complete
+EXIT_FAILED = 1  # failed, refused or incomplete: no complete-looking file is left behind
+EXIT_USAGE = 2  # bad arguments or parameters (argparse's own code for them too)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+EXIT_TERMINATED = 143  # SIGTERM (128 + SIGTERM)
+
+EXIT_CODES_HELP = f"""\
+exit status:
+  {EXIT_OK}    complete
+  {EXIT_FAILED}    failed, refused or incomplete
+  {EXIT_USAGE}    bad arguments or parameters
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+  {EXIT_TERMINATED}  terminated (SIGTERM)
+"""
+
+
+EXPORT_HELP = """\
+Export learners straight from DATABASE_URL, through the same pipeline as the HTTP
+service: one snapshot, keyset pages, the same encoders and parameters, the caller's
+scope applied by the database, a row in the audit trail. No HTTP server is involved.
+
+With -o FILE, the export is written to .FILE.partial-<random> beside FILE and renamed
+to FILE only once complete: a failed or interrupted export leaves no file, and a FILE
+that was already there is left as it was. Without -o, it goes to stdout.
+
+A progress bar (rows, MB, rows/s, time left) is drawn on stderr when stderr is a
+terminal; otherwise stderr gets nothing but errors.
+"""
+
+DOWNLOAD_HELP = """\
+Download URL (GET /v1/exports/learners with its parameters) from a running service.
+The body goes to FILE.partial, renamed to FILE when the response ended normally; the
+complete file's path is printed on stdout. The token comes from --token or, better
+(it stays out of the process list), from the environment variable EXPORT_TOKEN.
+
+CSV and JSON Lines downloads carry the _cursor column (cursor=true is added unless the
+URL sets cursor), so that a cut download can be continued: --resume keeps the complete
+rows of FILE.partial (or of FILE, say one that curl left behind) and asks for the rows
+after the last of them (after=<its _cursor>; a limit in the URL is reduced by the rows
+already there). A resumed download is a NEW SNAPSHOT: the rows added come from the
+database as it is when resuming, not as it was when the download started. XLSX cannot
+be resumed.
+
+A progress bar is drawn on stderr when it is a terminal (with Prefer: count=exact,
+so the total is known).
+"""
 
 
 def _settings(**overrides: object) -> Settings:
@@ -139,6 +194,99 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _error(message: str) -> None:
+    print(f"learner-export: {message}", file=sys.stderr, flush=True)
+
+
+def _export_values(args: argparse.Namespace) -> dict[str, str | list[str] | None]:
+    """The command line as the HTTP query's names and values, for the same validation."""
+    return {
+        "format": args.format,
+        "client_id": args.client_id,
+        "created_from": args.created_from,
+        "created_to": args.created_to,
+        "active": args.active,
+        "columns": args.columns,
+        "limit": args.limit,
+        "bom": "true" if args.bom else None,
+        "escape_formulas": "false" if args.no_escape_formulas else None,
+    }
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    settings = _settings()
+    try:
+        params = params_from_mapping(_export_values(args), max_limit=settings.max_limit)
+    except InvalidParameter as exc:
+        for problem in exc.detail:
+            _error(f"--{problem['parameter'].replace('_', '-')}: {problem['message']}")
+        return EXIT_USAGE
+    if not settings.database_url:
+        _error("DATABASE_URL is not set: export reads straight from the database "
+               "(to export from a running service, use `learner-export download`)")
+        return EXIT_USAGE
+    output: Path | None = args.output
+    if output is None and params.format == "xlsx" and sys.stdout.isatty():
+        _error("not writing an XLSX workbook to a terminal; use -o FILE")
+        return EXIT_USAGE
+    if output is not None and output.is_dir():
+        _error(f"{output} is a directory")
+        return EXIT_USAGE
+    left = (f"; {output} was not written" if output is not None
+            else "; the output is incomplete")
+    try:
+        asyncio.run(export_to_file(settings, params, str(args.caller), output,
+                                   stderr_if_terminal()))
+    except Refused as exc:
+        _error(f"refused: {exc}" + left)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        _error("interrupted" + left)
+        return EXIT_INTERRUPTED
+    except asyncio.CancelledError:
+        _error("terminated" + left)
+        return EXIT_TERMINATED
+    except BrokenPipeError:
+        # Nothing more can go to stdout, and Python would complain again when flushing it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _error("export stopped: the output was closed before the export ended")
+        return EXIT_FAILED
+    except Exception as exc:
+        _error(f"export failed: {type(exc).__name__}: {exc}" + left)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    try:
+        # httpx is needed by this command only.
+        from service import download
+    except ModuleNotFoundError as exc:
+        _error(f"download needs the {exc.name} package (pip install {exc.name})")
+        return EXIT_FAILED
+
+    # httpx logs every request at INFO; stderr is for the progress bar and errors only.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    token = args.token or os.environ.get("EXPORT_TOKEN") or None
+    try:
+        path = download.fetch(args.url, output=args.output, token=token, resume=args.resume,
+                              progress_stream=stderr_if_terminal(), note=_error)
+    except download.BadArguments as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except download.Interrupted as exc:
+        _error(str(exc))
+        return EXIT_INTERRUPTED
+    except download.DownloadError as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+    except OSError as exc:
+        _error(f"download failed: {exc}")
+        return EXIT_FAILED
+    print(path)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="learner-export", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +317,46 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--sub", type=uuid.UUID, required=True, help="profile id")
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     token.set_defaults(run=cmd_token)
+
+    export = sub.add_parser(
+        "export", help="export learners straight from DATABASE_URL to a file or stdout",
+        description=EXPORT_HELP,
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("--as", dest="caller", type=uuid.UUID, required=True,
+                        metavar="PROFILE_ID",
+                        help="the profile exporting (as a token's sub): the database applies "
+                             "its role and client scope, and the audit trail records it")
+    export.add_argument("--format", type=str.lower, choices=FORMAT_NAMES, default="csv")
+    export.add_argument("--client-id", action="append", metavar="UUID",
+                        help="only this client's learners; repeat for several")
+    export.add_argument("--created-from", metavar="DATE",
+                        help="created on or after (ISO 8601 date or date-time; UTC by default)")
+    export.add_argument("--created-to", metavar="DATE", help="created before (exclusive)")
+    export.add_argument("--active", metavar="true|false")
+    export.add_argument("--columns", metavar="A,B,...", help="these columns, in this order")
+    export.add_argument("--limit", metavar="N", help="at most N rows")
+    export.add_argument("--bom", action="store_true",
+                        help="CSV: start with a UTF-8 byte-order mark (for Excel)")
+    export.add_argument("--no-escape-formulas", action="store_true",
+                        help="do not neutralise formula-like cells (CSV, XLSX)")
+    export.add_argument("-o", "--output", type=Path, metavar="FILE",
+                        help="write FILE (complete or not at all); default: stdout")
+    export.set_defaults(run=cmd_export)
+
+    download = sub.add_parser(
+        "download", help="download an export from a running service (resumable)",
+        description=DOWNLOAD_HELP,
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    download.add_argument("url", metavar="URL")
+    download.add_argument("-o", "--output", type=Path, metavar="FILE",
+                          help="save as FILE; default: the server's file name, in the current "
+                               "directory")
+    download.add_argument("--token", help="bearer token (default: $EXPORT_TOKEN, which keeps "
+                                          "it out of the process list)")
+    download.add_argument("--resume", action="store_true",
+                          help="continue FILE.partial (or FILE) after its last complete row; "
+                               "needs -o FILE")
+    download.set_defaults(run=cmd_download)
     return parser
 
 

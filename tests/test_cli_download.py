@@ -1,0 +1,330 @@
+"""`learner-export download`: the server's bytes, a file only when complete, resuming a cut
+download after its last complete row, and exit codes that say what happened."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from service import download
+from service.records import CsvRecordEnds, JsonlRecordEnds
+from tests.conftest import BIG_LEARNERS, Database, LiveServer, query
+from tests.test_cli_export import (
+    cells,
+    cli,
+    cli_command,
+    cli_env,
+    leftovers,
+    run_on_terminal,
+)
+from tests.test_streaming import export_backends
+
+
+def export_url(server: LiveServer, query_string: str) -> str:
+    return f"{server.url}/v1/exports/learners?{query_string}"
+
+
+def direct_get(server: LiveServer, url: str) -> bytes:
+    with httpx.Client(timeout=60) as client:
+        response = client.get(url, headers={"Authorization": f"Bearer {server.token}"})
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def token_env(server: LiveServer) -> dict[str, str]:
+    return cli_env(EXPORT_TOKEN=server.token)
+
+
+@pytest.mark.parametrize("query_string", [
+    "format=csv&columns=learner_id,notes,full_name",
+    "format=jsonl&active=false&limit=777",
+    "format=csv&cursor=false&bom=true",
+])
+def test_download_gives_the_bytes_of_a_direct_get(live: LiveServer, tmp_path: Path,
+                                                  query_string: str) -> None:
+    url = export_url(live, query_string)
+    result = cli("download", url, "-o", str(tmp_path / "out"), env=token_env(live))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""  # not a terminal: no progress
+    assert result.stdout.decode().strip() == str(tmp_path / "out")
+    # cursor=true is added to CSV/JSONL URLs that do not say: the same as asking for it.
+    asked = url if "cursor=" in url else url + "&cursor=true"
+    assert (tmp_path / "out").read_bytes() == direct_get(live, asked)
+    assert leftovers(tmp_path) == []
+
+
+def test_download_names_the_file_as_the_server_does(live: LiveServer, tmp_path: Path) -> None:
+    result = cli("download", export_url(live, "format=jsonl&limit=5"), cwd=tmp_path,
+                 env=token_env(live))
+    assert result.returncode == 0, result.stderr
+    (saved,) = list(tmp_path.iterdir())
+    assert saved.name.startswith("learners-") and saved.suffix == ".jsonl"
+    assert result.stdout.decode().strip() == saved.name
+    assert saved.read_bytes().count(b"\n") == 5
+
+
+def test_download_xlsx(live: LiveServer, tmp_path: Path) -> None:
+    url = export_url(live, "format=xlsx&limit=400")
+    result = cli("download", url, "-o", str(tmp_path / "l.xlsx"), env=token_env(live))
+    assert result.returncode == 0, result.stderr
+    assert cells((tmp_path / "l.xlsx").read_bytes()) == cells(direct_get(live, url))
+
+
+def test_download_progress_bar_on_a_terminal(live: LiveServer, tmp_path: Path) -> None:
+    code, shown = run_on_terminal(
+        ["download", export_url(live, "format=csv&limit=2500"), "-o", str(tmp_path / "l.csv")],
+        env=token_env(live))
+    assert code == 0, shown
+    text = shown.decode()
+    assert "\r" in text
+    assert "2,500/2,500 rows" in text  # the total from X-Total-Count, rows counted as read
+    assert (tmp_path / "l.csv").exists()
+
+
+@pytest.mark.parametrize(("query_string", "token", "status", "error"), [
+    ("format=pdf", "good", 400, b'"invalid_parameter"'),
+    ("format=csv", "bad", 401, b'"unauthorized"'),
+    ("format=csv", None, 401, b"no token given"),
+])
+def test_http_errors_exit_1_with_the_servers_error(live: LiveServer, tmp_path: Path,
+                                                   query_string: str, token: str | None,
+                                                   status: int, error: bytes) -> None:
+    env = cli_env()
+    if token:
+        env["EXPORT_TOKEN"] = live.token if token == "good" else "not.a.token"
+    result = cli("download", export_url(live, query_string), "-o", str(tmp_path / "x"),
+                 env=env)
+    assert result.returncode == 1
+    assert f"HTTP {status}".encode() in result.stderr
+    assert error in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreachable_service_exits_1(tmp_path: Path) -> None:
+    result = cli("download", "http://127.0.0.1:9/v1/exports/learners", "-o",
+                 str(tmp_path / "x"), env=cli_env())
+    assert result.returncode == 1
+    assert b"cannot download" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["URL?format=xlsx", "-o", "x.xlsx", "--resume"], b"cannot be resumed"),
+    (["URL?format=csv", "--resume"], b"--resume needs -o FILE"),
+    (["ftp://example.org/x", "-o", "x"], b"not an http(s) URL"),
+    ([], b"the following arguments are required: URL"),
+])
+def test_usage_errors_exit_2(live: LiveServer, tmp_path: Path, args: list[str],
+                             message: bytes) -> None:
+    args = [a.replace("URL", export_url(live, "")[:-1]) for a in args]
+    result = cli("download", *args, cwd=tmp_path, env=token_env(live))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_record_ends_agree_with_the_csv_module_for_any_split() -> None:
+    rng = random.Random(6)
+    alphabet = ["a", ",", '"', "\r", "\n", "\r\n", "é", " ", "'="]
+    for _ in range(200):
+        rows = [["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 5)))
+                 for _ in range(3)] for _ in range(rng.randint(0, 6))]
+        ends = []
+        data = b""
+        for row in rows:
+            text = io.StringIO(newline="")
+            csv.writer(text, lineterminator="\r\n").writerow(row)
+            data += text.getvalue().encode()
+            ends.append(len(data))
+        for cut in range(len(data) + 1):
+            scanner = CsvRecordEnds()
+            position = 0
+            while position < cut:
+                step = rng.randint(1, 7)
+                scanner.feed(data[position:min(position + step, cut)])
+                position += step
+            complete = [e for e in ends if e <= cut]
+            assert scanner.records == len(complete)
+            assert scanner.last_end == (complete[-1] if complete else 0)
+            assert scanner.previous_end == (complete[-2] if len(complete) > 1 else 0)
+            assert scanner.first_end == (complete[0] if complete else 0)
+    lines = JsonlRecordEnds()
+    for byte in b'{"a":"x\\ny"}\n{"b":2}\n{"c"':
+        lines.feed(bytes([byte]))
+    assert (lines.records, lines.first_end, lines.previous_end, lines.last_end) == (2, 13, 13, 21)
+
+
+# Resuming ------------------------------------------------------------------------------------
+
+RESUME_QUERY = "columns=learner_id,notes,full_name&limit=1500"
+
+
+def quoted_line_break(reference: bytes) -> int:
+    """An offset just after a line break inside a quoted CSV field: where a reader that took
+    every CRLF (or LF) for the end of a record would go wrong."""
+    ends = CsvRecordEnds()
+    for offset in range(200, len(reference)):
+        if reference[offset - 1:offset] == b"\n":
+            ends.feed(reference[ends.offset:offset])
+            if ends.last_end != offset:
+                return offset
+    raise AssertionError("no line break inside a quoted field in the seed")
+
+
+def cut_points(reference: bytes, fmt: str) -> list[int]:
+    ends = CsvRecordEnds()
+    ends.feed(reference)
+    sep = b"\r\n" if fmt == "csv" else b"\n"
+    header = reference.index(sep) + len(sep)
+    row_end = reference.index(sep, len(reference) // 3) + len(sep)
+    points = [
+        0,                       # nothing yet
+        header // 2,             # inside the header (CSV) or the first row
+        header,                  # the header (or the first row) complete, nothing more
+        row_end,                 # exactly at the end of a row
+        row_end - 1,             # between the CR and the LF (CSV), or just before the LF
+        len(reference) // 2,     # somewhere mid-row
+        len(reference) - 1,      # all but the last byte
+        len(reference),          # complete: the limit is already reached
+    ]
+    if fmt == "csv":
+        points.append(quoted_line_break(reference))
+    return points
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_resume_after_a_cut_at_any_byte_gives_the_uninterrupted_export(
+        live: LiveServer, tmp_path: Path, fmt: str) -> None:
+    url = export_url(live, f"format={fmt}&{RESUME_QUERY}")
+    reference = direct_get(live, url + "&cursor=true")
+    notes: list[str] = []
+    points = cut_points(reference, fmt)
+    for n, cut in enumerate(points):
+        target = tmp_path / f"cut{n}.{fmt}"
+        download.partial_path(target).write_bytes(reference[:cut])
+        point = download.find_resume_point(download.partial_path(target), fmt)
+        if cut >= points[3]:  # a complete row or more: continued, not started over
+            assert point is not None
+            assert point.keep <= cut
+            if fmt == "jsonl":
+                assert point.rows == reference[:cut].count(b"\n")
+        saved = download.fetch(url, output=target, token=live.token, resume=True,
+                               progress_stream=None, note=notes.append)
+        assert saved == target
+        assert target.read_bytes() == reference, f"cut at {cut} of {len(reference)}"
+        assert not download.partial_path(target).exists()
+    assert notes == []
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_resume_from_the_command_line(live: LiveServer, tmp_path: Path, fmt: str) -> None:
+    # With a byte-order mark, which starts the resumed response's header too.
+    bom = "&bom=true" if fmt == "csv" else ""
+    url = export_url(live, f"format={fmt}&{RESUME_QUERY}{bom}")
+    reference = direct_get(live, url + "&cursor=true")
+    target = tmp_path / f"learners.{fmt}"
+    # A file another client left cut mid-row, under the final name.
+    target.write_bytes(reference[:len(reference) * 2 // 3])
+    result = cli("download", url, "-o", str(target), "--resume", env=token_env(live))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""
+    assert target.read_bytes() == reference
+    assert leftovers(tmp_path) == []
+
+
+def test_resume_refuses_a_partial_file_of_other_columns(live: LiveServer, tmp_path: Path
+                                                        ) -> None:
+    other = direct_get(live, export_url(live, "format=csv&columns=learner_id&cursor=true"))
+    target = tmp_path / "l.csv"
+    download.partial_path(target).write_bytes(other[:5000])
+    result = cli("download", export_url(live, "format=csv&columns=notes"), "-o", str(target),
+                 "--resume", env=token_env(live))
+    assert result.returncode == 1
+    assert b"columns differ" in result.stderr
+    assert not target.exists()
+    assert download.partial_path(target).exists()
+
+
+def test_a_partial_file_without_cursor_starts_over(live: LiveServer, tmp_path: Path) -> None:
+    url = export_url(live, "format=jsonl&cursor=false&limit=50")
+    reference = direct_get(live, url)
+    target = tmp_path / "l.jsonl"
+    download.partial_path(target).write_bytes(reference[:3000])
+    result = cli("download", url, "-o", str(target), "--resume", env=token_env(live))
+    assert result.returncode == 0, result.stderr
+    assert b"starting over" in result.stderr
+    assert target.read_bytes() == reference
+
+
+@pytest.fixture(scope="module")
+def big(start_server: Callable[..., LiveServer], big_database: Database) -> LiveServer:
+    return start_server(big_database)
+
+
+def test_cut_transfer_exits_1_keeps_the_partial_file_and_resumes(
+        big: LiveServer, big_database: Database, tmp_path: Path) -> None:
+    url = export_url(big, "format=jsonl")
+    target = tmp_path / "learners.jsonl"
+    partial = download.partial_path(target)
+    process = subprocess.Popen(cli_command("download", url, "-o", str(target)),
+                               env=token_env(big), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not (partial.exists() and partial.stat().st_size > 0):
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.005)
+    # Stopped, the client stops reading: the server waits on the socket, its snapshot open.
+    process.send_signal(signal.SIGSTOP)
+    try:
+        backends = export_backends(big_database.url)
+        assert len(backends) == 1
+        query(big_database.url, "SELECT pg_terminate_backend($1)", backends[0]["pid"])
+    finally:
+        process.send_signal(signal.SIGCONT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1, err
+    assert b"download incomplete" in err and b"--resume" in err
+    assert out == b""
+    assert not target.exists()
+    assert partial.stat().st_size > 0
+
+    result = cli("download", url, "-o", str(target), "--resume", env=token_env(big))
+    assert result.returncode == 0, result.stderr
+    rows: list[dict[str, Any]] = [orjson.loads(line)
+                                  for line in target.read_bytes().splitlines()]
+    expected = [r["id"] for r in query(big_database.url,
+                                       "SELECT id FROM public.learners ORDER BY created_at, id")]
+    assert len(expected) == BIG_LEARNERS
+    assert [r["learner_id"] for r in rows] == expected
+    assert not partial.exists()
+
+
+def test_ctrl_c_exits_130_and_keeps_the_partial_file(big: LiveServer, tmp_path: Path) -> None:
+    target = tmp_path / "learners.csv"
+    partial = download.partial_path(target)
+    process = subprocess.Popen(
+        cli_command("download", export_url(big, "format=csv"), "-o", str(target)),
+        env=token_env(big), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not (partial.exists() and partial.stat().st_size > 0):
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.005)
+    process.send_signal(signal.SIGSTOP)
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGCONT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert b"interrupted" in err and b"Traceback" not in err
+    assert not target.exists()
+    point = download.find_resume_point(partial, "csv")
+    assert point is not None and point.rows > 0
