@@ -8,10 +8,18 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 log = logging.getLogger("learner_export.errors")
+
+
+class ErrorBody(BaseModel):
+    """Every error's body: a stable code, and what is wrong (a list of problems for 400)."""
+
+    error: str
+    detail: Any
 
 
 class ExportError(Exception):

@@ -164,3 +164,21 @@ def test_logs_are_json_lines_with_request_ids_and_no_secrets(database: Database)
     assert {r["status"] for r in requests} >= {200, 401}
     assert token not in err and token[:40] not in err
     assert not any(e.decode() in err for e in emails)
+
+
+def test_openapi_describes_every_parameter_and_error(live: LiveServer) -> None:
+    with httpx.Client(base_url=live.url) as client:
+        spec = client.get("/openapi.json").json()
+        assert "swagger" in client.get("/docs").text.lower()
+    export = spec["paths"]["/v1/exports/learners"]["get"]
+    names = {p["name"] for p in export["parameters"]}
+    assert names >= {"format", "client_id", "created_from", "created_to", "active", "columns",
+                     "limit", "bom", "escape_formulas", "cursor", "after", "prefer",
+                     "accept-encoding"}
+    assert all(p.get("description") for p in export["parameters"])
+    assert set(export["responses"]) == {"200", "400", "401", "403", "429", "503"}
+    assert "text/csv; charset=utf-8" in export["responses"]["200"]["content"]
+    error = export["responses"]["400"]["content"]["application/json"]["schema"]["$ref"]
+    assert error.endswith("/ErrorBody")
+    assert "410" in spec["paths"]["/v1/exports/learners/download"]["get"]["responses"]
+    assert "/v1/exports/learners/links" in spec["paths"]

@@ -21,7 +21,7 @@ from service.auth import bearer_token, require_export_role, resolve_caller
 from service.columns import COLUMNS
 from service.compression import negotiate
 from service.config import Settings
-from service.errors import DatabaseUnavailable, Forbidden
+from service.errors import DatabaseUnavailable, ErrorBody, Forbidden
 from service.formats import FORMATS, EncodeOptions
 from service.metrics import Metrics
 from service.params import ExportParams, parse_export_params
@@ -34,12 +34,17 @@ router = APIRouter(tags=["exports"])
 CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresConnectionError,
                      asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
 
-ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    400: {"description": "A parameter is invalid; the body names each problem"},
-    401: {"description": "Missing, malformed, expired or wrongly signed token"},
-    403: {"description": "The caller may not export learners, or not these clients"},
-    429: {"description": "Too many exports running (for the process, or for this caller)"},
-    503: {"description": "The database is unreachable or busy; retry after Retry-After"},
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A parameter is invalid; the body names each problem",
+          "model": ErrorBody},
+    401: {"description": "Missing, malformed, expired or wrongly signed token",
+          "model": ErrorBody},
+    403: {"description": "The caller may not export learners, or not these clients",
+          "model": ErrorBody},
+    429: {"description": "Too many exports running (for the process, or for this caller)",
+          "model": ErrorBody},
+    503: {"description": "The database is unreachable or busy; retry after Retry-After",
+          "model": ErrorBody},
 }
 
 

@@ -13,7 +13,7 @@ from starlette.responses import StreamingResponse
 from service.api.exports import ERROR_RESPONSES, start_export
 from service.auth import bearer_token, require_export_role, resolve_caller
 from service.config import Settings
-from service.errors import ExportError, InvalidParameter
+from service.errors import ErrorBody, ExportError, InvalidParameter
 from service.links import LinkSigner
 from service.params import parse_export_params
 
@@ -104,8 +104,8 @@ async def make_link(
     responses={
         **ERROR_RESPONSES,
         403: {"description": "The link was altered, or signed with a retired key, or the caller"
-                             " may no longer export"},
-        410: {"description": "The link expired"},
+                             " may no longer export", "model": ErrorBody},
+        410: {"description": "The link expired", "model": ErrorBody},
     },
 )
 async def follow_link(
