@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 
@@ -36,13 +37,19 @@ def test_demo_prints_a_working_curl_command(tmp_path: Path) -> None:
         assert demo.stderr is not None
         output = ""
         deadline = time.monotonic() + 120
-        while "Application startup complete" not in output and time.monotonic() < deadline:
+        while "Uvicorn running on" not in output and time.monotonic() < deadline:
             line = demo.stderr.readline()
             if not line:
                 break
             output += line
         match = re.search(r"(curl .*?\n\s+'http[^']+')", output, re.S)
         assert match, output
+        while time.monotonic() < deadline:  # listening once /healthz answers
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
         command = shlex.split(match.group(1).replace("\\\n", " "))
         for fmt, check in (("csv", lambda b: b.count(b"\r\n") >= 1501),
                            ("jsonl", lambda b: b.count(b"\n") == 1500),
