@@ -171,4 +171,5 @@ class LearnerExport:
                 OSError):
             # A query cancelled half-way leaves the connection busy or broken: it is closed
             # rather than given back as it is (the pool opens a fresh one when needed).
-            self._conn.terminate()
+            with contextlib.suppress(Exception):
+                self._conn.terminate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -84,14 +85,26 @@ class OpenExport:
         try:
             await self.export.close()
         finally:
-            await self.pool.release(self.conn)
+            # A connection lost mid-stream may already be gone from the pool's point of view.
+            with contextlib.suppress(asyncpg.InterfaceError, OSError):
+                await self.pool.release(self.conn)
 
 
-def standby_advice(exc: BaseException) -> str:
-    """What to tell the operator when a hot standby cancelled the export's snapshot."""
+STANDBY_ADVICE = ("raise max_standby_streaming_delay, or turn on hot_standby_feedback,"
+                  " on the standby")
+
+
+def standby_advice(exc: BaseException, on_standby: bool) -> str:
+    """What to tell the operator when a hot standby may have cancelled the export's snapshot.
+
+    A conflict during a page query comes as an error saying so; one while the export waits on
+    a slow client ends the session with a message asyncpg drops, leaving a closed connection.
+    """
     if "conflict with recovery" in str(exc):
-        return ("; the standby cancelled it for a replication conflict: raise"
-                " max_standby_streaming_delay, or turn on hot_standby_feedback, on the standby")
+        return f"; the standby cancelled it for a replication conflict: {STANDBY_ADVICE}"
+    if on_standby and isinstance(exc, CONNECTION_ERRORS):
+        return ("; it read from a standby, where a replication conflict ends such sessions:"
+                f" if the standby's log says so, {STANDBY_ADVICE}")
     return ""
 
 
@@ -108,10 +121,11 @@ class ExportRun:
     started: float
 
     async def end(self, outcome: str, bytes_sent: int) -> None:
+        # The client has had everything it will get: its slot is free before the rollback.
+        self.slot.release()
         try:
             await self.opened.close()
         finally:
-            self.slot.release()
             rows = self.opened.export.rows_fetched
             duration = time.perf_counter() - self.started
             m, fmt = self.metrics, self.fmt
@@ -159,7 +173,8 @@ class ExportResponse(StreamingResponse):
             self.outcome = "failed"
             self._run.metrics.failures.labels("stream_failed").inc()
             log.exception("export failed after %d rows; cutting the response%s",
-                          self._run.opened.export.rows_fetched, standby_advice(exc))
+                          self._run.opened.export.rows_fetched,
+                          standby_advice(exc, self._settings.read_database_url is not None))
             raise
         self.outcome = "completed"
 
