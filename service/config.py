@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     statement_cache_size: int = Field(default=100, ge=0)
     acquire_timeout_seconds: float = Field(default=2.0, gt=0)
 
-    page_size: int = Field(default=5000, ge=1, le=100_000)
+    page_size: int = Field(default=2500, ge=1, le=100_000)
     first_page_size: int = Field(default=1000, ge=1, le=100_000)
     chunk_bytes: int = Field(default=64 * 1024, ge=1024)
     statement_timeout_ms: int = Field(default=60_000, ge=0)
