@@ -101,14 +101,7 @@ async def _holds(settings: Settings, url: str, rows: int) -> str | None:
 
 
 async def _seed(settings: Settings, url: str, rows: int) -> str:
-    conn = await db.connect(settings, url)
-    try:
-        await db.migrate(conn, settings.sql_dir)
-        await db.seed(conn, settings.sql_dir, learners=rows, clients=CLIENTS, seed=SEED)
-        await db.vacuum(conn)
-        return str(await db.ensure_profile(conn, "Admin"))
-    finally:
-        await conn.close()
+    return await db.prepare_demo(url, settings, learners=rows, clients=CLIENTS, data_seed=SEED)
 
 
 async def prepare(server_url: str, rows: int) -> Dataset:

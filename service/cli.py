@@ -88,17 +88,6 @@ async def _migrate(settings: Settings, dsn: str) -> list[str]:
         await conn.close()
 
 
-async def _prepare_demo(settings: Settings, dsn: str, learners: int) -> str:
-    conn = await db.connect(settings, dsn)
-    try:
-        await db.migrate(conn, settings.sql_dir)
-        await db.seed(conn, settings.sql_dir, learners=learners, clients=25, seed=1)
-        await db.vacuum(conn)
-        return str(await db.ensure_profile(conn, "Admin"))
-    finally:
-        await conn.close()
-
-
 @contextlib.contextmanager
 def _database(settings: Settings, demo: bool) -> Iterator[tuple[str, bool]]:
     """The database to use: DATABASE_URL, or a throwaway embedded one for the demo."""
@@ -127,7 +116,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 overrides["link_secrets"] = SecretStr("demo:" + secrets.token_urlsafe(48))
         settings = settings.model_copy(update=overrides)
         if embedded:
-            admin = asyncio.run(_prepare_demo(settings, dsn, args.demo_learners))
+            admin = asyncio.run(db.prepare_demo(dsn, settings, learners=args.demo_learners,
+                                                clients=25, data_seed=1))
             token = issue_token(settings.jwt_secret.get_secret_value(), admin,
                                 audience=settings.jwt_audience, ttl_seconds=12 * 3600)
             host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host

@@ -103,3 +103,16 @@ async def ensure_profile(conn: asyncpg.Connection, role: str, profile_id: uuid.U
         str(profile_id), role,
     )
     return profile_id
+
+
+async def prepare_demo(dsn: str, settings: Settings, *, learners: int, clients: int,
+                       data_seed: int) -> str:
+    """A database ready to export: migrated, seeded, vacuumed, with an admin profile (its id)."""
+    conn = await connect(settings, dsn)
+    try:
+        await migrate(conn, settings.sql_dir)
+        await seed(conn, settings.sql_dir, learners=learners, clients=clients, seed=data_seed)
+        await vacuum(conn)
+        return str(await ensure_profile(conn, "Admin"))
+    finally:
+        await conn.close()

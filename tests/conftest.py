@@ -80,19 +80,9 @@ def fresh_database(server: str, learners: int, clients: int, seed: int) -> Itera
     run(_admin(server, f'CREATE DATABASE "{name}"'))
     url = _with_database(server, name)
 
-    async def prepare() -> str:
-        settings = Settings(database_url=url)
-        conn = await db.connect(settings, url)
-        try:
-            await db.migrate(conn, settings.sql_dir)
-            await db.seed(conn, settings.sql_dir, learners=learners, clients=clients, seed=seed)
-            await db.vacuum(conn)
-            return str(await db.ensure_profile(conn, "Admin"))
-        finally:
-            await conn.close()
-
     try:
-        yield Database(url, run(prepare()))
+        yield Database(url, run(db.prepare_demo(url, Settings(database_url=url), learners=learners,
+                                                clients=clients, data_seed=seed)))
     finally:
         run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

@@ -26,18 +26,9 @@ from tests.conftest import (
 from tests.test_streaming import export_backends
 
 
-def _prepare(url: str) -> str:
-    async def go() -> str:
-        settings = Settings(database_url=url)
-        conn = await db.connect(settings, url)
-        try:
-            await db.migrate(conn, settings.sql_dir)
-            await db.seed(conn, settings.sql_dir, learners=3000, clients=3, seed=5)
-            return str(await db.ensure_profile(conn, "Admin"))
-        finally:
-            await conn.close()
-
-    result: str = run(go())
+def _prepare(url: str, learners: int = 3000) -> str:
+    result: str = run(db.prepare_demo(url, Settings(database_url=url), learners=learners,
+                                      clients=3, data_seed=5))
     return result
 
 
@@ -91,14 +82,17 @@ def test_starts_without_its_database_and_recovers(start_server: Callable[..., Li
 def test_database_restart_cuts_the_stream_and_the_service_recovers(
         start_server: Callable[..., LiveServer], own_postgres: EmbeddedPostgres) -> None:
     own_postgres.start()
-    admin = _prepare(own_postgres.url)
+    # Tens of MB of JSON Lines: more than socket buffers hold, so the export is still reading
+    # when the database goes away.
+    admin = _prepare(own_postgres.url, learners=30_000)
     server = start_server(Database(own_postgres.url, admin), acquire_timeout_seconds=1.0,
                           page_size=100, first_page_size=100)
     with server.client() as client, client.stream(
-            "GET", "/v1/exports/learners", params={"format": "csv"}) as response:
+            "GET", "/v1/exports/learners", params={"format": "jsonl"}) as response:
         assert response.status_code == 200
         chunks = response.iter_raw()
         next(chunks)
+        assert len(export_backends(own_postgres.url)) == 1
         own_postgres.stop_server()
         with pytest.raises(httpx.RemoteProtocolError):
             for _ in chunks:
@@ -109,7 +103,7 @@ def test_database_restart_cuts_the_stream_and_the_service_recovers(
     with server.client() as client:
         after = client.get("/v1/exports/learners", params={"format": "jsonl"})
     assert after.status_code == 200
-    assert after.content.count(b"\n") == 3000
+    assert after.content.count(b"\n") == 30_000
     assert wait_for(lambda: server.pool_in_use() == 0)
 
 

@@ -44,18 +44,8 @@ pytestmark = pytest.mark.skipif(
 
 
 def _seed(url: str, seed: int) -> str:
-    async def go() -> str:
-        settings = Settings(database_url=url)
-        conn = await db.connect(settings, url)
-        try:
-            await db.migrate(conn, settings.sql_dir)
-            await db.seed(conn, settings.sql_dir, learners=LEARNERS, clients=CLIENTS, seed=seed)
-            await db.vacuum(conn)
-            return str(await db.ensure_profile(conn, "Admin"))
-        finally:
-            await conn.close()
-
-    admin: str = run(go())
+    admin: str = run(db.prepare_demo(url, Settings(database_url=url), learners=LEARNERS,
+                                     clients=CLIENTS, data_seed=seed))
     return admin
 
 
