@@ -13,7 +13,6 @@ import secrets
 import signal
 import sys
 import tempfile
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -278,11 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             Bench(args, Path(logs), server_url, run).measure_all()
         except (Exception, KeyboardInterrupt, SystemExit) as exc:
             # Whatever was measured is still reported; the servers were stopped on the way out.
-            status = 130 if isinstance(exc, KeyboardInterrupt) else 2
-            if isinstance(exc, SystemExit) and isinstance(exc.code, int):
-                status = exc.code
-            if isinstance(exc, Exception):
-                traceback.print_exc()
+            status = report.early_stop_status(exc)
             run.notes.append(f"the run stopped early: {type(exc).__name__}: {exc}")
         finally:
             run.finished_at = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

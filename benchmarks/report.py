@@ -12,6 +12,7 @@ import os
 import platform
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -315,3 +316,12 @@ def write_files(run: RunResult, directory: Path = RESULTS_DIR) -> list[str]:
         written.append(f"no chart: {type(exc).__name__}: {exc}")
     print(*written, sep="\n", file=sys.stderr)
     return written
+
+
+def early_stop_status(exc: BaseException) -> int:
+    """The exit status of a run stopped by exc (its traceback printed when it is a failure)."""
+    if isinstance(exc, Exception):
+        traceback.print_exc()
+    if isinstance(exc, SystemExit) and isinstance(exc.code, int):
+        return exc.code
+    return 130 if isinstance(exc, KeyboardInterrupt) else 2

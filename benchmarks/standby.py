@@ -29,7 +29,6 @@ import statistics
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -575,11 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 notes[:0] = findings(phases, conflicts)
                 notes += [f"service log: {m}" for m in export_failures(server.log_path)]
         except (Exception, KeyboardInterrupt, SystemExit) as exc:
-            status = 130 if isinstance(exc, KeyboardInterrupt) else 2
-            if isinstance(exc, SystemExit) and isinstance(exc.code, int):
-                status = exc.code
-            if isinstance(exc, Exception):
-                traceback.print_exc()
+            status = report.early_stop_status(exc)
             notes.append(f"the run stopped early: {type(exc).__name__}: {exc}")
     run.setdefault("machine", {})["load_average_at_end"] = report.load_average()
     run["phases"] = [p.summary() for p in phases]

@@ -49,6 +49,16 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+def wait_for(condition: Callable[[], bool], timeout: float = 15) -> bool:
+    """Poll until condition() holds (bounded); its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
 def _with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path="/" + name))

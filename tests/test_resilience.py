@@ -22,6 +22,7 @@ from tests.conftest import (
     query,
     run,
     server_process,
+    wait_for,
 )
 from tests.test_streaming import export_backends
 
@@ -38,15 +39,6 @@ def own_postgres() -> Iterator[EmbeddedPostgres]:
     pg = EmbeddedPostgres()
     yield pg
     pg.stop()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 15) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def status(server: LiveServer, path: str) -> int:

@@ -22,7 +22,7 @@ import pytest
 from service import db
 from service.config import Settings
 from service.embedded import EmbeddedPostgres
-from tests.conftest import Database, LiveServer, query, run, server_process
+from tests.conftest import Database, LiveServer, query, run, server_process, wait_for
 from tests.test_streaming import export_backends
 
 # Enough JSON Lines (~19 MB) that a client that stops reading holds the export open.
@@ -65,15 +65,6 @@ def wait_replayed(primary: str, standby: str, timeout: float = 15) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"the standby did not replay up to {target} in {timeout} s")
         time.sleep(0.05)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 15) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def audit_outcome(primary: str, export_id: str, outcome: str) -> dict[str, Any]:
