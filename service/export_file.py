@@ -13,9 +13,9 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import BinaryIO, TextIO
 
 import asyncpg
 
@@ -24,11 +24,13 @@ from service.atomic import atomic_file
 from service.audit import AuditEntry, AuditLog
 from service.auth import Caller, caller_role, require_export_role
 from service.config import Settings
+from service.copy_csv import copy_select
 from service.errors import Forbidden
 from service.formats import FORMATS, EncodeOptions
+from service.helpers import ConnectHelpers
 from service.params import ExportParams
 from service.progress import Progress
-from service.source import LearnerExport
+from service.source import LearnerExport, Page
 from service.stream import encode_stream
 
 
@@ -37,8 +39,7 @@ class Refused(Exception):
     outside their scope)."""
 
 
-async def _counted(batches: AsyncIterator[Sequence[Any]], progress: Progress
-                   ) -> AsyncIterator[Sequence[Any]]:
+async def _counted(batches: AsyncIterator[Page], progress: Progress) -> AsyncIterator[Page]:
     async for batch in batches:
         progress.advance(rows=len(batch))
         yield batch
@@ -79,7 +80,9 @@ class _Run:
         settings, params = self.settings, self.params
         conn = await db.connect(settings, dsn)
         try:
-            self.export = export = LearnerExport(conn, params, settings, self.caller)
+            self.export = export = LearnerExport(conn, params, settings, self.caller,
+                                                 helpers=ConnectHelpers(settings, dsn),
+                                                 copy_select=copy_select(params))
             progress = Progress(None)
             try:
                 try:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator
 
 from service.compression import Compressor
 from service.formats import Encoder
+from service.source import CopiedPage, Page
 
 Chunk = bytes | memoryview
 
@@ -18,7 +18,7 @@ def _split(data: bytes, size: int) -> list[Chunk]:
     return [view[i:i + size] for i in range(0, len(data), size)]
 
 
-async def encode_stream(batches: AsyncIterator[Sequence[Sequence[Any]]], encoder: Encoder,
+async def encode_stream(batches: AsyncIterator[Page], encoder: Encoder,
                         chunk_bytes: int, compressor: Compressor | None = None
                         ) -> AsyncIterator[Chunk]:
     """Encode (and compress) each batch as it arrives and hand it on at once, in pieces of at
@@ -30,7 +30,10 @@ async def encode_stream(batches: AsyncIterator[Sequence[Sequence[Any]]], encoder
     try:
         head = encoder.begin()
         async for batch in batches:
-            data = encoder.rows(batch)
+            if isinstance(batch, CopiedPage):
+                data = encoder.copied(batch.data)
+            else:
+                data = encoder.rows(batch)
             if head:
                 data, head = head + data, b""
             if compressor is not None:

@@ -38,7 +38,11 @@ def as_csv_cell(name: str, value: Any, escape: bool = True) -> str:
     if value is None:
         return ""
     if kind is Kind.TIMESTAMP:
-        return str(value.isoformat())
+        return str(value.astimezone(UTC).isoformat(timespec="microseconds"))
+    if kind is Kind.FLOAT:
+        # As PostgreSQL writes a float8: 50 rather than 50.0.
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
     if kind is Kind.BOOL:
         return "true" if value else "false"
     if kind is Kind.TEXT and escape and value[:1] in ("=", "+", "-", "@", "\t", "\r"):

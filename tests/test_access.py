@@ -13,7 +13,7 @@ import pytest
 
 from service.auth import issue_token
 from tests.conftest import JWT_SECRET, Database, LiveServer, query
-from tests.test_streaming import export_backends
+from tests.test_streaming import joined_backends
 
 
 @pytest.fixture
@@ -176,7 +176,7 @@ def test_audit_records_a_disconnect_and_a_failure(big: LiveServer, big_database:
         failed = response.headers["x-export-id"]
         chunks = response.iter_raw()
         next(chunks)
-        pid = export_backends(big_database.url)[0]["pid"]
+        pid = joined_backends(big_database.url)[0]["pid"]
         query(big_database.url, "SELECT pg_terminate_backend($1)", pid)
         with pytest.raises(httpx.RemoteProtocolError):
             for _ in chunks:

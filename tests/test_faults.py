@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import BIG_LEARNERS, Database, LiveServer, query
-from tests.test_streaming import export_backends
+from tests.test_streaming import export_backends, joined_backends
 
 
 @pytest.fixture(scope="module")
@@ -27,21 +27,21 @@ def wait_until_released(server: LiveServer, url: str) -> None:
         time.sleep(0.05)
 
 
-def terminate_export_backend(url: str) -> None:
-    backends = export_backends(url)
-    assert len(backends) == 1
-    query(url, "SELECT pg_terminate_backend($1)", backends[0]["pid"])
+def terminate_export_backend(url: str, which: int = 0) -> None:
+    """Kill one of the export's two backends: 0 opened the export, 1 is its helper."""
+    query(url, "SELECT pg_terminate_backend($1)", joined_backends(url)[which]["pid"])
 
 
+@pytest.mark.parametrize("which", [0, 1], ids=["first", "helper"])
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "xlsx"])
 def test_backend_killed_mid_stream_gives_an_incomplete_transfer(
-        big: LiveServer, big_database: Database, fmt: str) -> None:
+        big: LiveServer, big_database: Database, fmt: str, which: int) -> None:
     with big.client() as client, client.stream(
             "GET", "/v1/exports/learners", params={"format": fmt}) as response:
         assert response.status_code == 200
         chunks = response.iter_bytes()
         next(chunks)
-        terminate_export_backend(big_database.url)
+        terminate_export_backend(big_database.url, which)
         with pytest.raises(httpx.RemoteProtocolError):
             for _ in chunks:
                 pass

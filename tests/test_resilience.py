@@ -24,7 +24,7 @@ from tests.conftest import (
     server_process,
     wait_for,
 )
-from tests.test_streaming import export_backends
+from tests.test_streaming import export_backends, joined_backends
 
 
 def _prepare(url: str, learners: int = 3000) -> str:
@@ -84,7 +84,7 @@ def test_database_restart_cuts_the_stream_and_the_service_recovers(
         assert response.status_code == 200
         chunks = response.iter_raw()
         next(chunks)
-        assert len(export_backends(own_postgres.url)) == 1
+        assert len(joined_backends(own_postgres.url)) == 2
         own_postgres.stop_server()
         with pytest.raises(httpx.RemoteProtocolError):
             for _ in chunks:

@@ -23,7 +23,7 @@ from service import db
 from service.config import Settings
 from service.embedded import EmbeddedPostgres
 from tests.conftest import Database, LiveServer, query, run, server_process, wait_for
-from tests.test_streaming import export_backends
+from tests.test_streaming import export_backends, joined_backends
 
 # Enough JSON Lines (~19 MB) that a client that stops reading holds the export open.
 LEARNERS = 40_000
@@ -152,12 +152,13 @@ def test_the_export_snapshot_is_read_on_the_standby(replicated: Replicated,
         assert response.status_code == 200
         chunks = response.iter_raw()  # kept: a dropped iterator closes the response
         next(chunks)
-        # The client reads no more: the export's transaction stays open, on the standby only.
-        on_standby_now = export_backends(replicated.standby.url)
+        # The client reads no more: the export's transaction stays open, on the standby only
+        # (both of its connections: a standby exports and imports snapshots too).
+        on_standby_now = joined_backends(replicated.standby.url)
         on_primary_now = export_backends(replicated.primary.url)
         started = query(replicated.primary.url, "SELECT outcome FROM public.export_audit"
                         " WHERE id = $1", response.headers["x-export-id"])
-    assert len(on_standby_now) == 1 and on_primary_now == []
+    assert len(on_standby_now) == 2 and on_primary_now == []
     assert [r["outcome"] for r in started] == ["started"]
     assert wait_for(lambda: not export_backends(replicated.standby.url))
     row = audit_outcome(replicated.primary.url, response.headers["x-export-id"],
@@ -262,7 +263,7 @@ def conflict() -> Iterator[ConflictRun]:
             export_id = response.headers["x-export-id"]
             chunks = response.iter_raw()  # kept: a dropped iterator closes the response
             received = len(next(chunks))
-            assert len(export_backends(standby.url)) == 1
+            assert len(joined_backends(standby.url)) == 2
             # Rows the export's snapshot may still need, changed and vacuumed away on the
             # primary; replay then has to cancel the snapshot. Repeated, within bounds, in case
             # one round's vacuum could not remove them yet.

@@ -13,7 +13,7 @@ from service.formats import FORMATS, EncodeOptions
 from service.params import ExportParams
 from service.source import LearnerExport
 from service.stream import encode_stream
-from tests.conftest import BIG_LEARNERS, Database, LiveServer, make_settings, query, run
+from tests.conftest import BIG_LEARNERS, Database, LiveServer, make_settings, query, run, wait_for
 
 
 async def _first_chunk_progress(url: str, fmt: str, admin: str) -> tuple[int, int, int]:
@@ -54,7 +54,13 @@ def big(start_server: Callable[..., LiveServer], big_database: Database) -> Live
 def export_backends(url: str) -> list[dict[str, Any]]:
     rows = query(url, "SELECT pid, state, xact_start FROM pg_stat_activity"
                       " WHERE application_name = 'learner-export' AND xact_start IS NOT NULL")
-    return [dict(r) for r in rows]
+    return sorted((dict(r) for r in rows), key=lambda r: r["xact_start"])
+
+
+def joined_backends(url: str, connections: int = 2) -> list[dict[str, Any]]:
+    """The export's backends once its helper has joined, the first (which opened it) first."""
+    assert wait_for(lambda: len(export_backends(url)) == connections), export_backends(url)
+    return export_backends(url)
 
 
 def test_stalled_reader_keeps_the_export_open_then_gets_everything(big: LiveServer,
@@ -67,8 +73,11 @@ def test_stalled_reader_keeps_the_export_open_then_gets_everything(big: LiveServ
         received, lines = len(first), first.count(b"\n")
         time.sleep(1.0)
         # The server has not read the whole export into memory: it waits on the socket, with
-        # its snapshot still open, because the client stopped reading.
-        assert len(export_backends(big_database.url)) == 1
+        # its snapshot still open (on the export's two connections), because the client
+        # stopped reading.
+        backends = export_backends(big_database.url)
+        assert len(backends) == big.settings.export_connections == 2
+        assert {b["state"] for b in backends} == {"idle in transaction"}
         tail = b""
         for chunk in chunks:
             received += len(chunk)

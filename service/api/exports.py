@@ -22,8 +22,10 @@ from service.auth import bearer_token, require_export_role, resolve_caller
 from service.columns import COLUMNS
 from service.compression import negotiate
 from service.config import Settings
+from service.copy_csv import copy_select
 from service.errors import DatabaseUnavailable, ErrorBody, Forbidden
 from service.formats import FORMATS, EncodeOptions
+from service.helpers import CONNECTION_ERRORS, PoolHelpers
 from service.metrics import Metrics
 from service.params import ExportParams, parse_export_params
 from service.source import LearnerExport
@@ -32,8 +34,6 @@ from service.stream import Chunk, encode_stream
 log = logging.getLogger("learner_export.exports")
 router = APIRouter(tags=["exports"])
 
-CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresConnectionError,
-                     asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "A parameter is invalid; the body names each problem",
@@ -66,7 +66,9 @@ class OpenExport:
             raise DatabaseUnavailable("every database connection is busy; retry shortly") from None
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable("database unreachable") from exc
-        opened = cls(pool, conn, LearnerExport(conn, params, settings, caller))
+        export = LearnerExport(conn, params, settings, caller, helpers=PoolHelpers(pool),
+                               copy_select=copy_select(params))
+        opened = cls(pool, conn, export)
         try:
             await opened.export.open()
         except BaseException as exc:

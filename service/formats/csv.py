@@ -1,4 +1,8 @@
-"""CSV per RFC 4180: UTF-8, CRLF, a header row, NULL as an empty field."""
+"""CSV per RFC 4180: UTF-8, CRLF, a header row, NULL as an empty field, "" an empty string.
+
+Cells look as PostgreSQL's COPY writes them (service.copy_csv), so that a page written by COPY
+and one encoded here are the same bytes.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ Cell = Callable[[Any], str]
 
 
 def _quoted(text: str) -> str:
-    if '"' in text or "," in text or "\n" in text or "\r" in text:
+    if '"' in text or "," in text or "\n" in text or "\r" in text or not text:
         return '"' + text.replace('"', '""') + '"'
     return text
 
@@ -27,7 +31,7 @@ def _escaped(text: str) -> str:
 
 
 def _timestamp(value: Any) -> str:
-    return str(value.isoformat())
+    return str(value.isoformat(timespec="microseconds"))
 
 
 def _bool(value: Any) -> str:
@@ -38,14 +42,39 @@ def _number(value: Any) -> str:
     return repr(value)
 
 
+def _float(value: Any) -> str:
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _alone(cell: Cell) -> Cell:
+    """A lone column's `\\.` would read as COPY's end-of-data marker: COPY quotes it."""
+    def quoted_marker(value: Any) -> str:
+        text = cell(value)
+        return '"\\."' if text == "\\." else text
+    return quoted_marker
+
+
+def crlf(data: bytes) -> bytes:
+    """COPY's CSV records end in LF; RFC 4180's in CRLF. Line breaks inside quoted fields are
+    data and stay as they are: they are the ones between an odd and an even double quote."""
+    if b'"' not in data:
+        return data.replace(b"\n", b"\r\n")
+    parts = data.split(b'"')
+    parts[::2] = [p.replace(b"\n", b"\r\n") for p in parts[::2]]
+    return b'"'.join(parts)
+
+
 class CsvEncoder:
     def __init__(self, columns: Sequence[Column], options: EncodeOptions) -> None:
         self._columns = columns
         self._bom = options.bom
         text = _escaped if options.escape_formulas else _quoted
         by_kind: dict[Kind, Cell] = {Kind.TEXT: text, Kind.UUID: str, Kind.TIMESTAMP: _timestamp,
-                                     Kind.BOOL: _bool, Kind.INT: _number, Kind.FLOAT: _number}
+                                     Kind.BOOL: _bool, Kind.INT: _number, Kind.FLOAT: _float}
         self._cells = [by_kind[c.kind] for c in columns]
+        if len(self._cells) == 1:
+            self._cells = [_alone(self._cells[0])]
 
     def begin(self) -> bytes:
         head = (",".join(_quoted(c.name) for c in self._columns) + "\r\n").encode()
@@ -61,6 +90,9 @@ class CsvEncoder:
                             ).encode()
             out += b"\r\n"
         return bytes(out)
+
+    def copied(self, data: bytes) -> bytes:
+        return crlf(data)
 
     def end(self) -> bytes:
         return b""

@@ -27,6 +27,9 @@ class JsonlEncoder:
             out += b"\n"
         return bytes(out)
 
+    def copied(self, data: bytes) -> bytes:
+        raise TypeError("this format is not written by COPY")
+
     def end(self) -> bytes:
         return b""
 

@@ -232,6 +232,9 @@ class XlsxEncoder:
             pending.result()
         return self._sink.drain()
 
+    def copied(self, data: bytes) -> bytes:
+        raise TypeError("this format is not written by COPY")
+
     def end(self) -> bytes:
         head = self._wait()
         self._deflater.shutdown()
