@@ -24,7 +24,7 @@ from service.atomic import atomic_file
 from service.audit import AuditEntry, AuditLog
 from service.auth import Caller, caller_role, require_export_role
 from service.config import Settings
-from service.copy_csv import copy_select
+from service.copy_select import copy_select
 from service.errors import Forbidden
 from service.formats import FORMATS, EncodeOptions
 from service.helpers import ConnectHelpers
@@ -82,7 +82,7 @@ class _Run:
         try:
             self.export = export = LearnerExport(conn, params, settings, self.caller,
                                                  helpers=ConnectHelpers(settings, dsn),
-                                                 copy_select=copy_select(params))
+                                                 copy=copy_select(params))
             progress = Progress(None)
             try:
                 try:

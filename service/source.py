@@ -24,6 +24,7 @@ import asyncpg
 
 from service.columns import CURSOR_COLUMN, KEY_COLUMNS, Column
 from service.config import Settings
+from service.copy_select import CopySpec
 from service.cursor import encode_cursor
 from service.params import ExportParams
 
@@ -34,6 +35,9 @@ Key = tuple[datetime, str]
 
 # Page starts found per walk of the keyset (one walk reads this many pages' keys).
 PAGES_PER_WALK = 16
+
+# How long close() waits for a helper connection that is still joining.
+HELPER_JOIN_SECONDS = 10.0
 
 _SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+-[0-9]+")
 
@@ -65,7 +69,7 @@ _COPY_ARGS = (
 
 @dataclass(frozen=True, slots=True)
 class CopiedPage:
-    """A page as PostgreSQL's COPY wrote it: CSV records ending in LF."""
+    """A page as PostgreSQL's COPY wrote it (service.copy_select): lines ending in LF."""
 
     data: bytes
     rows: int
@@ -81,8 +85,7 @@ Page = Sequence[Row] | CopiedPage
 class PageQuery:
     """The page query for one column selection; key columns are appended when not selected.
 
-    With `copy_select` (a select list over the function's columns, aliased `r`) pages are
-    read by COPY as CSV instead of as rows.
+    With `copy` (service.copy_select) pages are written by COPY instead of read as rows.
     """
 
     sql: str
@@ -90,9 +93,10 @@ class PageQuery:
     selected: int
     key_index: tuple[int, int]
     copy_sql: str | None
+    copy_options: dict[str, str]
 
     @classmethod
-    def for_params(cls, params: ExportParams, copy_select: str | None = None) -> PageQuery:
+    def for_params(cls, params: ExportParams, copy: CopySpec | None = None) -> PageQuery:
         names = [c.name for c in params.columns]
         selected = names + [k for k in KEY_COLUMNS if k not in names]
         # Names come from the allow-list in service.columns, never from the request.
@@ -100,11 +104,12 @@ class PageQuery:
         sql = (f"SELECT {columns} FROM public.get_learner_export_batch({_FILTER_ARGS},"
                " $6::timestamptz, $7::uuid, $8::integer)")
         copy_sql = None
-        if copy_select is not None and not params.cursor:
-            copy_sql = (f"SELECT {copy_select} FROM public.get_learner_export_batch("
+        if copy is not None and not params.cursor:
+            copy_sql = (f"SELECT {copy.select} FROM public.get_learner_export_batch("
                         f"{_COPY_ARGS}) AS r")
         key_index = (selected.index(KEY_COLUMNS[0]), selected.index(KEY_COLUMNS[1]))
-        return cls(sql, len(names), len(selected), key_index, copy_sql)
+        return cls(sql, len(names), len(selected), key_index, copy_sql,
+                   copy.options if copy is not None else {})
 
 
 class Helpers(Protocol):
@@ -177,12 +182,12 @@ class LearnerExport:
 
     def __init__(self, conn: asyncpg.Connection, params: ExportParams, settings: Settings,
                  caller: str, *, helpers: Helpers | None = None,
-                 copy_select: str | None = None) -> None:
+                 copy: CopySpec | None = None) -> None:
         self._conn = conn
         self._caller = caller
         self.client_scope: list[str] | None = None
         self._params = params
-        self._query = PageQuery.for_params(params, copy_select)
+        self._query = PageQuery.for_params(params, copy)
         self._settings = settings
         self._transaction = conn.transaction(isolation="repeatable_read", readonly=True)
         self._helpers = helpers if settings.export_connections > 1 else None
@@ -196,12 +201,13 @@ class LearnerExport:
         self._idle: asyncio.Queue[asyncpg.Connection] = asyncio.Queue()
         self._width = 1
         self._tasks: list[asyncio.Future[Any]] = []
+        self._joining: asyncio.Future[None] | None = None
         self._closed = False
         self.rows_fetched = 0
 
     @property
     def copies(self) -> bool:
-        """Whether pages come as COPY's CSV (CopiedPage) rather than as rows."""
+        """Whether pages come as COPY wrote them (CopiedPage) rather than as rows."""
         return self._query.copy_sql is not None
 
     @property
@@ -262,7 +268,8 @@ class LearnerExport:
             async def keep(piece: bytes) -> None:
                 pieces.append(piece)
 
-            status = await conn.copy_from_query(self._query.copy_sql, output=keep, format="csv")
+            status = await conn.copy_from_query(self._query.copy_sql, output=keep, format="csv",
+                                                **self._query.copy_options)
             page: Page = CopiedPage(b"".join(pieces), int(status.rpartition(" ")[2]))
         else:
             page = await conn.fetch(self._query.sql, *self._filters(), *cursor, size)
@@ -319,7 +326,7 @@ class LearnerExport:
         if not len(first):
             return
         if self._helpers is not None and len(first) == self._starts.size(0):
-            self._tasks.append(asyncio.ensure_future(self._add_helpers()))
+            self._joining = asyncio.ensure_future(self._add_helpers())
         self._idle.put_nowait(self._conn)
         pending: deque[asyncio.Future[Page | None]] = deque()
         page: Page | None = first
@@ -363,6 +370,11 @@ class LearnerExport:
         for task in self._tasks:
             with contextlib.suppress(BaseException):
                 await task
+        if self._joining is not None:
+            # A helper still connecting is waited for, not cancelled: a cancelled connection
+            # attempt sends PostgreSQL a cancel request, which crashes PgBouncer 1.18.
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._joining, HELPER_JOIN_SECONDS)
         await _roll_back(self._conn, self._transaction)
         for conn, transaction in self._helper_conns:
             await _roll_back(conn, transaction)

@@ -57,8 +57,11 @@ def bouncer_url(database: Database) -> Iterator[str]:
         nobody = pwd.getpwnam("nobody")
         for path in folder.iterdir():
             os.chown(path, nobody.pw_uid, nobody.pw_gid)
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               preexec_fn=_die_with_parent)
+    # Its log goes to a file: a pipe nobody reads would stop PgBouncer once it is full.
+    log_path = folder / "pgbouncer.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log,
+                                   preexec_fn=_die_with_parent)
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -68,13 +71,13 @@ def bouncer_url(database: Database) -> Iterator[str]:
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("PgBouncer did not start: "
-                                       + (process.stderr.read().decode() if process.stderr
-                                          else "")) from None
+                                       + log_path.read_text(errors="replace")) from None
                 time.sleep(0.05)
         yield urlunsplit(target._replace(netloc=f"{target.username}@127.0.0.1:{port}"))
     finally:
         process.terminate()
         process.wait(timeout=10)
+
         shutil.rmtree(folder, ignore_errors=True)
 
 

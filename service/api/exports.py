@@ -22,7 +22,7 @@ from service.auth import bearer_token, require_export_role, resolve_caller
 from service.columns import COLUMNS
 from service.compression import negotiate
 from service.config import Settings
-from service.copy_csv import copy_select
+from service.copy_select import copy_select
 from service.errors import DatabaseUnavailable, ErrorBody, Forbidden
 from service.formats import FORMATS, EncodeOptions
 from service.helpers import CONNECTION_ERRORS, PoolHelpers
@@ -67,7 +67,7 @@ class OpenExport:
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable("database unreachable") from exc
         export = LearnerExport(conn, params, settings, caller, helpers=PoolHelpers(pool),
-                               copy_select=copy_select(params))
+                               copy=copy_select(params))
         opened = cls(pool, conn, export)
         try:
             await opened.export.open()

@@ -1,6 +1,6 @@
 """CSV per RFC 4180: UTF-8, CRLF, a header row, NULL as an empty field, "" an empty string.
 
-Cells look as PostgreSQL's COPY writes them (service.copy_csv), so that a page written by COPY
+Cells look as PostgreSQL's COPY writes them (service.copy_select), so that a page written by COPY
 and one encoded here are the same bytes.
 """
 

@@ -1,7 +1,8 @@
-"""CSV pages written by PostgreSQL's COPY are the bytes the Python encoder writes for the rows.
+"""Pages written by PostgreSQL's COPY are the bytes the Python encoders write for the rows.
 
-CSV exports read their pages with COPY (service.copy_csv); exports with `cursor=true` encode rows
-in Python. Both must give the same file, cell for cell and byte for byte, messy data included.
+CSV and JSON Lines exports read their pages with COPY (service.copy_select); exports with
+`cursor=true` encode rows in Python. Both must give the same file, byte for byte, messy data
+included.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 
 from service import db
 from service.columns import BY_NAME, COLUMNS
-from service.copy_csv import copy_select
-from service.formats import EncodeOptions
-from service.formats.csv import CsvEncoder, crlf
+from service.copy_select import copy_select
+from service.formats import FORMATS, EncodeOptions
+from service.formats.csv import crlf
 from service.helpers import ConnectHelpers
 from service.params import ExportParams
 from service.source import CopiedPage, LearnerExport
@@ -55,9 +57,9 @@ async def _export(url: str, admin: str, params: ExportParams, *, copy: bool
     settings = make_settings(url, page_size=300, first_page_size=100)
     conn = await db.connect(settings, url)
     export = LearnerExport(conn, params, settings, admin, helpers=ConnectHelpers(settings, url),
-                           copy_select=copy_select(params) if copy else None)
-    encoder = CsvEncoder(export.columns, EncodeOptions(bom=params.bom,
-                                                       escape_formulas=params.escape_formulas))
+                           copy=copy_select(params) if copy else None)
+    encoder = FORMATS[params.format].make_encoder(
+        export.columns, EncodeOptions(bom=params.bom, escape_formulas=params.escape_formulas))
     copied = False
     try:
         await export.open()
@@ -70,13 +72,15 @@ async def _export(url: str, admin: str, params: ExportParams, *, copy: bool
         await conn.close()
 
 
-def both(url: str, admin: str, **params: Any) -> tuple[bytes, bytes]:
-    p = ExportParams(format="csv", **params)
+def both(url: str, admin: str, fmt: str = "csv", *, helped: bool = False, **params: Any
+         ) -> tuple[bytes, bytes]:
+    """The export by COPY and by the encoder; `helped`: the COPY one read on two connections
+    (a helper joins exports longer than their first page once it has connected)."""
+    p = ExportParams(format=fmt, **params)
     by_copy, connections, copied = run(_export(url, admin, p, copy=True))
     by_rows, _, by_rows_copied = run(_export(url, admin, p, copy=False))
     assert copied and not by_rows_copied
-    # A helper joins exports longer than their first page (100 rows here).
-    assert connections == (2 if by_copy.count(b"\r\n") > 101 else 1)
+    assert connections == 2 if helped else connections in (1, 2)
     return by_copy, by_rows
 
 
@@ -84,7 +88,7 @@ def both(url: str, admin: str, **params: Any) -> tuple[bytes, bytes]:
 def test_copy_and_encoder_write_the_same_file(database_url: str, seeded: str,
                                               awkward_client: str, escape_formulas: bool
                                               ) -> None:
-    by_copy, by_rows = both(database_url, seeded, escape_formulas=escape_formulas)
+    by_copy, by_rows = both(database_url, seeded, helped=True, escape_formulas=escape_formulas)
     assert by_copy == by_rows
     assert by_copy.count(b"\r\n") >= SEED_LEARNERS + len(AWKWARD)
     # full_name, email and phone of the awkward learner whose text is =1+2
@@ -124,6 +128,32 @@ def test_every_column_alone(database_url: str, seeded: str) -> None:
         assert by_copy.count(b"\r\n") >= 701
 
 
+def test_json_lines_by_copy_are_the_encoders(database_url: str, seeded: str,
+                                             awkward_client: str) -> None:
+    by_copy, by_rows = both(database_url, seeded, "jsonl", helped=True)
+    assert by_copy == by_rows
+    rows = [orjson.loads(line) for line in by_copy.splitlines()]
+    assert len(rows) >= SEED_LEARNERS + len(AWKWARD)
+    awkward = [r for r in rows if r["client_id"] == awkward_client]
+    assert [r["notes"] for r in awkward] == AWKWARD
+    assert awkward[1]["last_login_at"] == "2031-02-01T12:00:00.000500+00:00"
+    assert awkward[0]["created_at"] == "2031-01-01T00:00:00.000000+00:00"
+    assert awkward[0]["last_login_at"] is None and awkward[0]["is_active"] is True
+    assert {type(r["progress_percent"]) for r in rows} <= {float, type(None)}
+    assert any(r["progress_percent"] == 100.0 for r in rows)
+
+
+def test_json_lines_by_copy_with_chosen_columns(database_url: str, seeded: str,
+                                                awkward_client: str) -> None:
+    by_copy, by_rows = both(database_url, seeded, "jsonl", client_ids=(awkward_client,),
+                            columns=(BY_NAME["notes"], BY_NAME["modules_total"]))
+    assert by_copy == by_rows
+    assert by_copy.splitlines()[0] == b'{"notes":"","modules_total":0}'
+    for column in COLUMNS:
+        by_copy, by_rows = both(database_url, seeded, "jsonl", columns=(column,), limit=300)
+        assert by_copy == by_rows, column.name
+
+
 def test_crlf_leaves_line_breaks_inside_quotes() -> None:
     assert crlf(b'a,"x\ny"\nb,"say ""\n"""\n') == b'a,"x\ny"\r\nb,"say ""\n"""\r\n'
     assert crlf(b"a,b\nc,d\n") == b"a,b\r\nc,d\r\n"
@@ -135,7 +165,7 @@ def test_copied_pages_count_their_rows(database_url: str, seeded: str) -> None:
         settings = make_settings(database_url, page_size=300, first_page_size=100)
         conn = await db.connect(settings, database_url)
         params = ExportParams(format="csv", limit=1000)
-        export = LearnerExport(conn, params, settings, seeded, copy_select=copy_select(params))
+        export = LearnerExport(conn, params, settings, seeded, copy=copy_select(params))
         try:
             await export.open()
             sizes = []

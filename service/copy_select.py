@@ -1,0 +1,85 @@
+"""Pages written by PostgreSQL's COPY, byte for byte what the Python encoders write.
+
+COPY renders a page inside the server, in C, far cheaper than decoding the rows into Python
+objects and encoding them again; the export's second connection puts that work on the second
+core. What COPY's CSV cannot do by itself is done in the select list: neutralising
+formula-like text, ISO 8601 timestamps, true/false. For JSON Lines the select list builds each
+line, and COPY writes it as a lone CSV field whose quote and delimiter characters JSON text
+never holds (it escapes every control character), so the line goes out untouched.
+CsvEncoder.copied() turns COPY's LF record ends into CRLF. tests/test_copy_select.py holds
+COPY and the encoders to the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from service.columns import Column, Kind
+from service.formats.cells import FORMULA_PREFIXES
+from service.params import ExportParams
+
+_FORMULA_CODES = ", ".join(str(ord(p)) for p in FORMULA_PREFIXES)
+
+# The export transaction sets TimeZone to UTC, so the offset is always +00:00.
+_TIMESTAMP = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'"
+
+
+@dataclass(frozen=True, slots=True)
+class CopySpec:
+    """A select list over the page function's columns (as `r`) and the COPY options for it."""
+
+    select: str
+    options: dict[str, str] = field(default_factory=dict)
+
+
+def _ref(column: Column) -> str:
+    # Column names come from the allow-list in service.columns, never from the request.
+    return f'r."{column.name}"'
+
+
+def _csv_cell(column: Column, escape_formulas: bool) -> str:
+    ref = _ref(column)
+    if column.kind is Kind.TEXT and escape_formulas:
+        return f"CASE WHEN ascii({ref}) IN ({_FORMULA_CODES}) THEN '''' || {ref} ELSE {ref} END"
+    if column.kind is Kind.TIMESTAMP:
+        return f"to_char({ref}, {_TIMESTAMP})"
+    if column.kind is Kind.BOOL:
+        return f"CASE WHEN {ref} THEN 'true' WHEN NOT {ref} THEN 'false' END"
+    return ref
+
+
+def csv_select(columns: Sequence[Column], escape_formulas: bool) -> CopySpec:
+    """The select list that COPY writes as CsvEncoder's CSV (LF line ends)."""
+    return CopySpec(", ".join(_csv_cell(c, escape_formulas) for c in columns))
+
+
+def _json_value(column: Column) -> str:
+    ref = _ref(column)
+    if column.kind is Kind.TEXT:
+        return f"to_json({ref})::text"
+    if column.kind is Kind.UUID:
+        return f"'\"' || {ref} || '\"'"
+    if column.kind is Kind.TIMESTAMP:
+        return f"'\"' || to_char({ref}, {_TIMESTAMP}) || '\"'"
+    if column.kind is Kind.FLOAT:
+        # One decimal, as Python (and orjson) write the float: 50.0, 33.3.
+        return f"round({ref}::numeric, 1)::text"
+    return f"{ref}::text"
+
+
+def jsonl_select(columns: Sequence[Column]) -> CopySpec:
+    """The select list of one JSON Lines line a row, as JsonlEncoder writes it."""
+    members = [f"'{'{' if i == 0 else ','}\"{c.name}\":' || coalesce({_json_value(c)}, 'null')"
+               for i, c in enumerate(columns)]
+    return CopySpec(" || ".join(members) + " || '}'",
+                    {"quote": "\x01", "delimiter": "\x02"})
+
+
+def copy_select(params: ExportParams) -> CopySpec | None:
+    """How COPY writes this export's pages, or None when its encoder must see the rows."""
+    if params.format == "csv":
+        return csv_select(params.columns, params.escape_formulas)
+    if params.format == "jsonl":
+        return jsonl_select(params.columns)
+    return None
