@@ -5,9 +5,11 @@ objects and encoding them again; the export's second connection puts that work o
 core. What COPY's CSV cannot do by itself is done in the select list: neutralising
 formula-like text, ISO 8601 timestamps, true/false. For JSON Lines the select list builds each
 line, and COPY writes it as a lone CSV field whose quote and delimiter characters JSON text
-never holds (it escapes every control character), so the line goes out untouched.
-CsvEncoder.copied() turns COPY's LF record ends into CRLF. tests/test_copy_select.py holds
-COPY and the encoders to the same bytes.
+never holds (it escapes every control character), so the line goes out untouched; the same
+goes for XLSX, a line of sheet XML a row (`<row>...</row>`, with line breaks as references and
+the characters XML forbids dropped). CsvEncoder.copied() turns COPY's LF record ends into CRLF,
+XlsxEncoder.copied() drops them. tests/test_copy_select.py holds COPY and the encoders to the
+same bytes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from dataclasses import dataclass, field
 
 from service.columns import Column, Kind
 from service.formats.cells import FORMULA_PREFIXES
+from service.formats.xlsx import (
+    EXCEL_UNIX_EPOCH,
+    STYLE_DATETIME,
+    STYLE_QUOTED,
+    XML_FORBIDDEN,
+    XML_SPACE,
+)
 from service.params import ExportParams
 
 _FORMULA_CODES = ", ".join(str(ord(p)) for p in FORMULA_PREFIXES)
@@ -72,8 +81,57 @@ def jsonl_select(columns: Sequence[Column]) -> CopySpec:
     """The select list of one JSON Lines line a row, as JsonlEncoder writes it."""
     members = [f"'{'{' if i == 0 else ','}\"{c.name}\":' || coalesce({_json_value(c)}, 'null')"
                for i, c in enumerate(columns)]
-    return CopySpec(" || ".join(members) + " || '}'",
-                    {"quote": "\x01", "delimiter": "\x02"})
+    return CopySpec(" || ".join(members) + " || '}'", _WHOLE_LINES)
+
+
+# COPY's CSV quote and delimiter for formats whose lines are written whole: characters that JSON
+# escapes and XML forbids, so they never occur in a line and COPY never quotes one.
+_WHOLE_LINES = {"quote": "\x01", "delimiter": "\x02"}
+
+
+def _sql_chars(chars: str, pattern: str = "{}") -> str:
+    """A string literal of these characters, as escapes (optionally inside a pattern)."""
+    return "E'" + pattern.format("".join(f"\\u{ord(c):04X}" for c in chars)) + "'"
+
+
+_SPACE_CODES = ", ".join(str(ord(c)) for c in XML_SPACE)
+
+
+def _xlsx_cell(column: Column, escape_formulas: bool) -> str:
+    ref = _ref(column)
+    if column.kind is Kind.TEXT:
+        style = (f"CASE WHEN ascii({ref}) IN ({_FORMULA_CODES}) THEN ' s=\"{STYLE_QUOTED}\"'"
+                 " ELSE '' END" if escape_formulas else "''")
+        space = (f"CASE WHEN ascii({ref}) IN ({_SPACE_CODES}) OR ascii(right({ref}, 1)) IN"
+                 f" ({_SPACE_CODES}) THEN ' xml:space=\"preserve\"' ELSE '' END")
+        escaped = f"translate({ref}, {_sql_chars(XML_FORBIDDEN)}, '')"
+        for char, reference in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"),
+                                ("\r", "&#13;"), ("\n", "&#10;")):
+            escaped = f"replace({escaped}, {_sql_chars(char)}, '{reference}')"
+        # Most text needs no escaping: one regular expression says so far cheaper than the
+        # translate() and five replace() calls would find it out.
+        special = _sql_chars("&<>\r\n" + XML_FORBIDDEN, "[{}]")
+        text = f"CASE WHEN {ref} ~ {special} THEN {escaped} ELSE {ref} END"
+        cell = (f"'<c t=\"inlineStr\"' || {style} || '><is><t' || {space} || '>' || {text}"
+                " || '</t></is></c>'")
+    elif column.kind is Kind.UUID:
+        cell = f"'<c t=\"inlineStr\"><is><t>' || {ref} || '</t></is></c>'"
+    elif column.kind is Kind.TIMESTAMP:
+        serial = f"(extract(epoch FROM {ref})::float8 / 86400.0 + {EXCEL_UNIX_EPOCH})::text"
+        cell = f"'<c s=\"{STYLE_DATETIME}\"><v>' || {serial} || '</v></c>'"
+    elif column.kind is Kind.BOOL:
+        cell = f"'<c t=\"b\"><v>' || {ref}::integer || '</v></c>'"
+    elif column.kind is Kind.FLOAT:
+        cell = f"'<c><v>' || round({ref}::numeric, 1) || '</v></c>'"
+    else:
+        cell = f"'<c><v>' || {ref} || '</v></c>'"
+    return f"coalesce({cell}, '<c/>')"
+
+
+def xlsx_select(columns: Sequence[Column], escape_formulas: bool) -> CopySpec:
+    """The select list of one sheet XML row a line, as XlsxEncoder writes it."""
+    cells = " || ".join(_xlsx_cell(c, escape_formulas) for c in columns)
+    return CopySpec(f"'<row>' || {cells} || '</row>'", _WHOLE_LINES)
 
 
 def copy_select(params: ExportParams) -> CopySpec | None:
@@ -82,4 +140,6 @@ def copy_select(params: ExportParams) -> CopySpec | None:
         return csv_select(params.columns, params.escape_formulas)
     if params.format == "jsonl":
         return jsonl_select(params.columns)
+    if params.format == "xlsx":
+        return xlsx_select(params.columns, params.escape_formulas)
     return None

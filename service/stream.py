@@ -31,7 +31,7 @@ async def encode_stream(batches: AsyncIterator[Page], encoder: Encoder,
         head = encoder.begin()
         async for batch in batches:
             if isinstance(batch, CopiedPage):
-                data = encoder.copied(batch.data)
+                data = encoder.copied(batch.data, batch.rows)
             else:
                 data = encoder.rows(batch)
             if head:

@@ -7,12 +7,15 @@ included.
 
 from __future__ import annotations
 
+import io
 import uuid
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import openpyxl
 import orjson
 import pytest
 
@@ -52,14 +55,15 @@ def awkward_client(database_url: str) -> Iterator[str]:
     query(database_url, "DELETE FROM public.clients WHERE id = $1", client)
 
 
-async def _export(url: str, admin: str, params: ExportParams, *, copy: bool
-                  ) -> tuple[bytes, int, bool]:
+async def _export(url: str, admin: str, params: ExportParams, *, copy: bool,
+                  sheet_rows: int) -> tuple[bytes, int, bool]:
     settings = make_settings(url, page_size=300, first_page_size=100)
     conn = await db.connect(settings, url)
     export = LearnerExport(conn, params, settings, admin, helpers=ConnectHelpers(settings, url),
                            copy=copy_select(params) if copy else None)
     encoder = FORMATS[params.format].make_encoder(
-        export.columns, EncodeOptions(bom=params.bom, escape_formulas=params.escape_formulas))
+        export.columns, EncodeOptions(bom=params.bom, escape_formulas=params.escape_formulas,
+                                      sheet_rows=sheet_rows))
     copied = False
     try:
         await export.open()
@@ -72,13 +76,13 @@ async def _export(url: str, admin: str, params: ExportParams, *, copy: bool
         await conn.close()
 
 
-def both(url: str, admin: str, fmt: str = "csv", *, helped: bool = False, **params: Any
-         ) -> tuple[bytes, bytes]:
+def both(url: str, admin: str, fmt: str = "csv", *, helped: bool = False,
+         sheet_rows: int = 1_048_576, **params: Any) -> tuple[bytes, bytes]:
     """The export by COPY and by the encoder; `helped`: the COPY one read on two connections
     (a helper joins exports longer than their first page once it has connected)."""
     p = ExportParams(format=fmt, **params)
-    by_copy, connections, copied = run(_export(url, admin, p, copy=True))
-    by_rows, _, by_rows_copied = run(_export(url, admin, p, copy=False))
+    by_copy, connections, copied = run(_export(url, admin, p, copy=True, sheet_rows=sheet_rows))
+    by_rows, _, by_rows_copied = run(_export(url, admin, p, copy=False, sheet_rows=sheet_rows))
     assert copied and not by_rows_copied
     assert connections == 2 if helped else connections in (1, 2)
     return by_copy, by_rows
@@ -152,6 +156,40 @@ def test_json_lines_by_copy_with_chosen_columns(database_url: str, seeded: str,
     for column in COLUMNS:
         by_copy, by_rows = both(database_url, seeded, "jsonl", columns=(column,), limit=300)
         assert by_copy == by_rows, column.name
+
+
+def sheets(workbook: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(workbook)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+@pytest.mark.parametrize("escape_formulas", [True, False])
+def test_xlsx_by_copy_is_the_encoders(database_url: str, seeded: str, awkward_client: str,
+                                      escape_formulas: bool) -> None:
+    by_copy, by_rows = both(database_url, seeded, "xlsx", helped=True,
+                            escape_formulas=escape_formulas)
+    copied, encoded = sheets(by_copy), sheets(by_rows)
+    assert copied == encoded  # the same parts, the same XML, byte for byte
+    sheet = copied["xl/worksheets/sheet1.xml"]
+    assert sheet.count(b"<row>") == SEED_LEARNERS + len(AWKWARD) + 1
+    assert b"\n<row>" not in sheet and b"<t>a&#10;b</t>" in sheet
+    workbook = openpyxl.load_workbook(io.BytesIO(by_copy), read_only=True)
+    notes = [r[-1] for r in workbook.active.iter_rows(values_only=True)]
+    # Inline strings are never formulas; neutralised ones also carry the quotePrefix style.
+    assert "a\nb" in notes and "=1+2" in notes
+    assert (b' s="2"><is><t>=1+2</t>' in sheet) is escape_formulas
+
+
+def test_xlsx_by_copy_starts_new_sheets_mid_page(database_url: str, seeded: str) -> None:
+    # 250 data rows a sheet (and its header), pages of 100 then 300: sheets end mid-page.
+    by_copy, by_rows = both(database_url, seeded, "xlsx", limit=1001, sheet_rows=251,
+                            columns=(BY_NAME["learner_id"], BY_NAME["created_at"]))
+    copied = sheets(by_copy)
+    assert copied == sheets(by_rows)
+    assert [copied[f"xl/worksheets/sheet{n}.xml"].count(b"<row>") for n in (1, 2, 3, 4)] == [
+        251, 251, 251, 251]
+    assert copied["xl/worksheets/sheet5.xml"].count(b"<row>") == 1 + 1
+    assert "xl/worksheets/sheet6.xml" not in copied
 
 
 def test_crlf_leaves_line_breaks_inside_quotes() -> None:

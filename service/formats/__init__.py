@@ -2,9 +2,9 @@
 
 An encoder turns rows into bytes and knows nothing of HTTP or the database: `begin()` gives the
 bytes before the first row, `rows()` those of one batch, `end()` what closes the file, and
-`close()` lets go of an encoding abandoned half-way; `copied()` takes a page that PostgreSQL's
-COPY already wrote as CSV (only the CSV encoder can). The HTTP layer, the CLI and the benchmarks
-all drive encoders the same way.
+`close()` lets go of an encoding abandoned half-way; `copied()` takes a page of `rows` rows
+that PostgreSQL's COPY already wrote in the format (service.copy_select). The HTTP layer, the CLI
+and the benchmarks all drive encoders the same way.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class Encoder(Protocol):
 
     def rows(self, rows: Sequence[Row]) -> bytes: ...
 
-    def copied(self, data: bytes) -> bytes: ...
+    def copied(self, data: bytes, rows: int) -> bytes: ...
 
     def end(self) -> bytes: ...
 

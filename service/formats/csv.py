@@ -91,7 +91,7 @@ class CsvEncoder:
             out += b"\r\n"
         return bytes(out)
 
-    def copied(self, data: bytes) -> bytes:
+    def copied(self, data: bytes, rows: int) -> bytes:
         return crlf(data)
 
     def end(self) -> bytes:

@@ -40,7 +40,7 @@ class JsonlEncoder:
             out += dumps(dict(zip(names, row, strict=False)), default=_default, option=_OPTIONS)
         return bytes(out)
 
-    def copied(self, data: bytes) -> bytes:
+    def copied(self, data: bytes, rows: int) -> bytes:
         return data
 
     def end(self) -> bytes:

@@ -25,25 +25,29 @@ from service.formats import EncodeOptions, Row
 from service.formats.cells import FORMULA_PREFIXES
 
 # Unix epoch as an Excel serial date (1900 date system).
-_EXCEL_UNIX_EPOCH = 25569.0
+EXCEL_UNIX_EPOCH = 25569.0
 _SECONDS_PER_DAY = 86400.0
 
 # Styles (cellXfs indexes in STYLES): a date-time, a text kept as text when edited, a header.
-_STYLE_DATETIME = 1
-_STYLE_QUOTED = 2
+STYLE_DATETIME = 1
+STYLE_QUOTED = 2
 _STYLE_HEADER = 3
 
+# The characters XML 1.0 forbids in text (NUL aside: PostgreSQL text never holds it).
+XML_FORBIDDEN = ("".join(chr(c) for c in range(1, 0x20) if c not in (0x09, 0x0A, 0x0D))
+                 + "\ufffe\uffff")
+
 # Escapes XML's markup characters and drops the characters XML 1.0 forbids, in one C call.
-# CR is written as a reference because XML parsers turn a literal CR LF into LF.
+# CR is written as a reference because XML parsers turn a literal CR LF into LF; LF as one so
+# that a row is one line (as PostgreSQL writes it, service.copy_select).
 _XML_TEXT = str.maketrans(
     {
         "&": "&amp;",
         "<": "&lt;",
         ">": "&gt;",
         "\r": "&#13;",
-        **{chr(c): None for c in range(0x20) if c not in (0x09, 0x0A, 0x0D)},
-        "\ufffe": None,
-        "\uffff": None,
+        "\n": "&#10;",
+        **{c: None for c in XML_FORBIDDEN},
     }
 )
 
@@ -88,7 +92,10 @@ SHEET_TAIL = "</sheetData></worksheet>"
 
 # str.translate looks every character up in a dict: a regular expression finds first, in C,
 # whether there is anything to translate at all (most cells have nothing).
-_XML_SPECIAL = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_XML_SPECIAL = re.compile("[&<>\r\n\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+# XML's own white space: leading or trailing, it is kept only with xml:space="preserve".
+XML_SPACE = " \t\n\r"
 
 
 def xml_text(text: str) -> str:
@@ -97,13 +104,13 @@ def xml_text(text: str) -> str:
 
 def _text_cell(escape_formulas: bool) -> Callable[[Any], str]:
     plain = '<c t="inlineStr"><is><t>'
-    quoted = f'<c t="inlineStr" s="{_STYLE_QUOTED}"><is><t>'
+    quoted = f'<c t="inlineStr" s="{STYLE_QUOTED}"><is><t>'
 
     def cell(value: Any) -> str:
         if value is None:
             return "<c/>"
         head = quoted if escape_formulas and value.startswith(FORMULA_PREFIXES) else plain
-        if value[:1].isspace() or value[-1:].isspace():
+        if (value[:1] or "x") in XML_SPACE or (value[-1:] or "x") in XML_SPACE:
             head = head[:-1] + ' xml:space="preserve">'
         return head + xml_text(value) + "</t></is></c>"
 
@@ -118,6 +125,12 @@ def _number_cell(value: Any) -> str:
     return "<c/>" if value is None else f"<c><v>{value!r}</v></c>"
 
 
+def _shortest(value: float) -> str:
+    """A float as PostgreSQL writes a float8: the shortest digits, no ".0" when whole."""
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
 def _bool_cell(value: Any) -> str:
     return "<c/>" if value is None else f'<c t="b"><v>{1 if value else 0}</v></c>'
 
@@ -125,8 +138,8 @@ def _bool_cell(value: Any) -> str:
 def _timestamp_cell(value: datetime | None) -> str:
     if value is None:
         return "<c/>"
-    serial = value.timestamp() / _SECONDS_PER_DAY + _EXCEL_UNIX_EPOCH
-    return f'<c s="{_STYLE_DATETIME}"><v>{serial!r}</v></c>'
+    serial = value.timestamp() / _SECONDS_PER_DAY + EXCEL_UNIX_EPOCH
+    return f'<c s="{STYLE_DATETIME}"><v>{_shortest(serial)}</v></c>'
 
 
 class _Sink:
@@ -198,7 +211,18 @@ class XlsxEncoder:
         """The XML of these rows goes to the deflate thread; what comes back is the compressed
         output of the batch before (one batch late, all of it by end())."""
         cells = self._cells
-        parts: list[bytearray | None] = []  # None: start the next sheet
+        return self._add([("<row>" + "".join([f(v) for f, v in zip(cells, row, strict=False)])
+                           + "</row>").encode() for row in rows])
+
+    def copied(self, data: bytes, rows: int) -> bytes:
+        """Rows PostgreSQL already wrote as sheet XML, one a line (service.copy_select)."""
+        if rows <= self._max_data_rows - self._rows_in_sheet:
+            self._rows_in_sheet += rows
+            return self._submit([data.replace(b"\n", b"")])
+        return self._add(data.split(b"\n")[:rows])
+
+    def _add(self, rows: list[bytes]) -> bytes:
+        parts: list[bytes | None] = []  # None: start the next sheet
         start = 0
         while start < len(rows):
             room = self._max_data_rows - self._rows_in_sheet
@@ -207,18 +231,17 @@ class XlsxEncoder:
                 self._rows_in_sheet = 0
                 continue
             chunk = rows[start:start + room]
-            xml = bytearray()
-            for row in chunk:
-                xml += ("<row>" + "".join([f(v) for f, v in zip(cells, row, strict=False)])
-                        + "</row>").encode()
-            parts.append(xml)
+            parts.append(b"".join(chunk))
             self._rows_in_sheet += len(chunk)
             start += len(chunk)
+        return self._submit(parts)
+
+    def _submit(self, parts: list[bytes | None]) -> bytes:
         done = self._wait()
         self._pending = self._deflater.submit(self._write, parts)
         return done
 
-    def _write(self, parts: list[bytearray | None]) -> None:
+    def _write(self, parts: list[bytes | None]) -> None:
         for xml in parts:
             if xml is None:
                 self._close_sheet()
@@ -231,9 +254,6 @@ class XlsxEncoder:
             pending, self._pending = self._pending, None
             pending.result()
         return self._sink.drain()
-
-    def copied(self, data: bytes) -> bytes:
-        raise TypeError("this format is not written by COPY")
 
     def end(self) -> bytes:
         head = self._wait()
