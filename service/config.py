@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     page_size: int = Field(default=2500, ge=1, le=100_000)
     first_page_size: int = Field(default=1000, ge=1, le=100_000)
     # Connections reading one export, in one snapshot: 2 puts PostgreSQL on two cores.
-    export_connections: int = Field(default=2, ge=1, le=8)
+    connections_per_export: int = Field(default=2, ge=1, le=8)
     chunk_bytes: int = Field(default=64 * 1024, ge=1024)
     statement_timeout_ms: int = Field(default=60_000, ge=0)
     idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=0)

@@ -176,7 +176,7 @@ class LearnerExport:
     that anything that can fail early (a refusal included) fails before a response starts.
     `batches()` then yields pages, with the next pages already asked for (one per connection)
     while the current one is encoded. With `helpers`, connections are added as they can be had
-    (up to `settings.export_connections` in all), each in the same snapshot. `close()` rolls
+    (up to `settings.connections_per_export` in all), each in the same snapshot. `close()` rolls
     back; it is safe to call at any time, more than once.
     """
 
@@ -190,7 +190,7 @@ class LearnerExport:
         self._query = PageQuery.for_params(params, copy)
         self._settings = settings
         self._transaction = conn.transaction(isolation="repeatable_read", readonly=True)
-        self._helpers = helpers if settings.export_connections > 1 else None
+        self._helpers = helpers if settings.connections_per_export > 1 else None
         self._helper_conns: list[tuple[asyncpg.Connection, Any]] = []
         self._snapshot: str | None = None
         self._starts = PageStarts(params.after, min(settings.first_page_size, settings.page_size),
@@ -303,7 +303,7 @@ class LearnerExport:
     async def _add_helpers(self) -> None:
         """Bring in helper connections, in this export's snapshot, while pages are read."""
         assert self._helpers is not None and self._snapshot is not None
-        for _ in range(self._settings.export_connections - 1):
+        for _ in range(self._settings.connections_per_export - 1):
             conn = await self._helpers.acquire()
             if conn is None:
                 return
