@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from service.columns import Column, Kind
+from service.columns import CURSOR_COLUMN, Column, Kind
 from service.formats.cells import FORMULA_PREFIXES
 from service.formats.xlsx import (
     EXCEL_UNIX_EPOCH,
@@ -58,9 +58,24 @@ def _csv_cell(column: Column, escape_formulas: bool) -> str:
     return ref
 
 
-def csv_select(columns: Sequence[Column], escape_formulas: bool) -> CopySpec:
-    """The select list that COPY writes as CsvEncoder's CSV (LF line ends)."""
-    return CopySpec(", ".join(_csv_cell(c, escape_formulas) for c in columns))
+# service.cursor.encode_cursor() in SQL: base64url, unpadded, of "<created_at>|<learner id>"
+# (encode() breaks base64 into lines of 76: the line breaks go too).
+_CURSOR = ("rtrim(translate(encode(convert_to(to_char(r.\"created_at\", " + _TIMESTAMP
+           + ") || '|' || r.\"learner_id\", 'UTF8'), 'base64'), E'+/\\n', '-_'), '=')")
+
+
+def csv_select(columns: Sequence[Column], escape_formulas: bool, cursor: bool = False
+               ) -> CopySpec:
+    """The select list that COPY writes as CsvEncoder's CSV (LF line ends); `cursor` adds the
+    `_cursor` column (its characters need neither quoting nor neutralising)."""
+    cells = [_csv_cell(c, escape_formulas) for c in columns] + ([_CURSOR] if cursor else [])
+    return CopySpec(", ".join(cells))
+
+
+def _python_float(ref: str) -> str:
+    """A float8 as Python's repr() writes it: PostgreSQL's shortest digits, and ".0" when whole
+    (50.0, 33.3). Both switch to exponents only far outside the values exported here."""
+    return f"CASE WHEN {ref} = trunc({ref}) THEN {ref}::text || '.0' ELSE {ref}::text END"
 
 
 def _json_value(column: Column) -> str:
@@ -72,15 +87,17 @@ def _json_value(column: Column) -> str:
     if column.kind is Kind.TIMESTAMP:
         return f"'\"' || to_char({ref}, {_TIMESTAMP}) || '\"'"
     if column.kind is Kind.FLOAT:
-        # One decimal, as Python (and orjson) write the float: 50.0, 33.3.
-        return f"round({ref}::numeric, 1)::text"
+        return _python_float(ref)
     return f"{ref}::text"
 
 
-def jsonl_select(columns: Sequence[Column]) -> CopySpec:
-    """The select list of one JSON Lines line a row, as JsonlEncoder writes it."""
+def jsonl_select(columns: Sequence[Column], cursor: bool = False) -> CopySpec:
+    """The select list of one JSON Lines line a row, as JsonlEncoder writes it; `cursor` adds
+    the `_cursor` member."""
     members = [f"'{'{' if i == 0 else ','}\"{c.name}\":' || coalesce({_json_value(c)}, 'null')"
                for i, c in enumerate(columns)]
+    if cursor:
+        members.append(f"',\"{CURSOR_COLUMN.name}\":\"' || {_CURSOR} || '\"'")
     return CopySpec(" || ".join(members) + " || '}'", _WHOLE_LINES)
 
 
@@ -122,7 +139,7 @@ def _xlsx_cell(column: Column, escape_formulas: bool) -> str:
     elif column.kind is Kind.BOOL:
         cell = f"'<c t=\"b\"><v>' || {ref}::integer || '</v></c>'"
     elif column.kind is Kind.FLOAT:
-        cell = f"'<c><v>' || round({ref}::numeric, 1) || '</v></c>'"
+        cell = f"'<c><v>' || {_python_float(ref)} || '</v></c>'"
     else:
         cell = f"'<c><v>' || {ref} || '</v></c>'"
     return f"coalesce({cell}, '<c/>')"
@@ -135,11 +152,11 @@ def xlsx_select(columns: Sequence[Column], escape_formulas: bool) -> CopySpec:
 
 
 def copy_select(params: ExportParams) -> CopySpec | None:
-    """How COPY writes this export's pages, or None when its encoder must see the rows."""
+    """How COPY writes this export's pages (the resume cursor included)."""
     if params.format == "csv":
-        return csv_select(params.columns, params.escape_formulas)
+        return csv_select(params.columns, params.escape_formulas, params.cursor)
     if params.format == "jsonl":
-        return jsonl_select(params.columns)
+        return jsonl_select(params.columns, params.cursor)
     if params.format == "xlsx":
         return xlsx_select(params.columns, params.escape_formulas)
     return None

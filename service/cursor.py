@@ -10,7 +10,8 @@ from service.errors import InvalidParameter
 
 
 def encode_cursor(created_at: datetime, learner_id: str) -> str:
-    raw = f"{created_at.isoformat()}|{learner_id}".encode()
+    # Microseconds always, as service.copy_select writes it in SQL.
+    raw = f"{created_at.isoformat(timespec='microseconds')}|{learner_id}".encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 

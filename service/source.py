@@ -104,7 +104,7 @@ class PageQuery:
         sql = (f"SELECT {columns} FROM public.get_learner_export_batch({_FILTER_ARGS},"
                " $6::timestamptz, $7::uuid, $8::integer)")
         copy_sql = None
-        if copy is not None and not params.cursor:
+        if copy is not None:
             copy_sql = (f"SELECT {copy.select} FROM public.get_learner_export_batch("
                         f"{_COPY_ARGS}) AS r")
         key_index = (selected.index(KEY_COLUMNS[0]), selected.index(KEY_COLUMNS[1]))

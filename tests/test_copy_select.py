@@ -7,6 +7,7 @@ included.
 
 from __future__ import annotations
 
+import csv
 import io
 import uuid
 import zipfile
@@ -22,6 +23,7 @@ import pytest
 from service import db
 from service.columns import BY_NAME, COLUMNS
 from service.copy_select import copy_select
+from service.cursor import decode_cursor
 from service.formats import FORMATS, EncodeOptions
 from service.formats.csv import crlf
 from service.helpers import ConnectHelpers
@@ -190,6 +192,24 @@ def test_xlsx_by_copy_starts_new_sheets_mid_page(database_url: str, seeded: str)
         251, 251, 251, 251]
     assert copied["xl/worksheets/sheet5.xml"].count(b"<row>") == 1 + 1
     assert "xl/worksheets/sheet6.xml" not in copied
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_resume_cursors_by_copy_are_the_encoders(database_url: str, seeded: str,
+                                                 awkward_client: str, fmt: str) -> None:
+    by_copy, by_rows = both(database_url, seeded, fmt, helped=True, cursor=True)
+    assert by_copy == by_rows
+    if fmt == "jsonl":
+        cursors = [orjson.loads(line)["_cursor"] for line in by_copy.splitlines()]
+    else:
+        reader = csv.reader(io.StringIO(by_copy.decode(), newline=""))
+        cursors = [row[-1] for row in list(reader)[1:]]
+    assert len(set(cursors)) == len(cursors) >= SEED_LEARNERS
+    # Each cursor names its row: decoded, it is the row's key.
+    keys = [(r["created_at"], r["learner_id"]) for r in query(
+        database_url, "SELECT created_at, learner_id FROM public.get_learner_export_batch("
+        "$1::uuid, NULL, NULL, NULL, NULL, NULL, NULL, 100000)", seeded)]
+    assert [decode_cursor(c) for c in cursors] == keys
 
 
 def test_crlf_leaves_line_breaks_inside_quotes() -> None:
