@@ -239,7 +239,7 @@ class LearnerExport:
             # Parallel plans per page halve the throughput of keyset paging (PERF-NOTES).
             " set_config('max_parallel_workers_per_gather', '0', true),"
             " set_config('jit', 'off', true),"
-            # What COPY's CSV must look like to equal CsvEncoder's: UTC, shortest floats.
+            # What COPY's pages need to equal the encoders' bytes: UTC, shortest floats.
             " set_config('TimeZone', 'UTC', true),"
             " set_config('extra_float_digits', '1', true)",
             str(s.statement_timeout_ms), str(s.idle_in_transaction_timeout_ms),
