@@ -34,7 +34,6 @@ from service.stream import Chunk, encode_stream
 log = logging.getLogger("learner_export.exports")
 router = APIRouter(tags=["exports"])
 
-
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "A parameter is invalid; the body names each problem",
           "model": ErrorBody},
