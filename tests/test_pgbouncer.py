@@ -77,7 +77,6 @@ def bouncer_url(database: Database) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
-
         shutil.rmtree(folder, ignore_errors=True)
 
 

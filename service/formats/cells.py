@@ -10,6 +10,12 @@ def is_formula_like(text: str) -> bool:
     return text.startswith(FORMULA_PREFIXES)
 
 
+def pg_float(value: float) -> str:
+    """A float as PostgreSQL writes a float8: the shortest digits, no ".0" when whole."""
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
 def neutralise(text: str) -> str:
     """Prefix a formula-like cell with a single quote, so that spreadsheets show it as text."""
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text

@@ -11,7 +11,7 @@ from typing import Any
 
 from service.columns import Column, Kind
 from service.formats import EncodeOptions, Row
-from service.formats.cells import FORMULA_PREFIXES
+from service.formats.cells import FORMULA_PREFIXES, pg_float
 
 BOM = "\ufeff".encode()
 
@@ -42,11 +42,6 @@ def _number(value: Any) -> str:
     return repr(value)
 
 
-def _float(value: Any) -> str:
-    text = repr(value)
-    return text[:-2] if text.endswith(".0") else text
-
-
 def _alone(cell: Cell) -> Cell:
     """A lone column's `\\.` would read as COPY's end-of-data marker: COPY quotes it."""
     def quoted_marker(value: Any) -> str:
@@ -71,7 +66,7 @@ class CsvEncoder:
         self._bom = options.bom
         text = _escaped if options.escape_formulas else _quoted
         by_kind: dict[Kind, Cell] = {Kind.TEXT: text, Kind.UUID: str, Kind.TIMESTAMP: _timestamp,
-                                     Kind.BOOL: _bool, Kind.INT: _number, Kind.FLOAT: _float}
+                                     Kind.BOOL: _bool, Kind.INT: _number, Kind.FLOAT: pg_float}
         self._cells = [by_kind[c.kind] for c in columns]
         if len(self._cells) == 1:
             self._cells = [_alone(self._cells[0])]

@@ -22,7 +22,7 @@ from typing import IO, Any, cast
 
 from service.columns import Column, Kind
 from service.formats import EncodeOptions, Row
-from service.formats.cells import FORMULA_PREFIXES
+from service.formats.cells import FORMULA_PREFIXES, pg_float
 
 # Unix epoch as an Excel serial date (1900 date system).
 EXCEL_UNIX_EPOCH = 25569.0
@@ -125,12 +125,6 @@ def _number_cell(value: Any) -> str:
     return "<c/>" if value is None else f"<c><v>{value!r}</v></c>"
 
 
-def _shortest(value: float) -> str:
-    """A float as PostgreSQL writes a float8: the shortest digits, no ".0" when whole."""
-    text = repr(value)
-    return text[:-2] if text.endswith(".0") else text
-
-
 def _bool_cell(value: Any) -> str:
     return "<c/>" if value is None else f'<c t="b"><v>{1 if value else 0}</v></c>'
 
@@ -139,7 +133,7 @@ def _timestamp_cell(value: datetime | None) -> str:
     if value is None:
         return "<c/>"
     serial = value.timestamp() / _SECONDS_PER_DAY + EXCEL_UNIX_EPOCH
-    return f'<c s="{STYLE_DATETIME}"><v>{_shortest(serial)}</v></c>'
+    return f'<c s="{STYLE_DATETIME}"><v>{pg_float(serial)}</v></c>'
 
 
 class _Sink:
