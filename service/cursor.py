@@ -7,11 +7,12 @@ import uuid
 from datetime import datetime
 
 from service.errors import InvalidParameter
+from service.formats.cells import iso_timestamp
 
 
 def encode_cursor(created_at: datetime, learner_id: str) -> str:
-    # Microseconds always, as service.copy_select writes it in SQL.
-    raw = f"{created_at.isoformat(timespec='microseconds')}|{learner_id}".encode()
+    # The timestamp as service.copy_select writes the cursor in SQL.
+    raw = f"{iso_timestamp(created_at)}|{learner_id}".encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 # OWASP's list for CSV injection: a spreadsheet treats a cell starting with these as a formula.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def is_formula_like(text: str) -> bool:
     return text.startswith(FORMULA_PREFIXES)
+
+
+def iso_timestamp(value: datetime) -> str:
+    """A timestamp as exports write it: ISO 8601, microseconds always, as the COPY select list
+    writes it with to_char() (service.copy_select)."""
+    return value.isoformat(timespec="microseconds")
 
 
 def pg_float(value: float) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from service.columns import Column, Kind
 from service.formats import EncodeOptions, Row
-from service.formats.cells import FORMULA_PREFIXES, pg_float
+from service.formats.cells import FORMULA_PREFIXES, iso_timestamp, pg_float
 
 BOM = "\ufeff".encode()
 
@@ -28,10 +28,6 @@ def _quoted(text: str) -> str:
 
 def _escaped(text: str) -> str:
     return _quoted("'" + text if text.startswith(FORMULA_PREFIXES) else text)
-
-
-def _timestamp(value: Any) -> str:
-    return str(value.isoformat(timespec="microseconds"))
 
 
 def _bool(value: Any) -> str:
@@ -65,7 +61,7 @@ class CsvEncoder:
         self._columns = columns
         self._bom = options.bom
         text = _escaped if options.escape_formulas else _quoted
-        by_kind: dict[Kind, Cell] = {Kind.TEXT: text, Kind.UUID: str, Kind.TIMESTAMP: _timestamp,
+        by_kind: dict[Kind, Cell] = {Kind.TEXT: text, Kind.UUID: str, Kind.TIMESTAMP: iso_timestamp,
                                      Kind.BOOL: _bool, Kind.INT: _number, Kind.FLOAT: pg_float}
         self._cells = [by_kind[c.kind] for c in columns]
         if len(self._cells) == 1:

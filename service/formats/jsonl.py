@@ -14,13 +14,14 @@ import orjson
 
 from service.columns import Column
 from service.formats import EncodeOptions, Row
+from service.formats.cells import iso_timestamp
 
 _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def _default(value: Any) -> str:
     if isinstance(value, datetime):
-        return value.isoformat(timespec="microseconds")
+        return iso_timestamp(value)
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
