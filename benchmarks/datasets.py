@@ -86,9 +86,9 @@ async def _holds(settings: Settings, url: str, rows: int) -> str | None:
     """The admin profile id when the database holds exactly this dataset, else None."""
     conn = await db.connect(settings, url)
     try:
-        if not await conn.fetchval("SELECT to_regclass('public.schema_migrations') IS NOT NULL"):
+        if not await conn.fetchval("SELECT to_regclass('learner_export.schema_migrations') IS NOT NULL"):
             return None
-        applied = {r["name"] for r in await conn.fetch("SELECT name FROM public.schema_migrations")}
+        applied = {r["name"] for r in await conn.fetch("SELECT name FROM learner_export.schema_migrations")}
         if applied != {p.name for p in db.migration_files(settings.sql_dir)}:
             return None
         if await conn.fetchval("SELECT count(*) FROM public.learners") != rows:

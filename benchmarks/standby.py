@@ -221,7 +221,7 @@ async def _audited_rows(primary: str, export_id: str) -> tuple[str, int]:
     try:
         deadline = time.monotonic() + 10
         while True:
-            row = await conn.fetchrow("SELECT outcome, rows_sent FROM public.export_audit"
+            row = await conn.fetchrow("SELECT outcome, rows_sent FROM learner_export.export_audit"
                                       " WHERE id = $1::uuid", export_id)
             if row is not None and (row["outcome"] != "started" or time.monotonic() > deadline):
                 return str(row["outcome"]), int(row["rows_sent"])

@@ -1,5 +1,7 @@
-"""Bearer tokens: Supabase-style JWTs whose `sub` names a row of public.profiles, signed either
-with the shared HS256 secret or (Supabase's newer signing keys) by an ES256/RS256 key of a JWKS."""
+"""Bearer tokens: Supabase-style JWTs whose `sub` names the caller (a profile id, as the adapter's
+learner_export.caller_role and export_scope understand it), signed either with the shared HS256
+secret or (Supabase's newer signing keys) by an ES256/RS256 key of a JWKS; and the cache of
+callers' roles."""
 
 from __future__ import annotations
 
@@ -7,8 +9,7 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +17,8 @@ import asyncpg
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from service.access import RoleCache
 from service.config import Settings
-from service.errors import DatabaseUnavailable, Forbidden, Unauthorized
-
-EXPORT_ROLES = frozenset({"Admin", "Staff"})
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    id: str
-    role: str | None
+from service.errors import DATABASE_ERRORS, DatabaseUnavailable, Unauthorized
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -209,36 +201,44 @@ def verify_token(token: str, settings: Settings, *, verifier: TokenVerifier | No
     return (verifier or TokenVerifier.from_settings(settings)).verify(token)
 
 
-async def caller_role(pool: asyncpg.Pool, profile_id: str, settings: Settings) -> str | None:
+RoleLookup = Callable[[str], Awaitable[str | None]]
+
+
+class RoleCache:
+    """Callers' role labels (learner_export.caller_role) by id, kept for `ttl` seconds, for the
+    audit trail and the logs. Who may export what is decided by the database at every page
+    (learner_export.export_scope), never from this cache."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._entries: dict[str, tuple[str | None, float]] = {}
+
+    async def role(self, caller_id: str, lookup: RoleLookup) -> str | None:
+        now = self._clock()
+        cached = self._entries.get(caller_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        role = await lookup(caller_id)
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[caller_id] = (role, now + self._ttl)
+        return role
+
+
+async def caller_role(pool: asyncpg.Pool, caller_id: str, wait: float) -> str | None:
+    """The caller's role label, from the adapter (None: no such caller)."""
     try:
-        async with pool.acquire(timeout=settings.acquire_timeout_seconds) as conn:
+        async with pool.acquire(timeout=wait) as conn:
             role: str | None = await conn.fetchval(
-                "SELECT role FROM public.profiles WHERE id = $1", profile_id,
-                timeout=settings.acquire_timeout_seconds)
+                "SELECT learner_export.caller_role($1::uuid)", caller_id, timeout=wait)
     except TimeoutError:
         raise DatabaseUnavailable("every database connection is busy; retry shortly") from None
-    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+    except DATABASE_ERRORS as exc:
         raise DatabaseUnavailable("database unreachable") from exc
     return role
-
-
-async def resolve_caller(pool: asyncpg.Pool, profile_id: str, settings: Settings,
-                         roles: RoleCache) -> Caller:
-    """The caller with their role (through the cache), or None as role without a profile."""
-
-    async def lookup(pid: str) -> str | None:
-        return await caller_role(pool, pid, settings)
-
-    return Caller(profile_id, await roles.role(profile_id, lookup))
-
-
-def require_export_role(caller: Caller) -> None:
-    """Refuse roles that may not export at all. Which clients a caller may export, the database
-    decides (public.learner_export_scope)."""
-    if caller.role is None:
-        raise Forbidden("no profile for this token's subject")
-    if caller.role not in EXPORT_ROLES:
-        raise Forbidden(f"role {caller.role!r} may not export learners")
 
 
 def issue_token(secret: str, subject: str, *, audience: str = "authenticated",

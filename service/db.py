@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from pathlib import Path
 
@@ -34,35 +35,72 @@ async def connect(settings: Settings, dsn: str) -> asyncpg.Connection:
     return conn
 
 
+SCHEMA = "learner_export"
+SAMPLE_ADAPTER = Path("adapters") / "sample.sql"
+
+
 def migration_files(sql_dir: Path) -> list[Path]:
-    return sorted(p for p in sql_dir.glob("[0-9]*.sql"))
+    return sorted((sql_dir / "migrations").glob("[0-9]*.sql"))
 
 
-async def migrate(conn: asyncpg.Connection, sql_dir: Path) -> list[str]:
-    """Apply the numbered files of sql_dir not yet recorded in schema_migrations, in order.
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
 
-    Each file runs in its own transaction with its record; an advisory lock keeps two migrating
-    processes from racing. Returns the names applied now.
+
+def _checksum(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def migrate(conn: asyncpg.Connection, sql_dir: Path, adapter: Path | None = None
+                  ) -> list[str]:
+    """Bring the schema learner_export up to date; nothing outside it is created or changed.
+
+    The numbered migrations (tables: append-only) not yet recorded run in order, each in its
+    own transaction with its record. The adapter (the contract's functions, written once and
+    re-applied whenever its text changes) runs when its checksum differs from the one recorded.
+    Then sql/lockdown.sql revokes every grant on the schema and gives the service's role what it
+    needs. An advisory lock keeps two migrating processes from racing. Returns what was applied.
     """
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS public.schema_migrations ("
-        " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-    )
     applied: list[str] = []
     await conn.execute("SELECT pg_advisory_lock(hashtext('learner-export migrations'))")
     try:
-        done = {r["name"] for r in await conn.fetch("SELECT name FROM public.schema_migrations")}
+        await conn.execute(
+            f"CREATE SCHEMA IF NOT EXISTS {SCHEMA};"
+            f" REVOKE ALL ON SCHEMA {SCHEMA} FROM PUBLIC;"
+            f" CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations ("
+            " name text PRIMARY KEY, checksum text NOT NULL DEFAULT '',"
+            " applied_at timestamptz NOT NULL DEFAULT now())")
+        done = {r["name"]: r["checksum"]
+                for r in await conn.fetch(f"SELECT name, checksum FROM {SCHEMA}.schema_migrations")}
         for path in migration_files(sql_dir):
             if path.name in done:
                 continue
+            text = _read(path)
             async with conn.transaction():
-                await conn.execute(path.read_text())
-                await conn.execute("INSERT INTO public.schema_migrations (name) VALUES ($1)",
-                                   path.name)
+                await conn.execute(text)
+                await conn.execute(f"INSERT INTO {SCHEMA}.schema_migrations (name, checksum)"
+                                   " VALUES ($1, $2)", path.name, _checksum(text))
             applied.append(path.name)
+        if adapter is not None:
+            text = _read(adapter)
+            key = "adapter"
+            if done.get(key) != _checksum(text):
+                async with conn.transaction():
+                    await conn.execute(text)
+                    await conn.execute(
+                        f"INSERT INTO {SCHEMA}.schema_migrations (name, checksum) VALUES ($1, $2)"
+                        " ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum,"
+                        " applied_at = now()", key, _checksum(text))
+                applied.append(f"adapter {adapter.name}")
+        await conn.execute(_read(sql_dir / "lockdown.sql"))
     finally:
         await conn.execute("SELECT pg_advisory_unlock(hashtext('learner-export migrations'))")
     return applied
+
+
+async def create_sample_schema(conn: asyncpg.Connection, sql_dir: Path) -> None:
+    """The sample platform tables (sql/sample/schema.sql), for the demo, tests and benchmarks."""
+    await conn.execute(_read(sql_dir / "sample" / "schema.sql"))
 
 
 async def seed(conn: asyncpg.Connection, sql_dir: Path, *, learners: int, clients: int, seed: int,
@@ -76,7 +114,7 @@ async def seed(conn: asyncpg.Connection, sql_dir: Path, *, learners: int, client
                 "TRUNCATE public.learner_module_progress, public.learners, public.clients")
         elif await conn.fetchval("SELECT EXISTS (SELECT 1 FROM public.learners)"):
             raise RuntimeError("learners already exist; seed again with replace to start over")
-        await conn.execute((sql_dir / "seed" / "demo_data.sql").read_text())
+        await conn.execute((sql_dir / "sample" / "demo_data.sql").read_text())
         # The generated rows satisfy their foreign keys by construction; skipping the per-row
         # checks halves the time of a 1M-learner seed. Only a superuser may, so it is optional.
         is_superuser = await conn.fetchval(
@@ -107,10 +145,12 @@ async def ensure_profile(conn: asyncpg.Connection, role: str, profile_id: uuid.U
 
 async def prepare_demo(dsn: str, settings: Settings, *, learners: int, clients: int,
                        data_seed: int) -> str:
-    """A database ready to export: migrated, seeded, vacuumed, with an admin profile (its id)."""
+    """A database ready to export: the sample schema, the service's schema with the sample
+    adapter, demo learners, vacuumed, and an admin profile (its id)."""
     conn = await connect(settings, dsn)
     try:
-        await migrate(conn, settings.sql_dir)
+        await create_sample_schema(conn, settings.sql_dir)
+        await migrate(conn, settings.sql_dir, settings.sql_dir / SAMPLE_ADAPTER)
         await seed(conn, settings.sql_dir, learners=learners, clients=clients, seed=data_seed)
         await vacuum(conn)
         return str(await ensure_profile(conn, "Admin"))

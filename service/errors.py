@@ -1,32 +1,19 @@
-"""One error base, one status table, one place that registers the handlers."""
+"""The service's errors, without HTTP: one base, and one table giving each its HTTP status, its
+error code and the CLI's exit status. service.api.errors turns them into responses; the CLI
+into one sentence and an exit status. Database failures are classified in one place here.
+"""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse
-
-log = logging.getLogger("learner_export.errors")
-
-
-class ErrorBody(BaseModel):
-    """Every error's body: a stable code, and what is wrong (a list of problems for 400)."""
-
-    error: str
-    detail: Any
+import asyncpg
 
 
 class ExportError(Exception):
-    """An error with a status code and a JSON body that tells the client what is wrong."""
-
-    status_code = 500
-    code = "internal_error"
+    """Something the caller should be told: `detail` says what (a list of problems for 400)."""
 
     def __init__(self, detail: Any, *, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(detail)
@@ -35,79 +22,110 @@ class ExportError(Exception):
 
 
 class InvalidParameter(ExportError, ValueError):
-    status_code = 400
-    code = "invalid_parameter"
+    """One or more parameters are invalid; `detail` lists {"parameter", "message"} problems."""
+
+    @classmethod
+    def one(cls, parameter: str, message: str) -> InvalidParameter:
+        return cls([{"parameter": parameter, "message": message}])
 
 
 class Unauthorized(ExportError):
-    status_code = 401
-    code = "unauthorized"
-
     def __init__(self, detail: Any) -> None:
         super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="learner-export"'})
 
 
 class Forbidden(ExportError):
-    status_code = 403
-    code = "forbidden"
+    pass
+
+
+class LinkExpired(ExportError):
+    pass
 
 
 class TooManyExports(ExportError):
-    status_code = 429
-    code = "too_many_exports"
-
     def __init__(self, detail: Any, retry_after: int) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
 class DatabaseUnavailable(ExportError):
-    status_code = 503
-    code = "database_unavailable"
-
     def __init__(self, detail: Any) -> None:
         super().__init__(detail, headers={"Retry-After": "5"})
 
 
-HTTP_CODES: dict[int, str] = {
-    404: "not_found",
-    405: "method_not_allowed",
+class ContractNotMet(ExportError):
+    """The database does not offer the export contract (docs/contract.md); `detail` lists what
+    is missing."""
+
+
+class LinksNotConfigured(ExportError):
+    pass
+
+
+class NotFound(ExportError):
+    pass
+
+
+class MethodNotAllowed(ExportError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorKind:
+    status: int
+    code: str
+    exit_code: int  # the CLI's: 2 for what the user must change, 1 for a refusal or failure
+    description: str
+
+
+ERRORS: dict[type[ExportError], ErrorKind] = {
+    InvalidParameter: ErrorKind(400, "invalid_parameter", 2,
+                                "A parameter is invalid; the body lists each problem"),
+    Unauthorized: ErrorKind(401, "unauthorized", 2,
+                            "Missing, malformed, expired or wrongly signed token"),
+    Forbidden: ErrorKind(403, "forbidden", 1,
+                         "The caller may not export learners, or not these clients; or the "
+                         "link was altered or signed with a retired key"),
+    NotFound: ErrorKind(404, "not_found", 2, "No such path"),
+    MethodNotAllowed: ErrorKind(405, "method_not_allowed", 2, "Method not allowed"),
+    LinkExpired: ErrorKind(410, "link_expired", 1, "The link expired; ask for a new one"),
+    TooManyExports: ErrorKind(429, "too_many_exports", 1,
+                              "Too many exports running (for the process, or for this caller)"),
+    DatabaseUnavailable: ErrorKind(503, "database_unavailable", 1,
+                                   "The database is unreachable or busy; retry after Retry-After"),
+    ContractNotMet: ErrorKind(503, "contract_not_met", 1,
+                              "The database does not offer the export contract"),
+    LinksNotConfigured: ErrorKind(503, "links_not_configured", 1,
+                                  "Signed links are not configured (EXPORT_LINK_SECRETS)"),
 }
 
-
-def error_response(status: int, code: str, detail: Any, headers: Mapping[str, str] | None = None
-                   ) -> JSONResponse:
-    return JSONResponse(
-        {"error": code, "detail": detail},
-        status_code=status,
-        headers={"Cache-Control": "no-store", **(headers or {})},
-    )
+INTERNAL = ErrorKind(500, "internal_error", 1, "Internal error")
 
 
-def add_exception_handlers(app: FastAPI) -> None:
-    """Make every error a JSON body `{"error": ..., "detail": ...}`, never a stack trace."""
+def kind_of(error: ExportError) -> ErrorKind:
+    for cls in type(error).__mro__:
+        if cls in ERRORS:
+            return ERRORS[cls]
+    return INTERNAL
 
-    async def on_export_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ExportError)
-        return error_response(exc.status_code, exc.code, exc.detail, exc.headers)
 
-    async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        problems = [
-            {"parameter": ".".join(str(p) for p in e.get("loc", ())[1:]), "message": e.get("msg")}
-            for e in exc.errors()
-        ]
-        return error_response(400, InvalidParameter.code, problems)
+# A connection that failed, was lost or could not be had: worth retrying later.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError, asyncpg.InternalClientError)
 
-    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)
-        code = HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, exc.detail, exc.headers)
+# Any failure of the database or of the way to it.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
 
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, ExportError.code, "internal error; see the server log")
 
-    app.add_exception_handler(ExportError, on_export_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(Exception, on_unexpected)
+def database_error(exc: BaseException, doing: str) -> ExportError | None:
+    """What to tell the caller about a database failure while `doing` something, or None when
+    it is not one: a refusal by the contract's scope function is a 403 with its message."""
+    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+        return Forbidden(exc.args[0] if exc.args else "not allowed")
+    if isinstance(exc, asyncpg.UndefinedFunctionError | asyncpg.InvalidSchemaNameError):
+        return ContractNotMet(f"{doing}: {exc.args[0] if exc.args else exc}")
+    if isinstance(exc, TimeoutError):
+        return DatabaseUnavailable(f"{doing}: every database connection is busy; retry shortly")
+    if isinstance(exc, DATABASE_ERRORS):
+        return DatabaseUnavailable(f"{doing}: the database is unreachable or failed")
+    return None

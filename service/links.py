@@ -17,12 +17,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from service.errors import ExportError, Forbidden
-
-
-class LinkExpired(ExportError):
-    status_code = 410
-    code = "link_expired"
+from service.errors import Forbidden, LinkExpired
 
 
 @dataclass(frozen=True, slots=True)

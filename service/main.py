@@ -9,21 +9,22 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import db, logs
-from service.access import ExportSlots, RoleCache
 from service.api import exports, health, links, metrics
+from service.api.app import load
+from service.api.errors import add_exception_handlers
+from service.api.openapi import build_openapi
 from service.audit import AuditLog
-from service.auth import TokenVerifier
+from service.auth import RoleCache, TokenVerifier
 from service.config import Settings
-from service.errors import add_exception_handlers
+from service.errors import DatabaseUnavailable
 from service.links import LinkSigner, parse_secrets
 from service.metrics import Metrics
+from service.slots import ExportSlots
 
 log = logging.getLogger("learner_export.http")
 
@@ -82,6 +83,12 @@ def create_app(settings: Settings) -> FastAPI:
                                if settings.read_database_url else app.state.pool)
         app.state.metrics.watch_pool(app.state.read_pool)
         app.state.audit = AuditLog(app.state.pool, settings.acquire_timeout_seconds)
+        # The contract is learned now, or on first need if the database is not there yet; a
+        # database that does not offer it stops the start (ContractNotMet names what lacks).
+        try:
+            app.state.contract = await load(app)
+        except DatabaseUnavailable:
+            log.warning("database not reachable at start; the contract is read when it is")
         try:
             yield
         finally:
@@ -104,6 +111,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.roles = RoleCache(settings.role_cache_ttl_seconds)
     app.state.slots = ExportSlots(settings.max_concurrent, settings.max_concurrent_per_user)
+    app.state.contract = None
+    app.state.contract_lock = asyncio.Lock()
     link_secrets = parse_secrets(settings.link_secrets.get_secret_value())
     app.state.links = LinkSigner(link_secrets) if link_secrets else None
     add_exception_handlers(app)
@@ -112,17 +121,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(links.router)
     app.include_router(metrics.router)
     app.add_middleware(RequestIdMiddleware)
-    app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
-
-
-def _openapi_without_422(app: FastAPI) -> dict[str, Any]:
-    """Validation errors are answered 400 with ErrorBody (errors.py), never FastAPI's 422."""
-    if app.openapi_schema is None:
-        schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
-                             routes=app.routes)
-        for operations in schema["paths"].values():
-            for operation in operations.values():
-                operation.get("responses", {}).pop("422", None)
-        app.openapi_schema = schema
-    return app.openapi_schema

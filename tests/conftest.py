@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import io
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +31,13 @@ from fastapi import FastAPI
 from service import db
 from service.auth import issue_token
 from service.config import Settings
+from service.connections import DirectConnections
+from service.contract import load_contract
 from service.embedded import EmbeddedPostgres
+from service.formats import FORMATS
 from service.main import create_app
+from service.pages import SnapshotPages
+from service.params import ExportParams, parse_export_params
 
 JWT_SECRET = "test-secret-" + "x" * 40
 LINK_SECRETS = "k2:" + "n" * 40 + ",k1:" + "o" * 40
@@ -39,10 +46,21 @@ SEED_CLIENTS = 7
 BIG_LEARNERS = 60_000
 
 
+SERVICE_LOGIN = "learner_export_app"
+
+
 @dataclass(frozen=True)
 class Database:
-    url: str
+    url: str  # as the owner: for setting up data and reading it back
     admin_id: str
+
+    @property
+    def service_url(self) -> str:
+        """As the login role the service runs as: it holds learner_export_service, nothing
+        more (not a superuser, owns nothing)."""
+        parts = urlsplit(self.url)
+        netloc = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{SERVICE_LOGIN}@{netloc}"))
 
 
 def run(coro: Any) -> Any:
@@ -75,6 +93,20 @@ def pg_server() -> Iterator[str]:
         yield pg.url
 
 
+# The role is the cluster's, shared by the tests' databases: made once, granted in each.
+SERVICE_LOGIN_SQL = f"""
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{SERVICE_LOGIN}') THEN
+        CREATE ROLE {SERVICE_LOGIN} LOGIN NOINHERIT;
+    END IF;
+END
+$$;
+ALTER ROLE {SERVICE_LOGIN} INHERIT;
+GRANT learner_export_service TO {SERVICE_LOGIN};
+"""
+
+
 async def _admin(server: str, statement: str) -> None:
     conn = await asyncpg.connect(server)
     try:
@@ -91,8 +123,10 @@ def fresh_database(server: str, learners: int, clients: int, seed: int) -> Itera
     url = _with_database(server, name)
 
     try:
-        yield Database(url, run(db.prepare_demo(url, Settings(database_url=url), learners=learners,
-                                                clients=clients, data_seed=seed)))
+        admin = run(db.prepare_demo(url, Settings(database_url=url), learners=learners,
+                                    clients=clients, data_seed=seed))
+        run(_admin(url, SERVICE_LOGIN_SQL))
+        yield Database(url, admin)
     finally:
         run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -159,7 +193,7 @@ def start_server(database: Database) -> Iterator[Callable[..., LiveServer]]:
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
     def start(db: Database = database, **overrides: Any) -> LiveServer:
-        settings = make_settings(db.url, **overrides)
+        settings = make_settings(db.service_url, **overrides)
         app = create_app(settings)
         port = _free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
@@ -247,8 +281,8 @@ class ServerProcess:
 @contextlib.contextmanager
 def server_process(database: Database, **env: str) -> Iterator[ServerProcess]:
     port = _free_port()
-    environment = {**os.environ, "DATABASE_URL": database.url, "EXPORT_JWT_SECRET": JWT_SECRET,
-                   **env}
+    environment = {**os.environ, "DATABASE_URL": database.service_url,
+                   "EXPORT_JWT_SECRET": JWT_SECRET, **env}
     with tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
@@ -271,3 +305,60 @@ def server_process(database: Database, **env: str) -> Iterator[ServerProcess]:
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=30)
+
+
+async def snapshot_pages(conn: asyncpg.Connection, url: str, settings: Settings, caller: str,
+                         **params: Any) -> tuple[SnapshotPages, ExportParams]:
+    """An export's pages read straight from the database (no HTTP), with helpers from `url`;
+    `params` as query parameters (lists repeat)."""
+    contract = await load_contract(conn)
+    pairs: list[tuple[str, str]] = []
+    for name, value in params.items():
+        for item in value if isinstance(value, list | tuple) else [value]:
+            pairs.append((name, str(item).lower() if isinstance(item, bool) else str(item)))
+    parsed = parse_export_params(pairs, contract, time_zones=frozenset({"UTC"}))
+    spec = FORMATS[parsed.format].select(parsed.columns,
+                                         parsed.render_options(settings.xlsx_sheet_rows))
+    pages = SnapshotPages(conn, parsed, settings, caller, spec.select, spec.options,
+                          helpers=DirectConnections(settings, url))
+    return pages, parsed
+
+
+async def export_bytes(url: str, caller: str, *, page_size: int = 300, first_page_size: int = 100,
+                       sheet_rows: int = 1_048_576, **params: Any) -> tuple[bytes, int]:
+    """A whole export as the service writes it, without HTTP; and the connections it used."""
+    settings = make_settings(url, page_size=page_size, first_page_size=first_page_size,
+                             xlsx_sheet_rows=sheet_rows)
+    conn = await db.connect(settings, url)
+    pages, parsed = await snapshot_pages(conn, url, settings, caller, **params)
+    framer = FORMATS[parsed.format].framer(parsed.columns,
+                                           parsed.render_options(settings.xlsx_sheet_rows))
+    try:
+        await pages.open()
+        parts = [framer.begin()]
+        async for page in pages.pages():
+            parts.append(framer.page(page.data, page.rows))
+        parts.append(framer.end())
+        return b"".join(parts), pages.connections
+    finally:
+        framer.close()
+        await pages.close()
+        await conn.close()
+
+
+def export_backends(url: str) -> list[dict[str, Any]]:
+    rows = query(url, "SELECT pid, state, xact_start FROM pg_stat_activity"
+                      " WHERE application_name = 'learner-export' AND xact_start IS NOT NULL")
+    return sorted((dict(r) for r in rows), key=lambda r: r["xact_start"])
+
+
+def joined_backends(url: str, connections: int = 2) -> list[dict[str, Any]]:
+    """The export's backends once its helper has joined, the first (which opened it) first."""
+    assert wait_for(lambda: len(export_backends(url)) == connections), export_backends(url)
+    return export_backends(url)
+
+
+def sheets(workbook: bytes) -> dict[str, bytes]:
+    """The sheet XML of each worksheet of an XLSX file."""
+    with zipfile.ZipFile(io.BytesIO(workbook)) as z:
+        return {n: z.read(n) for n in z.namelist() if n.startswith("xl/worksheets/")}

@@ -6,10 +6,17 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from service.columns import COLUMNS, Kind
+from service.columns import Kind
 
-NAMES = [c.name for c in COLUMNS]
-KINDS = {c.name: c.kind for c in COLUMNS}
+# The sample adapter's columns (sql/adapters/sample.sql), written out here as the oracle's own.
+KINDS: dict[str, Kind] = {
+    "learner_id": Kind.UUID, "full_name": Kind.TEXT, "email": Kind.TEXT, "phone": Kind.TEXT,
+    "client_id": Kind.UUID, "client_name": Kind.TEXT, "created_at": Kind.TIMESTAMPTZ,
+    "last_login_at": Kind.TIMESTAMPTZ, "is_active": Kind.BOOL, "job_readiness_tier": Kind.TEXT,
+    "job_readiness_stars": Kind.INT, "modules_total": Kind.INT, "modules_completed": Kind.INT,
+    "progress_percent": Kind.FLOAT, "notes": Kind.TEXT,
+}
+NAMES = list(KINDS)
 
 REFERENCE_SQL = """
 SELECT l.id AS learner_id, l.full_name, l.email, l.phone, l.client_id, c.name AS client_name,
@@ -37,7 +44,7 @@ def as_csv_cell(name: str, value: Any, escape: bool = True) -> str:
     kind = KINDS[name]
     if value is None:
         return ""
-    if kind is Kind.TIMESTAMP:
+    if kind is Kind.TIMESTAMPTZ:
         return str(value.astimezone(UTC).isoformat(timespec="microseconds"))
     if kind is Kind.FLOAT:
         # As PostgreSQL writes a float8: 50 rather than 50.0.
@@ -54,7 +61,7 @@ def as_excel(name: str, value: Any) -> Any:
     kind = KINDS[name]
     if value is None:
         return None
-    if kind is Kind.TIMESTAMP:
+    if kind is Kind.TIMESTAMPTZ:
         return value.astimezone(UTC).replace(tzinfo=None)
     if kind is Kind.TEXT:
         return XML_ILLEGAL.sub("", value)

@@ -19,7 +19,7 @@ import pytest
 
 from service import download
 from service.records import CsvRecordEnds, JsonlRecordEnds
-from tests.conftest import BIG_LEARNERS, Database, LiveServer, query
+from tests.conftest import BIG_LEARNERS, Database, LiveServer, joined_backends, query
 from tests.test_cli_export import (
     cells,
     cli,
@@ -28,7 +28,6 @@ from tests.test_cli_export import (
     leftovers,
     run_on_terminal,
 )
-from tests.test_streaming import joined_backends
 
 
 def export_url(server: LiveServer, query_string: str) -> str:

@@ -83,7 +83,7 @@ def leftovers(directory: Path) -> list[str]:
 
 def last_cli_audit(url: str) -> dict[str, Any]:
     rows = query(url, "SELECT outcome, rows_sent, bytes_sent, caller_id::text AS caller_id,"
-                      " detail FROM public.export_audit WHERE request_id LIKE 'cli-%'"
+                      " detail FROM learner_export.export_audit WHERE request_id LIKE 'cli-%'"
                       " ORDER BY started_at DESC LIMIT 1")
     return dict(rows[0])
 
@@ -181,7 +181,7 @@ def test_progress_bar_on_a_terminal(database: Database, tmp_path: Path) -> None:
     (["--created-from", "2025-01-01", "--created-to", "2024-01-01"],
      b"--created-from: is after created_to"),
     (["--active", "perhaps"], b"--active: must be true or false"),
-    (["--format", "pdf"], b"invalid choice"),
+    (["--format", "pdf"], b"--format: must be one of csv, jsonl, xlsx, parquet"),
     (["--as", "nobody"], b"invalid UUID value"),
 ])
 def test_bad_arguments_exit_2_and_touch_nothing(database: Database, tmp_path: Path,
@@ -210,7 +210,7 @@ def test_unreachable_database_exits_1(tmp_path: Path) -> None:
                  str(tmp_path / "x.csv"),
                  env=cli_env(DATABASE_URL="postgresql://nobody@127.0.0.1:9/none"))
     assert result.returncode == 1
-    assert b"export failed" in result.stderr
+    assert b"cannot connect to the database" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 

@@ -10,8 +10,14 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.conftest import BIG_LEARNERS, Database, LiveServer, query
-from tests.test_streaming import export_backends, joined_backends
+from tests.conftest import (
+    BIG_LEARNERS,
+    Database,
+    LiveServer,
+    export_backends,
+    joined_backends,
+    query,
+)
 
 
 @pytest.fixture(scope="module")

@@ -119,7 +119,7 @@ def test_demoted_callers_link_stops_working(start_server: Callable[..., LiveServ
         assert follow(url).status_code == 200
         sql("UPDATE public.profiles SET role = 'Student' WHERE id = $1", admin)
         assert follow(url).status_code == 403
-        rows = sql("SELECT via_link, outcome FROM public.export_audit WHERE caller_id = $1"
+        rows = sql("SELECT via_link, outcome FROM learner_export.export_audit WHERE caller_id = $1"
                    " ORDER BY started_at", admin)
         assert [(r["via_link"], r["outcome"]) for r in rows] == [(True, "completed"),
                                                                  (True, "denied")]

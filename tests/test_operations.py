@@ -171,14 +171,24 @@ def test_openapi_describes_every_parameter_and_error(live: LiveServer) -> None:
         spec = client.get("/openapi.json").json()
         assert "swagger" in client.get("/docs").text.lower()
     export = spec["paths"]["/v1/exports/learners"]["get"]
-    names = {p["name"] for p in export["parameters"]}
+    names = {p["name"].lower() for p in export["parameters"]}
     assert names >= {"format", "client_id", "created_from", "created_to", "active", "columns",
-                     "limit", "bom", "escape_formulas", "cursor", "after", "prefer",
+                     "limit", "tz", "bom", "escape_formulas", "cursor", "after", "prefer",
                      "accept-encoding"}
+    types = {p["name"]: p["schema"] for p in export["parameters"]}
+    assert types["format"]["enum"] == ["csv", "jsonl", "xlsx", "parquet"]
+    assert types["client_id"] == {"type": "array", "items": {"type": "string", "format": "uuid"},
+                                  "maxItems": 1000}
+    assert types["limit"]["type"] == "integer" and types["active"]["type"] == "boolean"
+    assert types["created_from"]["format"] == "date-time"
+    assert export["security"] == [{"bearerAuth": []}]
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     assert all(p.get("description") for p in export["parameters"])
     assert set(export["responses"]) == {"200", "400", "401", "403", "429", "503"}
+    assert "`learner_id`" in next(
+        p["description"] for p in export["parameters"] if p["name"] == "columns")
     assert "text/csv; charset=utf-8" in export["responses"]["200"]["content"]
     error = export["responses"]["400"]["content"]["application/json"]["schema"]["$ref"]
-    assert error.endswith("/ErrorBody")
+    assert error.endswith("/InvalidParameterBody")
     assert "410" in spec["paths"]["/v1/exports/learners/download"]["get"]["responses"]
     assert "/v1/exports/learners/links" in spec["paths"]

@@ -19,12 +19,13 @@ from service.embedded import EmbeddedPostgres
 from tests.conftest import (
     Database,
     LiveServer,
+    export_backends,
+    joined_backends,
     query,
     run,
     server_process,
     wait_for,
 )
-from tests.test_streaming import export_backends, joined_backends
 
 
 def _prepare(url: str, learners: int = 3000) -> str:

@@ -6,11 +6,11 @@ import uuid
 from typing import Any
 
 import asyncpg
+import orjson
 
 from service import db
-from service.params import ExportParams
-from service.source import LearnerExport
-from tests.conftest import make_settings, run
+from service.pages import CopiedPage
+from tests.conftest import make_settings, run, snapshot_pages
 
 
 async def _snapshot_scenario(url: str, admin: str) -> dict[str, Any]:
@@ -29,11 +29,11 @@ async def _snapshot_scenario(url: str, admin: str) -> dict[str, Any]:
         "SELECT id::text FROM public.learners ORDER BY created_at, id")]
 
     conn = await db.connect(settings, url)
-    export = LearnerExport(conn, ExportParams(format="jsonl"), settings, admin)
+    export, _ = await snapshot_pages(conn, url, settings, admin, format="jsonl")
     try:
         await export.open()
-        batches = export.batches()
-        rows = list(await anext(batches))
+        batches = export.pages()
+        rows = jsonl_rows(await anext(batches))
         fetched_at_change = export.rows_fetched
         await other.execute(
             "INSERT INTO public.learners (id, client_id, full_name, created_at)"
@@ -41,7 +41,7 @@ async def _snapshot_scenario(url: str, admin: str) -> dict[str, Any]:
         await other.execute("UPDATE public.learners SET full_name = 'after' WHERE id = $1", keep)
         await other.execute("DELETE FROM public.learners WHERE id = $1", gone)
         async for batch in batches:
-            rows.extend(batch)
+            rows.extend(jsonl_rows(batch))
     finally:
         await export.close()
         await conn.close()
@@ -51,6 +51,10 @@ async def _snapshot_scenario(url: str, admin: str) -> dict[str, Any]:
     names = {r["learner_id"]: r["full_name"] for r in rows}
     return {"ids": [r["learner_id"] for r in rows], "before": before, "names": names,
             "keep": keep, "gone": gone, "new": new, "fetched_at_change": fetched_at_change}
+
+
+def jsonl_rows(page: CopiedPage) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in page.data.splitlines()]
 
 
 def test_changes_during_an_export_do_not_show(database_url: str, seeded: str) -> None:
@@ -65,7 +69,7 @@ def test_changes_during_an_export_do_not_show(database_url: str, seeded: str) ->
 async def _transaction_kind(url: str, admin: str) -> list[str]:
     settings = make_settings(url)
     conn = await db.connect(settings, url)
-    export = LearnerExport(conn, ExportParams(limit=1), settings, admin)
+    export, _ = await snapshot_pages(conn, url, settings, admin, limit=1)
     try:
         await export.open()
         return [await conn.fetchval(f"SHOW {name}") for name in

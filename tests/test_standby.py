@@ -22,8 +22,16 @@ import pytest
 from service import db
 from service.config import Settings
 from service.embedded import EmbeddedPostgres
-from tests.conftest import Database, LiveServer, query, run, server_process, wait_for
-from tests.test_streaming import export_backends, joined_backends
+from tests.conftest import (
+    Database,
+    LiveServer,
+    export_backends,
+    joined_backends,
+    query,
+    run,
+    server_process,
+    wait_for,
+)
 
 # Enough JSON Lines (~19 MB) that a client that stops reading holds the export open.
 LEARNERS = 40_000
@@ -73,7 +81,7 @@ def audit_outcome(primary: str, export_id: str, outcome: str) -> dict[str, Any]:
 
     def ended() -> bool:
         nonlocal row
-        rows = query(primary, "SELECT * FROM public.export_audit WHERE id = $1", export_id)
+        rows = query(primary, "SELECT * FROM learner_export.export_audit WHERE id = $1", export_id)
         row = dict(rows[0]) if rows else {}
         return row.get("outcome") == outcome
 
@@ -156,7 +164,7 @@ def test_the_export_snapshot_is_read_on_the_standby(replicated: Replicated,
         # (both of its connections: a standby exports and imports snapshots too).
         on_standby_now = joined_backends(replicated.standby.url)
         on_primary_now = export_backends(replicated.primary.url)
-        started = query(replicated.primary.url, "SELECT outcome FROM public.export_audit"
+        started = query(replicated.primary.url, "SELECT outcome FROM learner_export.export_audit"
                         " WHERE id = $1", response.headers["x-export-id"])
     assert len(on_standby_now) == 2 and on_primary_now == []
     assert [r["outcome"] for r in started] == ["started"]
@@ -195,7 +203,7 @@ def test_two_replicas_serve_each_others_links_and_share_one_audit_trail(
     assert via_b.content == via_a.content == direct.content
     assert direct.content.count(b"\n") > 0
     rows = {r["id"]: r for r in query(
-        replicated.primary.url, "SELECT id::text, via_link, outcome FROM public.export_audit"
+        replicated.primary.url, "SELECT id::text, via_link, outcome FROM learner_export.export_audit"
         " WHERE id = ANY($1::uuid[])",
         [r.headers["x-export-id"] for r in (via_b, via_a, direct)])}
     assert sorted((r["via_link"], r["outcome"]) for r in rows.values()) == [

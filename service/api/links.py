@@ -4,60 +4,68 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
-from starlette.responses import StreamingResponse
+from fastapi import APIRouter, FastAPI, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from starlette.responses import Response, StreamingResponse
 
-from service.api.exports import ERROR_RESPONSES, start_export
-from service.auth import bearer_token, require_export_role, resolve_caller
+from service.api.app import contract_of
+from service.api.errors import responses
+from service.api.exports import EXPORT_ERRORS, respond
+from service.auth import bearer_token
 from service.config import Settings
-from service.errors import ErrorBody, ExportError, InvalidParameter
+from service.errors import (
+    DATABASE_ERRORS,
+    Forbidden,
+    InvalidParameter,
+    LinkExpired,
+    LinksNotConfigured,
+    database_error,
+)
 from service.links import LinkSigner
-from service.params import parse_export_params
+from service.params import PARAMS, ExportParams, Param, pairs_from_values, parse_export_params
 
 router = APIRouter(tags=["exports"])
 
 
-class LinksNotConfigured(ExportError):
-    status_code = 503
-    code = "links_not_configured"
+def _field(param: Param) -> tuple[Any, Any]:
+    kind = param.schema.get("type")
+    one: Any = {"boolean": bool, "integer": int}.get(str(kind), str)
+    if param.repeatable:
+        return list[one] | None, Field(default=None, description=param.description)
+    if param.name == "columns":
+        return str | list[str] | None, Field(default=None, description=param.description)
+    return one | None, Field(default=None, description=param.description)
 
 
-class LinkRequest(BaseModel):
-    """The export's parameters, as for GET /v1/exports/learners, and the link's lifetime."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    format: str | None = None
-    client_id: list[str] | None = None
-    created_from: str | None = None
-    created_to: str | None = None
-    active: bool | None = None
-    columns: str | list[str] | None = None
-    limit: int | None = None
-    bom: bool | None = None
-    escape_formulas: bool | None = None
-    expires_in: int | None = Field(default=None, gt=0, description="Seconds (default 300)")
-
-    def query(self) -> list[tuple[str, str]]:
-        pairs: list[tuple[str, str]] = []
-        for name, value in self.model_dump(exclude={"expires_in"}, exclude_none=True).items():
-            if name == "columns" and isinstance(value, list):
-                pairs.append((name, ",".join(value)))
-            elif isinstance(value, list):
-                pairs.extend((name, str(v)) for v in value)
-            elif isinstance(value, bool):
-                pairs.append((name, "true" if value else "false"))
-            else:
-                pairs.append((name, str(value)))
-        return pairs
+# The export's parameters as JSON (from service.params.PARAMS), and the link's lifetime.
+_LINK_FIELDS: dict[str, Any] = {p.name: _field(p) for p in PARAMS
+                                if p.name not in ("cursor", "after")}
+_LINK_FIELDS["expires_in"] = (int | None, Field(
+    default=None, gt=0, le=2**31, description="Seconds (default EXPORT_LINK_TTL_SECONDS)"))
+LinkRequest: type[BaseModel] = create_model(
+    "LinkRequest", __config__=ConfigDict(extra="forbid"), **_LINK_FIELDS)
 
 
 class LinkResponse(BaseModel):
     url: str
     expires_at: str
+
+
+async def check_scope(app: FastAPI, caller: str, params: ExportParams) -> None:
+    """Refuse (403) a link that the export would refuse: the caller's role and client scope,
+    asked of the database as the export asks it."""
+    settings: Settings = app.state.settings
+    try:
+        async with app.state.read_pool.acquire(timeout=settings.acquire_timeout_seconds) as conn:
+            await conn.fetchval("SELECT learner_export.export_scope($1::uuid, $2::uuid[])",
+                                caller, list(params.client_ids) if params.client_ids else None)
+    except DATABASE_ERRORS as exc:
+        error = database_error(exc, "checking the caller's scope")
+        if error is None:
+            raise
+        raise error from exc
 
 
 def _signer(request: Request) -> LinkSigner:
@@ -71,56 +79,46 @@ def _signer(request: Request) -> LinkSigner:
     "/v1/exports/learners/links",
     summary="Make a short-lived signed download link for an export",
     response_model=LinkResponse,
-    responses=ERROR_RESPONSES,
+    responses=EXPORT_ERRORS,
 )
-async def make_link(
-    request: Request,
-    body: LinkRequest,
-    authorization: Annotated[str | None, Header(description="Bearer <JWT>")] = None,
-) -> LinkResponse:
+async def make_link(request: Request, body: LinkRequest) -> LinkResponse:  # type: ignore[valid-type]
     settings: Settings = request.app.state.settings
-    profile_id = request.app.state.verifier.verify(bearer_token(authorization))
+    caller = request.app.state.verifier.verify(bearer_token(request.headers.get("authorization")))
     signer = _signer(request)
-    query = body.query()
-    parse_export_params(query, max_limit=settings.max_limit)
-    caller = await resolve_caller(request.app.state.pool, profile_id, settings,
-                                  request.app.state.roles)
-    require_export_role(caller)
-    lifetime = body.expires_in or settings.link_ttl_seconds
+    values = body.model_dump(exclude={"expires_in"}, exclude_none=True)  # type: ignore[attr-defined]
+    query = pairs_from_values(values)
+    contract, zones = await contract_of(request.app)
+    params = parse_export_params(query, contract, time_zones=zones, max_limit=settings.max_limit)
+    await check_scope(request.app, caller, params)
+    lifetime = body.expires_in or settings.link_ttl_seconds  # type: ignore[attr-defined]
     if lifetime > settings.link_max_ttl_seconds:
-        raise InvalidParameter([{"parameter": "expires_in",
-                                 "message": f"at most {settings.link_max_ttl_seconds} seconds"}])
+        raise InvalidParameter.one("expires_in",
+                                   f"at most {settings.link_max_ttl_seconds} seconds")
     expires_at = int(time.time()) + lifetime
-    token = signer.sign(caller.id, query, expires_at)
+    token = signer.sign(caller, query, expires_at)
     base = (settings.public_url or str(request.base_url)).rstrip("/")
     return LinkResponse(url=f"{base}/v1/exports/learners/download?link={token}",
                         expires_at=datetime.fromtimestamp(expires_at, UTC).isoformat())
 
 
+@router.head("/v1/exports/learners/download", include_in_schema=False)
 @router.get(
     "/v1/exports/learners/download",
     summary="Follow a signed download link (no Authorization header needed)",
     response_class=StreamingResponse,
-    responses={
-        **ERROR_RESPONSES,
-        403: {"description": "The link was altered, or signed with a retired key, or the caller"
-                             " may no longer export", "model": ErrorBody},
-        410: {"description": "The link expired", "model": ErrorBody},
-    },
+    responses={**EXPORT_ERRORS, **responses(Forbidden, LinkExpired)},
 )
 async def follow_link(
     request: Request,
     link: Annotated[str, Query(description="The signed link token", max_length=16384)],
-    accept_encoding: Annotated[str | None, Header()] = None,
-) -> StreamingResponse:
+) -> Response:
     extra = [name for name, _ in request.query_params.multi_items() if name != "link"]
     if extra:
-        raise InvalidParameter([{"parameter": name, "message": "unknown parameter"}
+        raise InvalidParameter([{"parameter": name[:64], "message": "unknown parameter"}
                                 for name in extra])
     verified = _signer(request).verify(link)
     settings: Settings = request.app.state.settings
-    params = parse_export_params(verified.query, max_limit=settings.max_limit)
-    return await start_export(request, verified.caller, params, via_link=True, prefer=None,
-                              accept_encoding=accept_encoding)
-
-
+    contract, zones = await contract_of(request.app)
+    params = parse_export_params(verified.query, contract, time_zones=zones,
+                                 max_limit=settings.max_limit)
+    return await respond(request, verified.caller, params, via_link=True)

@@ -1,29 +1,50 @@
-"""Output formats: a registry of name → media type, extension and encoder.
+"""Output formats. A format is one record (`Format`) in one module, owning both its halves:
 
-An encoder turns rows into bytes and knows nothing of HTTP or the database: `begin()` gives the
-bytes before the first row, `rows()` those of one batch, `end()` what closes the file, and
-`close()` lets go of an encoding abandoned half-way; `copied()` takes a page of `rows` rows
-that PostgreSQL's COPY already wrote in the format (service.copy_select). The HTTP layer, the CLI
-and the benchmarks all drive encoders the same way.
+- `select`: how its cells are rendered inside PostgreSQL, as the select list of a COPY over the
+  page function's rows (`r`), so that pages arrive already written in the format;
+- `framer`: what Python adds around those pages (header, line ends, sheet XML, zip, row groups).
+
+plus its capabilities. The pages (service.pages) receive the select list as opaque text and
+never import a format. To add a format: one module defining `FORMAT`, one line below.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from service.columns import Column
 
-Row = Sequence[Any]
+
+@dataclass(frozen=True, slots=True)
+class RenderOptions:
+    """How an export asked to be written (validated parameters)."""
+
+    escape_formulas: bool = True
+    bom: bool = False
+    cursor: bool = False  # a `_cursor` column or member after the chosen columns
+    tz: str = "UTC"  # the IANA zone timestamps are shown in; the session's TimeZone
+    sheet_rows: int = 1_048_576
 
 
-class Encoder(Protocol):
+@dataclass(frozen=True, slots=True)
+class CopySpec:
+    """A select list over the page function's row `r`, and the COPY (FORMAT csv) options it
+    needs. Page settings it may read: `learner_export.row`, the export's index of the page's
+    first row."""
+
+    select: str
+    options: dict[str, str] = field(default_factory=dict)
+
+
+class Framer(Protocol):
+    """The Python half of a format: bytes before the first page, around each page COPY wrote
+    (`rows` rows), and at the end; `close()` lets go of a file abandoned half-way."""
+
     def begin(self) -> bytes: ...
 
-    def rows(self, rows: Sequence[Row]) -> bytes: ...
-
-    def copied(self, data: bytes, rows: int) -> bytes: ...
+    def page(self, data: bytes, rows: int) -> bytes: ...
 
     def end(self) -> bytes: ...
 
@@ -31,40 +52,21 @@ class Encoder(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class EncodeOptions:
-    bom: bool = False
-    escape_formulas: bool = True
-    sheet_rows: int = 1_048_576
-
-
-@dataclass(frozen=True, slots=True)
 class Format:
     name: str
     media_type: str
     extension: str
-    make_encoder: Callable[[Sequence[Column], EncodeOptions], Encoder]
+    compressible: bool  # worth gzip/zstd on the wire (not a zip or a compressed file already)
+    resumable: bool  # can carry the `_cursor` column, so a cut download can continue
+    select: Callable[[Sequence[Column], RenderOptions], CopySpec]
+    framer: Callable[[Sequence[Column], RenderOptions], Framer]
+    description: str
 
 
 def _registry() -> dict[str, Format]:
-    from service.formats.csv import CsvEncoder
-    from service.formats.jsonl import JsonlEncoder
-    from service.formats.xlsx import XlsxEncoder
+    from service.formats import csv, jsonl, parquet, xlsx
 
-    return {
-        "csv": Format("csv", "text/csv; charset=utf-8", "csv", CsvEncoder),
-        "jsonl": Format("jsonl", "application/x-ndjson", "jsonl", JsonlEncoder),
-        "xlsx": Format(
-            "xlsx",
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            "xlsx",
-            XlsxEncoder,
-        ),
-    }
+    return {f.name: f for f in (csv.FORMAT, jsonl.FORMAT, xlsx.FORMAT, parquet.FORMAT)}
 
 
 FORMATS: dict[str, Format] = _registry()
-
-
-def encode_all(encoder: Encoder, batches: Sequence[Sequence[Row]]) -> bytes:
-    """A whole file from batches already in memory (tests and small tools)."""
-    return encoder.begin() + b"".join(encoder.rows(b) for b in batches) + encoder.end()

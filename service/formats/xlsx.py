@@ -1,55 +1,49 @@
-"""XLSX written as it streams: sheet XML per batch into a zip that never seeks.
+"""XLSX written as it streams: sheet XML per page into a zip that never seeks.
 
 openpyxl and xlsxwriter produce bytes only when the whole workbook is saved. Here the standard
 library's zipfile writes to a sink without `seek`/`tell`, so each member ends with a data
 descriptor and compressed bytes can leave after every batch. Sheets come first; the workbook,
 relationships and content types, which must list the sheets, are written at the end.
 
-Cells: text as inline strings (no shared-string table to hold in memory), numbers as numbers,
-booleans as booleans, timestamps as Excel serial dates in UTC with a date format. A sheet holds
-at most 1,048,576 rows with its header; the export continues on a new sheet with the header again.
+The select list writes each row as a line of sheet XML (`<row>...</row>`): text as inline
+strings (no shared-string table to hold in memory) with line breaks as references and the
+characters XML forbids dropped, numbers as numbers, booleans as booleans, date-times as Excel
+serial dates in the export's time zone with a date format. COPY writes the line as a lone CSV
+field that is never quoted (service.formats.sql.WHOLE_LINES). A sheet holds at most 1,048,576
+rows with its header; the export continues on a new sheet with the header again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
 from typing import IO, Any, cast
 
 from service.columns import Column, Kind
-from service.formats import EncodeOptions, Row
-from service.formats.cells import FORMULA_PREFIXES, pg_float
+from service.formats import CopySpec, Format, RenderOptions
+from service.formats import sql as cells
+from service.formats.formula import sql_is_formula
 
 # Unix epoch as an Excel serial date (1900 date system).
 EXCEL_UNIX_EPOCH = 25569.0
 _SECONDS_PER_DAY = 86400.0
 
-# Styles (cellXfs indexes in STYLES): a date-time, a text kept as text when edited, a header.
+# Styles (cellXfs indexes in STYLES): a date-time, a text kept as text when edited, a header,
+# a date.
 STYLE_DATETIME = 1
 STYLE_QUOTED = 2
 _STYLE_HEADER = 3
+STYLE_DATE = 4
 
 # The characters XML 1.0 forbids in text (NUL aside: PostgreSQL text never holds it).
 XML_FORBIDDEN = ("".join(chr(c) for c in range(1, 0x20) if c not in (0x09, 0x0A, 0x0D))
                  + "\ufffe\uffff")
 
-# Escapes XML's markup characters and drops the characters XML 1.0 forbids, in one C call.
-# CR is written as a reference because XML parsers turn a literal CR LF into LF; LF as one so
-# that a row is one line (as PostgreSQL writes it, service.copy_select).
-_XML_TEXT = str.maketrans(
-    {
-        "&": "&amp;",
-        "<": "&lt;",
-        ">": "&gt;",
-        "\r": "&#13;",
-        "\n": "&#10;",
-        **{c: None for c in XML_FORBIDDEN},
-    }
-)
+# How text is escaped: markup characters as entities, CR as a reference (XML parsers turn a
+# literal CR LF into LF), LF as one so that a row is one line; the forbidden characters dropped.
+_XML_ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("\r", "&#13;"), ("\n", "&#10;"))
 
 NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 NS_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
@@ -65,11 +59,12 @@ STYLES = (
     '<fill><patternFill patternType="gray125"/></fill></fills>'
     '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
     '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
-    '<cellXfs count="4">'
+    '<cellXfs count="5">'
     '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
     '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
     '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0" quotePrefix="1"/>'
     '<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/>'
+    '<xf numFmtId="14" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
     "</cellXfs>"
     '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
     "</styleSheet>"
@@ -90,50 +85,68 @@ SHEET_HEAD = (
 SHEET_TAIL = "</sheetData></worksheet>"
 
 
-# str.translate looks every character up in a dict: a regular expression finds first, in C,
-# whether there is anything to translate at all (most cells have nothing).
-_XML_SPECIAL = re.compile("[&<>\r\n\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-
 # XML's own white space: leading or trailing, it is kept only with xml:space="preserve".
 XML_SPACE = " \t\n\r"
 
 
+
+
 def xml_text(text: str) -> str:
-    return text.translate(_XML_TEXT) if _XML_SPECIAL.search(text) else text
+    for char, reference in _XML_ESCAPES:
+        text = text.replace(char, reference)
+    return "".join(c for c in text if c not in XML_FORBIDDEN)
 
 
-def _text_cell(escape_formulas: bool) -> Callable[[Any], str]:
-    plain = '<c t="inlineStr"><is><t>'
-    quoted = f'<c t="inlineStr" s="{STYLE_QUOTED}"><is><t>'
-
-    def cell(value: Any) -> str:
-        if value is None:
-            return "<c/>"
-        head = quoted if escape_formulas and value.startswith(FORMULA_PREFIXES) else plain
-        if (value[:1] or "x") in XML_SPACE or (value[-1:] or "x") in XML_SPACE:
-            head = head[:-1] + ' xml:space="preserve">'
-        return head + xml_text(value) + "</t></is></c>"
-
-    return cell
+_SPACE_CODES = ", ".join(str(ord(c)) for c in XML_SPACE)
 
 
-def _uuid_cell(value: Any) -> str:
-    return "<c/>" if value is None else f'<c t="inlineStr"><is><t>{value}</t></is></c>'
+def _serial(column: Column, ref: str, tz: str) -> str:
+    """An Excel serial date: days since 1899-12-30, wall-clock time in the export's zone."""
+    if column.kind is Kind.DATE:
+        return f"({ref} - date '1899-12-30')::text"
+    # A timestamptz cast to timestamp is its wall-clock time in the session's TimeZone.
+    wall = f"{ref}::timestamp" if column.kind is Kind.TIMESTAMPTZ and tz != "UTC" else ref
+    return f"(extract(epoch FROM {wall})::float8 / 86400.0 + {EXCEL_UNIX_EPOCH})::text"
 
 
-def _number_cell(value: Any) -> str:
-    return "<c/>" if value is None else f"<c><v>{value!r}</v></c>"
+def _cell(column: Column, options: RenderOptions) -> str:
+    ref = column.sql
+    if column.kind is Kind.TEXT:
+        style = (f"CASE WHEN {sql_is_formula(ref)} THEN ' s=\"{STYLE_QUOTED}\"' ELSE '' END"
+                 if options.escape_formulas else "''")
+        space = (f"CASE WHEN ascii({ref}) IN ({_SPACE_CODES}) OR ascii(right({ref}, 1)) IN"
+                 f" ({_SPACE_CODES}) THEN ' xml:space=\"preserve\"' ELSE '' END")
+        escaped = f"translate({ref}, {cells.chars(XML_FORBIDDEN)}, '')"
+        for char, reference in _XML_ESCAPES:
+            escaped = f"replace({escaped}, {cells.chars(char)}, '{reference}')"
+        # Most text needs no escaping: one regular expression says so far cheaper than the
+        # translate() and five replace() calls would find it out.
+        special = cells.chars("&<>\r\n" + XML_FORBIDDEN, "[{}]")
+        text = f"CASE WHEN {ref} ~ {special} THEN {escaped} ELSE {ref} END"
+        cell = (f"'<c t=\"inlineStr\"' || {style} || '><is><t' || {space} || '>' || {text}"
+                " || '</t></is></c>'")
+    elif column.kind is Kind.UUID:
+        cell = f"'<c t=\"inlineStr\"><is><t>' || {ref} || '</t></is></c>'"
+    elif cells.is_time(column):
+        number_format = STYLE_DATE if column.kind is Kind.DATE else STYLE_DATETIME
+        cell = (f"'<c s=\"{number_format}\"><v>' || {_serial(column, ref, options.tz)}"
+                " || '</v></c>'")
+    elif column.kind is Kind.BOOL:
+        cell = f"'<c t=\"b\"><v>' || {ref}::integer || '</v></c>'"
+    elif column.kind is Kind.FLOAT:
+        cell = (f"CASE WHEN {ref} IN ('NaN', 'Infinity', '-Infinity') THEN NULL"
+                f" ELSE '<c><v>' || {cells.python_float(ref)} || '</v></c>' END")
+    elif column.kind is Kind.NUMERIC:
+        cell = f"CASE WHEN {ref} = 'NaN' THEN NULL ELSE '<c><v>' || {ref} || '</v></c>' END"
+    else:
+        cell = f"'<c><v>' || {ref} || '</v></c>'"
+    return f"coalesce({cell}, '<c/>')"
 
 
-def _bool_cell(value: Any) -> str:
-    return "<c/>" if value is None else f'<c t="b"><v>{1 if value else 0}</v></c>'
-
-
-def _timestamp_cell(value: datetime | None) -> str:
-    if value is None:
-        return "<c/>"
-    serial = value.timestamp() / _SECONDS_PER_DAY + EXCEL_UNIX_EPOCH
-    return f'<c s="{STYLE_DATETIME}"><v>{pg_float(serial)}</v></c>'
+def select(columns: Sequence[Column], options: RenderOptions) -> CopySpec:
+    """One sheet XML row a line."""
+    row = " || ".join(_cell(c, options) for c in columns)
+    return CopySpec(f"'<row>' || {row} || '</row>'", cells.WHOLE_LINES)
 
 
 class _Sink:
@@ -155,20 +168,9 @@ class _Sink:
         return out
 
 
-class XlsxEncoder:
-    def __init__(self, columns: Sequence[Column], options: EncodeOptions) -> None:
-        self._columns = columns
+class XlsxFramer:
+    def __init__(self, columns: Sequence[Column], options: RenderOptions) -> None:
         self._max_data_rows = options.sheet_rows - 1
-        text = _text_cell(options.escape_formulas)
-        by_kind: dict[Kind, Callable[[Any], str]] = {
-            Kind.TEXT: text,
-            Kind.UUID: _uuid_cell,
-            Kind.INT: _number_cell,
-            Kind.FLOAT: _number_cell,
-            Kind.BOOL: _bool_cell,
-            Kind.TIMESTAMP: _timestamp_cell,
-        }
-        self._cells = [by_kind[c.kind] for c in columns]
         self._header = (
             "<row>"
             + "".join(
@@ -183,8 +185,8 @@ class XlsxEncoder:
         self._sheet: Any = None
         self._sheets = 0
         self._rows_in_sheet = 0
-        # Deflate runs in a thread of its own (zlib releases the GIL), overlapping the building
-        # of the next batch's XML; at most one batch waits there, so memory stays bounded.
+        # Deflate runs in a thread of its own (zlib releases the GIL), overlapping the reading
+        # of the next page; at most one page waits there, so memory stays bounded.
         self._deflater = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xlsx-deflate")
         self._pending: Future[None] | None = None
 
@@ -201,15 +203,9 @@ class XlsxEncoder:
         self._open_sheet()
         return self._sink.drain()
 
-    def rows(self, rows: Sequence[Row]) -> bytes:
-        """The XML of these rows goes to the deflate thread; what comes back is the compressed
-        output of the batch before (one batch late, all of it by end())."""
-        cells = self._cells
-        return self._add([("<row>" + "".join([f(v) for f, v in zip(cells, row, strict=False)])
-                           + "</row>").encode() for row in rows])
-
-    def copied(self, data: bytes, rows: int) -> bytes:
-        """Rows PostgreSQL already wrote as sheet XML, one a line (service.copy_select)."""
+    def page(self, data: bytes, rows: int) -> bytes:
+        """The page's XML goes to the deflate thread; what comes back is the compressed output
+        of the page before (one page late, all of it by end())."""
         if rows <= self._max_data_rows - self._rows_in_sheet:
             self._rows_in_sheet += rows
             return self._submit([data.replace(b"\n", b"")])
@@ -310,3 +306,9 @@ class XlsxEncoder:
             self._sheet.close()
         self._zip.close()
         self._sink.drain()
+
+
+FORMAT = Format(
+    name="xlsx", media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    extension="xlsx", compressible=False, resumable=False, select=select, framer=XlsxFramer,
+    description="XLSX workbook (Excel, LibreOffice, Numbers)")

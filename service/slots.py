@@ -1,40 +1,10 @@
-"""Per-process access state: the role cache and the export slots (concurrency limits)."""
+"""Export slots: at most so many exports at once in this process, and for one caller."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from service.errors import TooManyExports
-
-RoleLookup = Callable[[str], Awaitable[str | None]]
-
-
-class RoleCache:
-    """`profiles.role` by profile id, kept for `ttl` seconds: the hottest query of the platform.
-
-    The database applies the live role again to every page, so a cached role can only make a
-    promotion late, never let a demoted caller read.
-    """
-
-    MAX_ENTRIES = 10_000
-
-    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._ttl = ttl
-        self._clock = clock
-        self._entries: dict[str, tuple[str | None, float]] = {}
-
-    async def role(self, profile_id: str, lookup: RoleLookup) -> str | None:
-        now = self._clock()
-        cached = self._entries.get(profile_id)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        role = await lookup(profile_id)
-        if len(self._entries) >= self.MAX_ENTRIES:
-            self._entries.clear()
-        self._entries[profile_id] = (role, now + self._ttl)
-        return role
 
 
 @dataclass

@@ -1,12 +1,17 @@
--- Core schema of the learning platform: clients, profiles (roles), learners, module progress.
+-- The sample platform schema: what the demo, the tests and the benchmarks export from.
+--
+-- Not a migration. `learner-export db seed` and `serve --demo` create it; `db migrate` never
+-- does, since a real platform database has tables of its own (see docs/contract.md). Every
+-- statement is idempotent, so that a database made by the service's first layout (which
+-- created these tables in migrations) takes it as it is.
 
-CREATE TABLE public.clients (
+CREATE TABLE IF NOT EXISTS public.clients (
     id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     name        text NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE TABLE public.profiles (
+CREATE TABLE IF NOT EXISTS public.profiles (
     id          uuid PRIMARY KEY,
     role        text NOT NULL DEFAULT 'Student'
                 CHECK (role IN ('Admin', 'Staff', 'Student', 'Client Staff')),
@@ -14,7 +19,7 @@ CREATE TABLE public.profiles (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE TABLE public.learners (
+CREATE TABLE IF NOT EXISTS public.learners (
     id                   uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     client_id            uuid NOT NULL REFERENCES public.clients (id),
     full_name            text NOT NULL,
@@ -29,18 +34,24 @@ CREATE TABLE public.learners (
 );
 
 -- The export's keyset: (created_at, id) is unique because id is.
-CREATE INDEX learners_export_keyset ON public.learners (created_at, id);
-CREATE INDEX learners_client_keyset ON public.learners (client_id, created_at, id);
+CREATE INDEX IF NOT EXISTS learners_export_keyset ON public.learners (created_at, id);
+CREATE INDEX IF NOT EXISTS learners_client_keyset ON public.learners (client_id, created_at, id);
 
-CREATE TABLE public.modules (
+CREATE TABLE IF NOT EXISTS public.modules (
     id      integer PRIMARY KEY,
     title   text NOT NULL
 );
 
-CREATE TABLE public.learner_module_progress (
+CREATE TABLE IF NOT EXISTS public.learner_module_progress (
     learner_id    uuid NOT NULL REFERENCES public.learners (id) ON DELETE CASCADE,
     module_id     integer NOT NULL REFERENCES public.modules (id),
     started_at    timestamptz NOT NULL DEFAULT now(),
     completed_at  timestamptz,
     PRIMARY KEY (learner_id, module_id)
+);
+
+CREATE TABLE IF NOT EXISTS public.staff_client_assignments (
+    staff_id   uuid NOT NULL REFERENCES public.profiles (id) ON DELETE CASCADE,
+    client_id  uuid NOT NULL REFERENCES public.clients (id) ON DELETE CASCADE,
+    PRIMARY KEY (staff_id, client_id)
 );

@@ -1,4 +1,6 @@
-"""Export rows as keyset pages of get_learner_export_batch(), inside one read-only snapshot.
+"""An export's rows as keyset pages of learner_export.get_learner_export_batch(), inside one
+read-only snapshot, each page written by PostgreSQL's COPY through a select list that the
+format gave (opaque text here: this module knows no format).
 
 One export may read with more than one connection: the first exports its snapshot
 (`pg_export_snapshot()`), helpers import it, and each reads whole pages, so that PostgreSQL
@@ -15,23 +17,38 @@ import contextlib
 import logging
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 import asyncpg
 
-from service.columns import CURSOR_COLUMN, KEY_COLUMNS, Column
 from service.config import Settings
-from service.copy_select import CopySpec
-from service.cursor import encode_cursor
-from service.params import ExportParams
+from service.errors import DATABASE_ERRORS
 
-log = logging.getLogger("learner_export.source")
+log = logging.getLogger("learner_export.pages")
 
-Row = Sequence[Any]
 Key = tuple[datetime, str]
+
+
+class Selection(Protocol):
+    """Which rows an export holds (service.params.ExportParams is one)."""
+
+    @property
+    def client_ids(self) -> tuple[str, ...] | None: ...
+    @property
+    def created_from(self) -> datetime | None: ...
+    @property
+    def created_to(self) -> datetime | None: ...
+    @property
+    def active(self) -> bool | None: ...
+    @property
+    def limit(self) -> int | None: ...
+    @property
+    def after(self) -> Key | None: ...
+    @property
+    def tz(self) -> str: ...
 
 # Page starts found per walk of the keyset (one walk reads this many pages' keys).
 PAGES_PER_WALK = 16
@@ -53,7 +70,8 @@ _COPY_PARAMS = (
     " set_config('learner_export.active', coalesce($5::boolean::text, ''), true),"
     " set_config('learner_export.after_created_at', coalesce($6::timestamptz::text, ''), true),"
     " set_config('learner_export.after_id', coalesce($7::uuid::text, ''), true),"
-    " set_config('learner_export.page_size', $8::integer::text, true)"
+    " set_config('learner_export.page_size', $8::integer::text, true),"
+    " set_config('learner_export.row', $9::bigint::text, true)"
 )
 _COPY_ARGS = (
     "current_setting('learner_export.caller')::uuid,"
@@ -69,47 +87,13 @@ _COPY_ARGS = (
 
 @dataclass(frozen=True, slots=True)
 class CopiedPage:
-    """A page as PostgreSQL's COPY wrote it (service.copy_select): lines ending in LF."""
+    """A page as PostgreSQL's COPY wrote it: `rows` records, each ending in LF."""
 
     data: bytes
     rows: int
 
     def __len__(self) -> int:
         return self.rows
-
-
-Page = Sequence[Row] | CopiedPage
-
-
-@dataclass(frozen=True, slots=True)
-class PageQuery:
-    """The page query for one column selection; key columns are appended when not selected.
-
-    With `copy` (service.copy_select) pages are written by COPY instead of read as rows.
-    """
-
-    sql: str
-    width: int
-    selected: int
-    key_index: tuple[int, int]
-    copy_sql: str | None
-    copy_options: dict[str, str]
-
-    @classmethod
-    def for_params(cls, params: ExportParams, copy: CopySpec | None = None) -> PageQuery:
-        names = [c.name for c in params.columns]
-        selected = names + [k for k in KEY_COLUMNS if k not in names]
-        # Names come from the allow-list in service.columns, never from the request.
-        columns = ", ".join(f'"{n}"' for n in selected)
-        sql = (f"SELECT {columns} FROM public.get_learner_export_batch({_FILTER_ARGS},"
-               " $6::timestamptz, $7::uuid, $8::integer)")
-        copy_sql = None
-        if copy is not None:
-            copy_sql = (f"SELECT {copy.select} FROM public.get_learner_export_batch("
-                        f"{_COPY_ARGS}) AS r")
-        key_index = (selected.index(KEY_COLUMNS[0]), selected.index(KEY_COLUMNS[1]))
-        return cls(sql, len(names), len(selected), key_index, copy_sql,
-                   copy.options if copy is not None else {})
 
 
 class Helpers(Protocol):
@@ -147,8 +131,11 @@ class PageStarts:
         nominal = self._first_size if k == 0 else self._size
         if self._limit is None:
             return nominal
-        offset = 0 if k == 0 else self._first_size + (k - 1) * self._size
-        return max(0, min(nominal, self._limit - offset))
+        return max(0, min(nominal, self._limit - self.offset(k)))
+
+    def offset(self, k: int) -> int:
+        """The export's index of page k's first row."""
+        return 0 if k == 0 else self._first_size + (k - 1) * self._size
 
     async def start(self, k: int, walk: Callable[[Key | None, int, int], Awaitable[list[Key]]]
                     ) -> Key | _End | None:
@@ -168,26 +155,29 @@ class PageStarts:
             return self._starts[k] if k < len(self._starts) else END
 
 
-class LearnerExport:
-    """One export: a REPEATABLE READ, READ ONLY snapshot read page by page.
+class SnapshotPages:
+    """An export's pages: a REPEATABLE READ, READ ONLY snapshot read page by page.
 
-    Every page is read as `caller` (a profile id), whose scope the database applies.
-    `open()` starts the snapshot, resolves the caller's scope and fetches the first page, so
-    that anything that can fail early (a refusal included) fails before a response starts.
-    `batches()` then yields pages, with the next pages already asked for (one per connection)
-    while the current one is encoded. With `helpers`, connections are added as they can be had
-    (up to `settings.connections_per_export` in all), each in the same snapshot. `close()` rolls
-    back; it is safe to call at any time, more than once.
+    Every page is read as `caller` (a profile id), whose scope the database applies, and
+    written by COPY through `select` (a select list over the page function's row `r`, with
+    `copy_options` for COPY's CSV). `open()` starts the snapshot, resolves the caller's scope
+    and fetches the first page, so that anything that can fail early (a refusal included) fails
+    before a response starts. `pages()` then yields pages, with the next pages already asked for
+    (one per connection) while the current one is sent. With `helpers`, connections are added as
+    they can be had (up to `settings.connections_per_export` in all), each in the same snapshot.
+    `close()` rolls back; it is safe to call at any time, more than once.
     """
 
-    def __init__(self, conn: asyncpg.Connection, params: ExportParams, settings: Settings,
-                 caller: str, *, helpers: Helpers | None = None,
-                 copy: CopySpec | None = None) -> None:
+    def __init__(self, conn: asyncpg.Connection, params: Selection, settings: Settings,
+                 caller: str, select: str, copy_options: Mapping[str, str], *,
+                 helpers: Helpers | None = None) -> None:
         self._conn = conn
         self._caller = caller
         self.client_scope: list[str] | None = None
         self._params = params
-        self._query = PageQuery.for_params(params, copy)
+        self._copy_sql = (f"SELECT {select} FROM learner_export.get_learner_export_batch("
+                          f"{_COPY_ARGS}) AS r")
+        self._copy_options = dict(copy_options)
         self._settings = settings
         self._transaction = conn.transaction(isolation="repeatable_read", readonly=True)
         self._helpers = helpers if settings.connections_per_export > 1 else None
@@ -195,9 +185,7 @@ class LearnerExport:
         self._snapshot: str | None = None
         self._starts = PageStarts(params.after, min(settings.first_page_size, settings.page_size),
                                   settings.page_size, params.limit)
-        self.columns: tuple[Column, ...] = params.columns + ((CURSOR_COLUMN,) if params.cursor
-                                                             else ())
-        self._first: Page | None = None
+        self._first: CopiedPage | None = None
         self._idle: asyncio.Queue[asyncpg.Connection] = asyncio.Queue()
         self._width = 1
         self._tasks: list[asyncio.Future[Any]] = []
@@ -206,23 +194,18 @@ class LearnerExport:
         self.rows_fetched = 0
 
     @property
-    def copies(self) -> bool:
-        """Whether pages come as COPY wrote them (CopiedPage) rather than as rows."""
-        return self._query.copy_sql is not None
-
-    @property
     def connections(self) -> int:
         """Connections reading this export so far."""
         return 1 + len(self._helper_conns)
 
-    async def open(self) -> LearnerExport:
+    async def open(self) -> SnapshotPages:
         await self._begin(self._conn, self._transaction)
         self.client_scope = await self._conn.fetchval(
-            "SELECT public.learner_export_scope($1::uuid, $2::uuid[])", self._caller,
+            "SELECT learner_export.export_scope($1::uuid, $2::uuid[])", self._caller,
             self._client_ids())
         if self._helpers is not None:
             self._snapshot = await self._conn.fetchval("SELECT pg_export_snapshot()")
-        self._first = await self._fetch(self._conn, self._params.after, self._starts.size(0))
+        self._first = await self._fetch(self._conn, 0, self._params.after)
         return self
 
     async def _begin(self, conn: asyncpg.Connection, transaction: Any,
@@ -239,10 +222,12 @@ class LearnerExport:
             # Parallel plans per page halve the throughput of keyset paging (PERF-NOTES).
             " set_config('max_parallel_workers_per_gather', '0', true),"
             " set_config('jit', 'off', true),"
-            # What COPY's pages need to equal the encoders' bytes: UTC, shortest floats.
-            " set_config('TimeZone', 'UTC', true),"
+            # What the formats' select lists rely on: the export's time zone, ISO dates,
+            # shortest floats.
+            " set_config('TimeZone', $3, true),"
+            " set_config('DateStyle', 'ISO, YMD', true),"
             " set_config('extra_float_digits', '1', true)",
-            str(s.statement_timeout_ms), str(s.idle_in_transaction_timeout_ms),
+            str(s.statement_timeout_ms), str(s.idle_in_transaction_timeout_ms), self._params.tz,
         )
 
     async def count(self) -> int:
@@ -250,38 +235,35 @@ class LearnerExport:
         p = self._params
         after = p.after or (None, None)
         total: int = await self._conn.fetchval(
-            f"SELECT public.count_learner_export({_FILTER_ARGS}, $6::timestamptz, $7::uuid)",
-            self._caller, self._client_ids(), p.created_from, p.created_to, p.active, *after,
-        )
+            f"SELECT learner_export.count_learner_export({_FILTER_ARGS}, $6::timestamptz,"
+            " $7::uuid)", *self._filters(), *after)
         return total if p.limit is None else min(total, p.limit)
 
     def _filters(self) -> tuple[Any, ...]:
         p = self._params
         return (self._caller, self._client_ids(), p.created_from, p.created_to, p.active)
 
-    async def _fetch(self, conn: asyncpg.Connection, after: Key | None, size: int) -> Page:
+    async def _fetch(self, conn: asyncpg.Connection, k: int, after: Key | None) -> CopiedPage:
         cursor = after or (None, None)
-        if self._query.copy_sql is not None:
-            await conn.execute(_COPY_PARAMS, *self._filters(), *cursor, size)
-            pieces: list[bytes] = []
+        await conn.execute(_COPY_PARAMS, *self._filters(), *cursor, self._starts.size(k),
+                           self._starts.offset(k))
+        pieces: list[bytes] = []
 
-            async def keep(piece: bytes) -> None:
-                pieces.append(piece)
+        async def keep(piece: bytes) -> None:
+            pieces.append(piece)
 
-            status = await conn.copy_from_query(self._query.copy_sql, output=keep, format="csv",
-                                                **self._query.copy_options)
-            page: Page = CopiedPage(b"".join(pieces), int(status.rpartition(" ")[2]))
-        else:
-            page = await conn.fetch(self._query.sql, *self._filters(), *cursor, size)
-        self.rows_fetched += len(page)
+        status = await conn.copy_from_query(self._copy_sql, output=keep, format="csv",
+                                            **self._copy_options)
+        page = CopiedPage(b"".join(pieces), int(status.rpartition(" ")[2]))
+        self.rows_fetched += page.rows
         return page
 
     async def _walk(self, conn: asyncpg.Connection, after: Key | None, size: int, pages: int
                     ) -> list[Key]:
         cursor = after or (None, None)
         ends = await conn.fetch(
-            f"SELECT created_at, learner_id FROM public.learner_export_page_ends({_FILTER_ARGS},"
-            " $6::timestamptz, $7::uuid, $8::integer, $9::integer)",
+            "SELECT created_at, learner_id FROM learner_export.learner_export_page_ends("
+            f"{_FILTER_ARGS}, $6::timestamptz, $7::uuid, $8::integer, $9::integer)",
             *self._filters(), *cursor, size, pages)
         return [(r[0], r[1]) for r in ends]
 
@@ -289,14 +271,14 @@ class LearnerExport:
         ids = self._params.client_ids
         return list(ids) if ids is not None else None
 
-    async def _page(self, k: int) -> Page | None:
+    async def _page(self, k: int) -> CopiedPage | None:
         conn = await self._idle.get()
         try:
             start = await self._starts.start(
                 k, lambda after, size, pages: self._walk(conn, after, size, pages))
             if isinstance(start, _End):
                 return None
-            return await self._fetch(conn, start, self._starts.size(k))
+            return await self._fetch(conn, k, start)
         finally:
             self._idle.put_nowait(conn)
 
@@ -311,26 +293,26 @@ class LearnerExport:
             self._helper_conns.append((conn, transaction))
             try:
                 await self._begin(conn, transaction, self._snapshot)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            except DATABASE_ERRORS as exc:
                 # The export goes on with the connections it has.
                 log.warning("a helper connection could not join the export: %s", exc)
                 return
             self._width += 1
             self._idle.put_nowait(conn)
 
-    async def batches(self) -> AsyncIterator[Page]:
+    async def pages(self) -> AsyncIterator[CopiedPage]:
         if self._first is None:
             raise RuntimeError("open() the export first")
-        first: Page = self._first
-        self._first = []
-        if not len(first):
+        first = self._first
+        self._first = CopiedPage(b"", 0)
+        if not first.rows:
             return
-        if self._helpers is not None and len(first) == self._starts.size(0):
+        if self._helpers is not None and first.rows == self._starts.size(0):
             self._joining = asyncio.ensure_future(self._add_helpers())
         self._idle.put_nowait(self._conn)
-        pending: deque[asyncio.Future[Page | None]] = deque()
-        page: Page | None = first
-        k, last = 1, len(first) < self._starts.size(0)
+        pending: deque[asyncio.Future[CopiedPage | None]] = deque()
+        page: CopiedPage | None = first
+        k, last = 1, first.rows < self._starts.size(0)
         while True:
             while not last and len(pending) < self._width:
                 task = asyncio.ensure_future(self._page(k))
@@ -338,28 +320,16 @@ class LearnerExport:
                 pending.append(task)
                 k += 1
             if pending:
-                # A step of the event loop sends the queries before the page is encoded.
+                # A step of the event loop sends the queries before the page is handed on.
                 await asyncio.sleep(0)
-            if page is not None and len(page):
-                yield self._shape(page)
+            if page is not None and page.rows:
+                yield page
             if not pending:
                 return
             page = await pending.popleft()
-            if page is None or len(page) < self._starts.size(k - len(pending) - 1):
+            if page is None or page.rows < self._starts.size(k - len(pending) - 1):
                 last = True
             self._tasks = [t for t in self._tasks if not t.done()]
-
-    def _shape(self, page: Page) -> Page:
-        """The page as the encoder wants it: the chosen columns, and the cursor if asked."""
-        if isinstance(page, CopiedPage):
-            return page
-        width = self._query.width
-        if self._params.cursor:
-            k1, k2 = self._query.key_index
-            return [(*r[:width], encode_cursor(r[k1], r[k2])) for r in page]
-        if self._query.selected > width:
-            return [r[:width] for r in page]
-        return page
 
     async def close(self) -> None:
         if self._closed:
@@ -386,8 +356,7 @@ class LearnerExport:
 async def _roll_back(conn: asyncpg.Connection, transaction: Any) -> None:
     try:
         await transaction.rollback()
-    except (asyncpg.InterfaceError, asyncpg.InternalClientError, asyncpg.PostgresError,
-            OSError):
+    except DATABASE_ERRORS:
         # A query cancelled half-way leaves the connection busy or broken: it is closed
         # rather than given back as it is (the pool opens a fresh one when needed).
         with contextlib.suppress(Exception):

@@ -1,0 +1,59 @@
+-- Who may reach the schema learner_export: applied at the end of every `db migrate`, after the
+-- migrations and the adapter, so that it also covers what they just created.
+--
+-- PostgreSQL grants EXECUTE on every new function to PUBLIC, and Supabase's default privileges
+-- grant everything new in public (and, where configured, elsewhere) to anon, authenticated and
+-- service_role by name, which REVOKE ... FROM PUBLIC does not undo. So every grant is revoked
+-- here, by name, and only learner_export_service gets what the running service needs.
+-- Row-level security on the tables is a second wall: a grant made by mistake still shows no row
+-- to a role without a policy (owners bypass it; the service role has one).
+
+REVOKE ALL ON SCHEMA learner_export FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA learner_export FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA learner_export FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA learner_export FROM PUBLIC;
+
+DO $$
+DECLARE
+    api_role text;
+BEGIN
+    FOREACH api_role IN ARRAY ARRAY['anon', 'authenticated', 'service_role',
+                                    'authenticator'] LOOP
+        IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = api_role) THEN
+            EXECUTE format('REVOKE ALL ON SCHEMA learner_export FROM %I', api_role);
+            EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA learner_export FROM %I', api_role);
+            EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA learner_export FROM %I',
+                           api_role);
+            EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA learner_export FROM %I',
+                           api_role);
+        END IF;
+    END LOOP;
+END
+$$;
+
+ALTER TABLE learner_export.export_audit ENABLE ROW LEVEL SECURITY;
+ALTER TABLE learner_export.schema_migrations ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS export_audit_service ON learner_export.export_audit;
+CREATE POLICY export_audit_service ON learner_export.export_audit
+    TO learner_export_service USING (true) WITH CHECK (true);
+
+GRANT USAGE ON SCHEMA learner_export TO learner_export_service;
+GRANT SELECT, INSERT, UPDATE ON learner_export.export_audit TO learner_export_service;
+
+-- The contract's functions, as far as the adapter defines them (`db check` says what is missing).
+DO $$
+DECLARE
+    fn regprocedure;
+BEGIN
+    FOR fn IN
+        SELECT p.oid::regprocedure
+          FROM pg_catalog.pg_proc AS p
+          JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
+         WHERE n.nspname = 'learner_export'
+           AND p.proname IN ('get_learner_export_batch', 'count_learner_export',
+                             'learner_export_page_ends', 'export_scope', 'caller_role')
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO learner_export_service', fn);
+    END LOOP;
+END
+$$;
