@@ -378,9 +378,11 @@ def _draw_bars(size: SizeResult, ax: Axes, panel: Panel) -> list[float]:
         bars = ax.bar(n, value, width=0.7, hatch="//" if path in REFERENCES else None,
                       edgecolor="white", **_style(path))
         ax.bar_label(bars, [_point_text(size, path, panel.attr, sep="\n")], padding=2,
-                     fontsize=9)
-    ax.set_xticks(range(len(points)), [LABELS[p] for p, _ in points], fontsize=9)
-    ax.set_xlim(-0.6, max(len(points), 1) - 0.4)
+                     fontsize="small")
+    ax.set_xticks(range(len(points)), [LABELS[p] for p, _ in points], fontsize="small")
+    # A panel of one or two bars keeps bars as narrow as the others', centred.
+    spare = (max(len(points), 3) - len(points)) / 2
+    ax.set_xlim(-0.6 - spare, len(points) - 0.4 + spare)
     return [v for _, v in points]
 
 
@@ -413,20 +415,29 @@ def _end_labels(run: RunResult, ax: Axes, panel: Panel) -> None:
             height = sum(h for h, _, _ in group) / len(group)
             color = group[0][2] if len(group) == 1 else "black"
             ax.annotate(text, (x, height), xycoords=("data", "axes fraction"),
-                        xytext=(7, 0), textcoords="offset points", va="center", fontsize=9,
+                        xytext=(7, 0), textcoords="offset points", va="center", fontsize="small",
                         color=color)
 
 
 def figure(run: RunResult) -> Figure:
     """Throughput, first byte and peak RSS of every path: lines over the sizes, or bars for one."""
-    from matplotlib.figure import Figure
+    from matplotlib import rc_context
 
     if not run.sizes:
         raise ValueError("nothing was measured")
+    # Larger than matplotlib's 10 points: the README shows the chart at about half its width.
+    with rc_context({"font.size": 12}):
+        return _figure(run)
+
+
+def _figure(run: RunResult) -> Figure:
+    from matplotlib.figure import Figure
+
     one_size = len(run.sizes) == 1
     fig = Figure(figsize=(15, 5.4), layout="constrained")
-    # Bars as wide in every panel: each panel as wide as its number of bars.
-    widths = [len(_bar_points(run.sizes[0], p)) + 1 if one_size else 1 for p in PANELS]
+    # Bars as wide in every panel (each panel as wide as its number of bars), but no panel too
+    # narrow for its title.
+    widths = [max(len(_bar_points(run.sizes[0], p)), 3) + 1 if one_size else 1 for p in PANELS]
     axes = fig.subplots(1, len(PANELS), width_ratios=widths)
     for ax, panel in zip(axes, PANELS, strict=True):
         values = _draw_bars(run.sizes[0], ax, panel) if one_size else _draw_lines(run, ax, panel)
@@ -452,7 +463,7 @@ def figure(run: RunResult) -> Figure:
     details += [f"medians of {repeat} runs"] if repeat else []
     what = f"{run.sizes[0].rows:,} learners" if one_size else "by learners exported"
     fig.suptitle("\n".join([f"learner-export benchmark {run.started_at}, {what}",
-                            *([", ".join(details)] if details else [])]), fontsize=12)
+                            *([", ".join(details)] if details else [])]), fontsize="large")
     return fig
 
 

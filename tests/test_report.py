@@ -52,6 +52,8 @@ def assert_every_axis_labelled(fig: Figure) -> None:
     fig.draw_without_rendering()
     for ax in fig.axes:
         assert ax.get_ylabel(), ax.get_title()
+        title = ax.title.get_window_extent()
+        assert fig.bbox.x0 <= title.x0 and title.x1 <= fig.bbox.x1, ax.get_title()
         # A lone bar names its path with one tick; a value axis needs two to read a scale.
         for axis, least in ((ax.xaxis, 1), (ax.yaxis, 2)):
             labels = tick_labels(axis)
