@@ -562,7 +562,8 @@ def run_from_markdown(text: str) -> RunResult:
                               prepare_seconds=0.0)
             run.sizes.append(size)
         if path.startswith(OPENPYXL):
-            assert seconds is not None and rows_per_s is not None and mb_per_s is not None
+            if seconds is None or rows_per_s is None or mb_per_s is None:
+                raise ValueError(f"openpyxl's row lacks a figure: {line}")
             # The table keeps MB/s, not bytes, nor whether lxml was there.
             size.openpyxl = OpenpyxlResult(rows, seconds, rows_per_s,
                                            round(mb_per_s * seconds * 1e6), lxml=False)
@@ -582,7 +583,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     source = Path(args[0])
     target = Path(args[1]) if len(args) == 2 else source.with_suffix(".png")
-    print(_chart(run_from_markdown(source.read_text()), target), file=sys.stderr)
+    try:
+        run = run_from_markdown(source.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"{source}: {exc}", file=sys.stderr)
+        return 2
+    print(_chart(run, target), file=sys.stderr)
     return 0
 
 

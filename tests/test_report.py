@@ -117,6 +117,7 @@ def test_three_sizes_draw_lines_with_a_first_byte_panel_and_the_legend_off_the_l
     assert report.main([str(COMMITTED), str(target)]) == 0
     assert_png(target)
     assert report.main([]) == 2
+    assert report.main([str(Path(__file__)), str(target)]) == 2
 
 
 @pytest.mark.parametrize("paths", [(COPY, "csv", "jsonl", "xlsx", NAIVE), (COPY, "csv")])
