@@ -4,28 +4,34 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import importlib.metadata
 import importlib.util
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.results import (
     COPY,
     NAIVE,
     OPENPYXL,
     SERVICE_PATHS,
+    OpenpyxlResult,
     RunResult,
     Sample,
     SizeResult,
     Summary,
 )
+
+if TYPE_CHECKING:
+    # matplotlib is the `bench` extra's: imported where a chart is drawn, not with this module.
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 RESULTS_DIR = Path(__file__).with_name("results")
 PATH_ORDER = (COPY, *SERVICE_PATHS, NAIVE)
@@ -234,6 +240,240 @@ def markdown_report(run: RunResult) -> str:
     return "\n".join(parts) + "\n"
 
 
+# --- chart ----------------------------------------------------------------------------------
+
+# Names as a reader knows them; a line break keeps bar labels narrow, legends join the lines.
+LABELS = {COPY: "COPY\n(the limit)", "csv": "CSV", "jsonl": "JSON Lines", "xlsx": "XLSX",
+          NAIVE: "naive\n(in memory)", OPENPYXL: "openpyxl\nwrite-only"}
+CHART_PATHS = (*PATH_ORDER, OPENPYXL)
+# What the service is measured against: dashed lines and hatched bars, the service's own solid.
+REFERENCES = (COPY, NAIVE, OPENPYXL)
+# Values spanning more than this factor go on a log scale; below it a linear one from 0 reads
+# better (and a log axis spanning less than a decade may show no labelled tick at all).
+LOG_SPAN = 20.0
+# Line ends closer than this (a fraction of the axes' height) share one label.
+LABEL_GAP = 0.06
+TIMES, EN_DASH = "\u00d7", "\u2013"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Panel:
+    """One quantity of the chart: which Summary field, and how its axis reads."""
+
+    title: str
+    ylabel: str
+    attr: str
+    # Throughput stays linear from 0 so that ratios to COPY read as heights.
+    log_ok: bool = True
+
+
+PANELS = (
+    Panel(f"Throughput ({TIMES} = share of COPY's)", "rows per second, seen by the client",
+          "rows_per_s", log_ok=False),
+    Panel("First byte (TTFB)", "time to first byte (ms)", "ttfb_ms"),
+    Panel("Server peak RSS (none for COPY)", "peak RSS of the export server (MiB)",
+          "peak_rss_mb"),
+)
+
+
+def _short(value: float) -> str:
+    """1,000,000 as 1M, 50,000 as 50K: axis and bar labels that fit."""
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= limit:
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _value_text(attr: str, value: float) -> str:
+    if attr == "rows_per_s":
+        return _short(value)
+    if attr == "ttfb_ms":
+        return f"{value:.0f} ms" if value < 1000 else f"{value / 1000:.3g} s"
+    return f"{value:.0f} MiB" if value < 1024 else f"{value / 1024:.2g} GiB"
+
+
+def _point_text(size: SizeResult, path: str, attr: str, sep: str = " ") -> str:
+    """A value as it is labelled on the chart; a throughput with its ratio to COPY's."""
+    value = _value(size, path, attr)
+    assert value is not None
+    copy = _value(size, COPY, attr)
+    if attr != "rows_per_s" or path == COPY or not copy:
+        return _value_text(attr, value)
+    return f"{_short(value)}{sep}({value / copy:.2f}{TIMES})"
+
+
+def _value(size: SizeResult, path: str, attr: str) -> float | None:
+    if path == OPENPYXL:
+        # openpyxl only writes a file from rows in memory: a throughput, nothing else.
+        o = size.openpyxl
+        return o.rows_per_s if o is not None and attr == "rows_per_s" else None
+    summary = size.summaries.get(path)
+    value = None if summary is None else getattr(summary, attr)
+    return None if value is None else float(value)
+
+
+def _series(run: RunResult, path: str, attr: str) -> tuple[list[int], list[float]]:
+    """(rows, median) of one path across the sizes, where measured."""
+    points = [(s.rows, v) for s in run.sizes if (v := _value(s, path, attr)) is not None]
+    return [r for r, _ in points], [v for _, v in points]
+
+
+def _tick_text(attr: str, value: float) -> str:
+    if attr == "rows_per_s":
+        return _short(value)
+    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+
+
+def _scale_y(ax: Axes, panel: Panel, values: list[float], bars: bool) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    low, high = min(values, default=0.0), max(values, default=1.0)
+    # Bars stay linear: on a log axis their heights would not compare.
+    if not bars and panel.log_ok and low > 0 and high / low > LOG_SPAN:
+        ax.set_yscale("log")
+        # Labelled ticks at 1-2-5 while the span is short, at each decade once it is long.
+        subs = (1.0,) if high / low >= 1000 else (1.0, 2.0, 5.0)
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylim(low / 1.6, high * 2.2)
+    else:
+        ax.set_ylim(0, high * 1.2 if high > 0 else 1)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _tick_text(panel.attr, v)))
+
+
+def _style(path: str) -> dict[str, Any]:
+    return {"color": f"C{CHART_PATHS.index(path)}",
+            "label": LABELS[path].replace("\n", " ")}
+
+
+def _draw_lines(run: RunResult, ax: Axes, panel: Panel) -> list[float]:
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    values: list[float] = []
+    for path in CHART_PATHS:
+        xs, ys = _series(run, path, panel.attr)
+        if xs:
+            ax.plot(xs, ys, marker="x" if path == OPENPYXL else "o",
+                    linestyle="--" if path in REFERENCES else "-", **_style(path))
+            values += ys
+    sizes = [s.rows for s in run.sizes]
+    ax.set_xscale("log")
+    # Ticks where the sizes were measured, each labelled, and nothing between them.
+    ax.xaxis.set_major_locator(FixedLocator(sizes))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _short(v)))
+    ax.xaxis.set_minor_locator(NullLocator())
+    # Room on the right for the labels at the lines' ends.
+    ax.set_xlim(min(sizes) / 1.4, max(sizes) * 4)
+    ax.set_xlabel("learners exported (rows, log scale)")
+    return values
+
+
+def _bar_points(size: SizeResult, panel: Panel) -> list[tuple[str, float]]:
+    return [(p, v) for p in CHART_PATHS if (v := _value(size, p, panel.attr)) is not None]
+
+
+def _draw_bars(size: SizeResult, ax: Axes, panel: Panel) -> list[float]:
+    points = _bar_points(size, panel)
+    for n, (path, value) in enumerate(points):
+        bars = ax.bar(n, value, width=0.7, hatch="//" if path in REFERENCES else None,
+                      edgecolor="white", **_style(path))
+        ax.bar_label(bars, [_point_text(size, path, panel.attr, sep="\n")], padding=2,
+                     fontsize="small")
+    ax.set_xticks(range(len(points)), [LABELS[p] for p, _ in points], fontsize="small")
+    # A panel of one or two bars keeps bars as narrow as the others', centred.
+    spare = (max(len(points), 3) - len(points)) / 2
+    ax.set_xlim(-0.6 - spare, len(points) - 0.4 + spare)
+    return [v for _, v in points]
+
+
+def _end_labels(run: RunResult, ax: Axes, panel: Panel) -> None:
+    """Each line's last value at its end; lines ending close together share one label."""
+    to_axes = ax.transData + ax.transAxes.inverted()
+    ends: dict[int, list[tuple[float, str, str]]] = {}
+    for path in CHART_PATHS:
+        xs, ys = _series(run, path, panel.attr)
+        if xs:
+            size = run.size(xs[-1])
+            assert size is not None
+            height = float(to_axes.transform((xs[-1], ys[-1]))[1])
+            ends.setdefault(xs[-1], []).append(
+                (height, _point_text(size, path, panel.attr), _style(path)["color"]))
+    for x, points in ends.items():
+        groups: list[list[tuple[float, str, str]]] = []
+        for point in sorted(points):
+            if groups and point[0] - groups[-1][-1][0] < LABEL_GAP:
+                groups[-1].append(point)
+            else:
+                groups.append([point])
+        for group in groups:
+            texts = list(dict.fromkeys(t for _, t, _ in group))
+            units = {t.rpartition(" ")[2] for t in texts}
+            if len(texts) > 1 and len(units) == 1 and " " in texts[0]:
+                text = f"{texts[0].rpartition(' ')[0]}{EN_DASH}{texts[-1]}"
+            else:
+                text = " / ".join(texts)
+            height = sum(h for h, _, _ in group) / len(group)
+            color = group[0][2] if len(group) == 1 else "black"
+            ax.annotate(text, (x, height), xycoords=("data", "axes fraction"),
+                        xytext=(7, 0), textcoords="offset points", va="center", fontsize="small",
+                        color=color)
+
+
+def figure(run: RunResult) -> Figure:
+    """Throughput, first byte and peak RSS of every path: lines over the sizes, or bars for one."""
+    from matplotlib import rc_context
+
+    if not run.sizes:
+        raise ValueError("nothing was measured")
+    # Larger than matplotlib's 10 points: the README shows the chart at about half its width.
+    with rc_context({"font.size": 12}):
+        return _figure(run)
+
+
+def _figure(run: RunResult) -> Figure:
+    from matplotlib.figure import Figure
+
+    one_size = len(run.sizes) == 1
+    fig = Figure(figsize=(15, 5.4), layout="constrained")
+    # Bars as wide in every panel (each panel as wide as its number of bars), but no panel too
+    # narrow for its title.
+    widths = [max(len(_bar_points(run.sizes[0], p)), 3) + 1 if one_size else 1 for p in PANELS]
+    axes = fig.subplots(1, len(PANELS), width_ratios=widths)
+    for ax, panel in zip(axes, PANELS, strict=True):
+        values = _draw_bars(run.sizes[0], ax, panel) if one_size else _draw_lines(run, ax, panel)
+        if not values:
+            ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center", color="grey")
+        _scale_y(ax, panel, values, bars=one_size)
+        if not one_size:
+            _end_labels(run, ax, panel)
+        ax.set(title=panel.title, ylabel=panel.ylabel)
+        ax.grid(True, axis="y" if one_size else "both", alpha=0.3)
+        ax.set_axisbelow(True)
+    if not one_size:
+        # One legend for the three panels, below them: a legend inside an axes hides lines.
+        handles: dict[str, Any] = {}
+        for ax in axes:
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                handles.setdefault(label, handle)
+        fig.legend(handles.values(), handles.keys(), loc="outside lower center",
+                   ncols=len(handles), frameon=False)
+    m, repeat = run.machine, run.options.get("repeat")
+    details = [str(m["cpu_model"])] if m.get("cpu_model") else []
+    details += [f"{m['nproc']} CPUs"] if m.get("nproc") else []
+    details += [f"medians of {repeat} runs"] if repeat else []
+    what = f"{run.sizes[0].rows:,} learners" if one_size else "by learners exported"
+    fig.suptitle("\n".join([f"learner-export benchmark {run.started_at}, {what}",
+                            *([", ".join(details)] if details else [])]), fontsize="large")
+    return fig
+
+
+def _chart(run: RunResult, path: Path) -> str:
+    if importlib.util.find_spec("matplotlib") is None:
+        return "matplotlib is not installed: no chart (pip install 'matplotlib>=3.8')"
+    figure(run).savefig(path, dpi=110)
+    return f"chart: {path}"
+
+
 # --- files ----------------------------------------------------------------------------------
 
 def _sample(s: Sample) -> dict[str, Any]:
@@ -256,50 +496,6 @@ def to_json(run: RunResult) -> dict[str, Any]:
     out["units"] = {"mb_per_s": "10^6 bytes/s", "peak_rss_mb": "MiB (VmHWM)",
                     "ttfb_ms": "ms", "seconds": "s"}
     return out
-
-
-def _series(run: RunResult, path: str, attr: str) -> tuple[list[int], list[float]]:
-    """(rows, median) of one path across the sizes, where measured."""
-    points: list[tuple[int, float]] = []
-    for size in run.sizes:
-        summary = size.summaries.get(path)
-        value = None if summary is None else getattr(summary, attr)
-        if value is not None:
-            points.append((size.rows, float(value)))
-    return [r for r, _ in points], [v for _, v in points]
-
-
-def _chart(run: RunResult, path: Path) -> str:
-    if importlib.util.find_spec("matplotlib") is None:
-        return "matplotlib is not installed: no chart (pip install 'matplotlib>=3.8')"
-    # Imported by name: matplotlib is optional, and the chart is all that needs it.
-    matplotlib: Any = importlib.import_module("matplotlib")
-    matplotlib.use("Agg")
-    plt: Any = importlib.import_module("matplotlib.pyplot")
-    fig, (speed, memory) = plt.subplots(1, 2, figsize=(13, 5))
-    # One colour per path on both plots.
-    for n, name in enumerate(PATH_ORDER):
-        style = {"color": f"C{n}", "linestyle": "--" if name in (COPY, NAIVE) else "-"}
-        for ax, attr in ((speed, "rows_per_s"), (memory, "peak_rss_mb")):
-            xs, ys = _series(run, name, attr)
-            if xs:
-                ax.plot(xs, ys, marker="o", label=name, **style)
-    xl = [(s.rows, s.openpyxl.rows_per_s) for s in run.sizes if s.openpyxl is not None]
-    if xl:
-        speed.plot([r for r, _ in xl], [v for _, v in xl], marker="x", linestyle=":",
-                   color=f"C{len(PATH_ORDER)}", label="openpyxl write-only")
-    speed.set(xscale="log", xlabel="learners", ylabel="rows/s", title="Throughput")
-    memory.set(xscale="log", yscale="log", xlabel="learners", ylabel="server peak RSS (MiB)",
-               title="Peak RSS (COPY: none of ours)")
-    for ax in (speed, memory):
-        ax.grid(True, which="both", alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-    fig.suptitle(f"learner-export benchmark {run.started_at}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return f"chart: {path}"
 
 
 def write_files(run: RunResult, directory: Path = RESULTS_DIR) -> list[str]:
@@ -325,3 +521,76 @@ def early_stop_status(exc: BaseException) -> int:
     if isinstance(exc, SystemExit) and isinstance(exc.code, int):
         return exc.code
     return 130 if isinstance(exc, KeyboardInterrupt) else 2
+
+
+# --- reading a run back ---------------------------------------------------------------------
+
+def _cell(text: str) -> float | None:
+    return None if text == "-" else float(text.replace(",", ""))
+
+
+def run_from_markdown(text: str) -> RunResult:
+    """A run's main table read back from its <timestamp>.md: the figures its chart draws."""
+    lines = text.splitlines()
+    started_at = lines[0].removeprefix("# learner-export benchmark, ").strip()
+    options: dict[str, Any] = {}
+    machine: dict[str, Any] = {}
+    for line in lines:
+        if line.startswith("Options: "):
+            options = json.loads(line.removeprefix("Options: ").removesuffix("."))
+        elif (found := re.match(r"(.*), (\d+) CPUs, (\d+) MB; ", line)) is not None:
+            machine = {"cpu_model": found[1], "nproc": int(found[2]),
+                       "memory_mb": int(found[3])}
+    header = _md_table(HEADERS, []).splitlines()[0]
+    if header not in lines:
+        raise ValueError("no results table: not a learner-export benchmark summary")
+    run = RunResult(started_at, options, machine)
+    # The table, then its notes ("- ..."), then the next section.
+    for line in lines[lines.index(header) + 2:]:
+        if line.startswith("- "):
+            run.notes.append(line[2:])
+        if not line.startswith("|"):
+            if line.startswith("#"):
+                break
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows, path = int(cells[0].replace(",", "")), cells[1]
+        seconds, rows_per_s, mb_per_s, ttfb, cold, rss, vs_copy = map(_cell, cells[2:9])
+        size = run.size(rows)
+        if size is None:
+            size = SizeResult(rows, database=str(machine.get("database", "")), reused=True,
+                              prepare_seconds=0.0)
+            run.sizes.append(size)
+        if path.startswith(OPENPYXL):
+            if seconds is None or rows_per_s is None or mb_per_s is None:
+                raise ValueError(f"openpyxl's row lacks a figure: {line}")
+            # The table keeps MB/s, not bytes, nor whether lxml was there.
+            size.openpyxl = OpenpyxlResult(rows, seconds, rows_per_s,
+                                           round(mb_per_s * seconds * 1e6), lxml=False)
+            continue
+        runs, _, failed = cells[9].partition(" (")
+        errors = int(failed.split()[0]) if failed else 0
+        size.summaries[path] = Summary(path, rows, int(runs), errors, None, seconds, rows_per_s,
+                                       mb_per_s, ttfb, cold, rss, vs_copy)
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m benchmarks.report RUN.md [OUT.png]: redraw a run's chart from its summary."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (1, 2):
+        print("usage: python -m benchmarks.report RUN.md [OUT.png]", file=sys.stderr)
+        return 2
+    source = Path(args[0])
+    target = Path(args[1]) if len(args) == 2 else source.with_suffix(".png")
+    try:
+        run = run_from_markdown(source.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"{source}: {exc}", file=sys.stderr)
+        return 2
+    print(_chart(run, target), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
