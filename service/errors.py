@@ -10,7 +10,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
+
+from service.api.browser import error_page, wants_html
 
 log = logging.getLogger("learner_export.errors")
 
@@ -86,8 +88,10 @@ def error_response(status: int, code: str, detail: Any, headers: Mapping[str, st
 def add_exception_handlers(app: FastAPI) -> None:
     """Make every error a JSON body `{"error": ..., "detail": ...}`, never a stack trace."""
 
-    async def on_export_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_export_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ExportError)
+        if wants_html(request):  # a signed link opened in a browser: a page, not JSON
+            return error_page(exc.status_code, exc.code, exc.detail, exc.headers)
         return error_response(exc.status_code, exc.code, exc.detail, exc.headers)
 
     async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:

@@ -24,6 +24,7 @@ from service.compression import negotiate
 from service.config import Settings
 from service.copy_select import copy_select
 from service.errors import DatabaseUnavailable, ErrorBody, Forbidden
+from service.filenames import content_disposition, export_filename
 from service.formats import FORMATS, EncodeOptions
 from service.helpers import CONNECTION_ERRORS, PoolHelpers
 from service.metrics import Metrics
@@ -242,7 +243,9 @@ async def start_export(request: Request, caller_id: str, params: ExportParams, *
         fmt = FORMATS[params.format]
         scope = opened.export.client_scope
         headers = {
-            "Content-Disposition": content_disposition(fmt.extension, datetime.now(UTC)),
+            "Content-Disposition": content_disposition(*export_filename(
+                fmt.extension, client_ids=params.client_ids, created_from=params.created_from,
+                created_to=params.created_to, active=params.active, now=datetime.now(UTC))),
             "Cache-Control": "no-store",
             "X-Content-Type-Options": "nosniff",
             "X-Export-Id": entry.id,
@@ -275,11 +278,6 @@ async def start_export(request: Request, caller_id: str, params: ExportParams, *
     metrics.in_flight.labels(fmt.name).inc()
     run = ExportRun(opened, fmt.name, slot, audit, entry, metrics, started)
     return ExportResponse(run, chunks, settings, media_type=fmt.media_type, headers=headers)
-
-
-def content_disposition(extension: str, now: datetime) -> str:
-    name = f"learners-{now:%Y%m%dT%H%M%SZ}.{extension}"
-    return f"attachment; filename=\"{name}\"; filename*=UTF-8''{name}"
 
 
 COLUMN_LIST = ", ".join(c.name for c in COLUMNS)
