@@ -37,4 +37,4 @@ def test_nextjs_route_hands_the_browser_a_working_link(
                          capture_output=True, text=True, timeout=300)
     report = ran.stdout + ran.stderr
     assert ran.returncode == 0, report
-    assert "# pass 8" in report and "# fail 0" in report, report
+    assert "# pass 9" in report and "# fail 0" in report, report

@@ -39,6 +39,17 @@ test("303 to a signed link; following it downloads the CSV", async () => {
   assert.ok(text.length > 25 * 38, "25 rows of a UUID and a name");
 });
 
+test("a script asking for JSON gets the link to navigate to", async () => {
+  const response = await call("format=csv&limit=2", {
+    Authorization: `Bearer ${TOKEN}`, Accept: "application/json",
+  });
+  assert.equal(response.status, 200);
+  const link = (await response.json()) as { url: string; expires_at: string };
+  assert.ok(link.url.startsWith(`${SERVICE}/v1/exports/learners/download?link=`));
+  assert.ok(Date.parse(link.expires_at) > Date.now());
+  assert.equal((await fetch(link.url)).status, 200);
+});
+
 test("the session cookie works when there is no Authorization header", async () => {
   const response = await call("format=jsonl&limit=3", {
     Cookie: `theme=dark; sb-access-token=${encodeURIComponent(TOKEN)}`,

@@ -4,7 +4,8 @@
  * The admin page links (or navigates) here with its filters. This route asks learner-export for a
  * short-lived signed link on behalf of the signed-in admin, then answers 303 See Other to it:
  * the browser downloads the file straight from learner-export, streamed, without the bytes
- * passing through Next.js and without the admin's token ever appearing in a URL.
+ * passing through Next.js and without the admin's token ever appearing in a URL. A script that
+ * asks with Accept: application/json gets {"url", "expires_at"} instead, and navigates itself.
  *
  * Environment: LEARNER_EXPORT_URL, the service's base URL as this server reaches it
  * (e.g. http://learner-export:8000). The link it hands back is built from the service's
@@ -40,6 +41,12 @@ export function accessToken(request: Request): string | null {
     }
   }
   return null;
+}
+
+/** Whether the caller is a script (fetch with Accept: application/json), not a navigation. */
+function wantsJson(request: Request): boolean {
+  const accept = request.headers.get("accept") ?? "";
+  return accept.includes("application/json") && !accept.includes("text/html");
 }
 
 /** The link request's JSON body from the query string; unknown names are the caller's mistake. */
@@ -123,6 +130,9 @@ export async function GET(request: Request): Promise<Response> {
     });
   }
   if (answer.ok && typeof payload.url === "string") {
+    // A page whose session is in memory calls this route with fetch(): a redirect it could not
+    // read would be no use to it, so it gets the link as JSON and navigates itself.
+    if (wantsJson(request)) return json(200, payload, passed);
     return new Response(null, {
       status: 303,
       headers: { Location: payload.url, "Cache-Control": "no-store", ...passed },
