@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -46,9 +47,33 @@ class Settings(BaseSettings):
     link_ttl_seconds: int = Field(default=300, gt=0)
     link_max_ttl_seconds: int = Field(default=3600, gt=0)
     public_url: str | None = None
+    # Exact origins (scheme://host[:port]) whose pages may call the API with fetch(), separated
+    # by commas: a str, because pydantic-settings would read a list from the environment as JSON.
+    cors_origins: str = ""
     max_concurrent: int = Field(default=16, ge=1)
     max_concurrent_per_user: int = Field(default=8, ge=1)
     xlsx_sheet_rows: int = Field(default=1_048_576, ge=2, le=1_048_576)
 
     sql_dir: Path = DEFAULT_SQL_DIR
     log_format: Literal["json", "text"] = "json"
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, value: str) -> str:
+        for origin in _split(value):
+            parts = urlsplit(origin)
+            if (parts.scheme not in ("http", "https") or not parts.netloc or parts.path
+                    or parts.query or parts.fragment or "*" in origin
+                    or origin != origin.lower()):
+                raise ValueError(f"EXPORT_CORS_ORIGINS: {origin!r} is not an exact origin such"
+                                 " as https://admin.example.com (lowercase, no path, no slash)")
+        return value
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """The origins of EXPORT_CORS_ORIGINS, in the order given."""
+        return tuple(_split(self.cors_origins))
+
+
+def _split(spec: str) -> list[str]:
+    return [item.strip() for item in spec.split(",") if item.strip()]

@@ -61,6 +61,10 @@ class LinksNotConfigured(ExportError):
     pass
 
 
+class CorsRefused(ExportError):
+    """A cross-origin request from an origin, or with a method or header, not allowed."""
+
+
 class NotFound(ExportError):
     pass
 
@@ -85,6 +89,7 @@ ERRORS: dict[type[ExportError], ErrorKind] = {
     Forbidden: ErrorKind(403, "forbidden", 1,
                          "The caller may not export learners, or not these clients; or the "
                          "link was altered or signed with a retired key"),
+    CorsRefused: ErrorKind(403, "cors_refused", 2, "Origin not in EXPORT_CORS_ORIGINS"),
     NotFound: ErrorKind(404, "not_found", 2, "No such path"),
     MethodNotAllowed: ErrorKind(405, "method_not_allowed", 2, "Method not allowed"),
     LinkExpired: ErrorKind(410, "link_expired", 1, "The link expired; ask for a new one"),

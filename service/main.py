@@ -14,13 +14,14 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import db, logs
-from service.api import exports, health, links, metrics
+from service.api import docs, exports, health, links, metrics
 from service.api.app import load
 from service.api.errors import add_exception_handlers
 from service.api.openapi import build_openapi
 from service.audit import AuditLog
 from service.auth import RoleCache, TokenVerifier
 from service.config import Settings
+from service.cors import AllowListCors
 from service.errors import DatabaseUnavailable
 from service.links import LinkSigner, parse_secrets
 from service.metrics import Metrics
@@ -105,6 +106,8 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         summary="Streaming exports of learners as CSV, JSON Lines or XLSX",
         lifespan=lifespan,
+        docs_url=None,  # served by api/docs.py from packaged assets, not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.verifier = verifier
@@ -120,6 +123,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(exports.router)
     app.include_router(links.router)
     app.include_router(metrics.router)
+    app.include_router(docs.router)
+    app.add_middleware(AllowListCors, origins=settings.cors_origin_list)
     app.add_middleware(RequestIdMiddleware)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

@@ -203,7 +203,8 @@ def test_two_replicas_serve_each_others_links_and_share_one_audit_trail(
     assert via_b.content == via_a.content == direct.content
     assert direct.content.count(b"\n") > 0
     rows = {r["id"]: r for r in query(
-        replicated.primary.url, "SELECT id::text, via_link, outcome FROM learner_export.export_audit"
+        replicated.primary.url,
+        "SELECT id::text, via_link, outcome FROM learner_export.export_audit"
         " WHERE id = ANY($1::uuid[])",
         [r.headers["x-export-id"] for r in (via_b, via_a, direct)])}
     assert sorted((r["via_link"], r["outcome"]) for r in rows.values()) == [

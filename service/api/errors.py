@@ -12,8 +12,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
+from service.api.browser import error_page, wants_html
 from service.errors import (
     ERRORS,
     INTERNAL,
@@ -69,8 +70,11 @@ _HTTP: Mapping[int, type[ExportError]] = {404: NotFound, 405: MethodNotAllowed}
 
 
 def add_exception_handlers(app: FastAPI) -> None:
-    async def on_export_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_export_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ExportError)
+        if wants_html(request):  # a signed link opened in a browser: a page, not JSON
+            kind = kind_of(exc)
+            return error_page(kind.status, kind.code, exc.detail, exc.headers)
         return error_response(exc)
 
     async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:

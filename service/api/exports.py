@@ -28,6 +28,7 @@ from service.errors import (
     TooManyExports,
     Unauthorized,
 )
+from service.filenames import content_disposition, export_filename
 from service.formats import FORMATS
 from service.lifecycle import Chunk, Export
 from service.params import ExportParams, parse_export_params
@@ -116,11 +117,6 @@ class ExportResponse(StreamingResponse):
                 await self._export.finish(self.outcome, self._detail)
 
 
-def content_disposition(extension: str, now: datetime) -> str:
-    name = f"learners-{now:%Y%m%dT%H%M%SZ}.{extension}"
-    return f"attachment; filename=\"{name}\"; filename*=UTF-8''{name}"
-
-
 def _wants_count(prefer: str | None) -> bool:
     return bool(prefer) and "count=exact" in (prefer or "").replace(" ", "").split(",")
 
@@ -145,7 +141,9 @@ async def respond(request: Request, caller: str, params: ExportParams, *, via_li
     fmt = export.format
     scope = export.client_scope
     headers = {
-        "Content-Disposition": content_disposition(fmt.extension, datetime.now(UTC)),
+        "Content-Disposition": content_disposition(*export_filename(
+            fmt.extension, client_ids=params.client_ids, created_from=params.created_from,
+            created_to=params.created_to, active=params.active, now=datetime.now(UTC))),
         "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff",
         "X-Export-Id": export.entry.id,
