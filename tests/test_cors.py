@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from service.columns import COLUMNS
 from service.config import Settings
 from tests.chromium import StaticPage, browser, needs_chromium
 from tests.conftest import LiveServer
+from tests.reference import NAMES
 
 ADMIN_UI = "https://admin.example.com"
 OTHER = "https://evil.example.net"
@@ -181,7 +181,7 @@ def test_the_admin_page_mints_a_link_and_downloads_it(server: LiveServer,
     assert reported["disposition"].startswith('attachment; filename="learners-all-')
     assert reported["requestId"] == "from-the-admin-page"
     assert content is not None
-    header = ",".join(c.name for c in COLUMNS).encode()
+    header = ",".join(NAMES).encode()
     assert content.startswith(header + b"\r\n")
     assert len(list(csv.reader(io.StringIO(content.decode(), newline="")))) == 51
 
