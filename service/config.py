@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+MIN_METRICS_TOKEN_CHARS = 24
 DEFAULT_SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
 
@@ -46,9 +47,23 @@ class Settings(BaseSettings):
     link_ttl_seconds: int = Field(default=300, gt=0)
     link_max_ttl_seconds: int = Field(default=3600, gt=0)
     public_url: str | None = None
+    # POST /links bodies are a few hundred bytes; anything past this is refused unread (413).
+    link_request_max_bytes: int = Field(default=16 * 1024, ge=1024)
+    # Request line plus headers; 1,000 client_id parameters in a query string take ~47 KB.
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096)
+    # Bearer token for GET /metrics; unset, /metrics answers loopback clients only.
+    metrics_token: SecretStr = SecretStr("")
     max_concurrent: int = Field(default=16, ge=1)
     max_concurrent_per_user: int = Field(default=8, ge=1)
     xlsx_sheet_rows: int = Field(default=1_048_576, ge=2, le=1_048_576)
 
     sql_dir: Path = DEFAULT_SQL_DIR
     log_format: Literal["json", "text"] = "json"
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_metrics_token(cls, value: SecretStr) -> SecretStr:
+        if 0 < len(value.get_secret_value()) < MIN_METRICS_TOKEN_CHARS:
+            raise ValueError(f"EXPORT_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_CHARS}"
+                             " characters (or unset, to serve /metrics to loopback clients only)")
+        return value
