@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+MIN_METRICS_TOKEN_CHARS = 24
 DEFAULT_SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
 
@@ -50,6 +51,12 @@ class Settings(BaseSettings):
     # Exact origins (scheme://host[:port]) whose pages may call the API with fetch(), separated
     # by commas: a str, because pydantic-settings would read a list from the environment as JSON.
     cors_origins: str = ""
+    # POST /links bodies are a few hundred bytes; anything past this is refused unread (413).
+    link_request_max_bytes: int = Field(default=16 * 1024, ge=1024)
+    # Request line plus headers; 1,000 client_id parameters in a query string take ~47 KB.
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096)
+    # Bearer token for GET /metrics; unset, /metrics answers loopback clients only.
+    metrics_token: SecretStr = SecretStr("")
     max_concurrent: int = Field(default=16, ge=1)
     max_concurrent_per_user: int = Field(default=8, ge=1)
     xlsx_sheet_rows: int = Field(default=1_048_576, ge=2, le=1_048_576)
@@ -67,6 +74,14 @@ class Settings(BaseSettings):
                     or origin != origin.lower()):
                 raise ValueError(f"EXPORT_CORS_ORIGINS: {origin!r} is not an exact origin such"
                                  " as https://admin.example.com (lowercase, no path, no slash)")
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_metrics_token(cls, value: SecretStr) -> SecretStr:
+        if 0 < len(value.get_secret_value()) < MIN_METRICS_TOKEN_CHARS:
+            raise ValueError(f"EXPORT_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_CHARS}"
+                             " characters (or unset, to serve /metrics to loopback clients only)")
         return value
 
     @property

@@ -65,6 +65,14 @@ class CorsRefused(ExportError):
     """A cross-origin request from an origin, or with a method or header, not allowed."""
 
 
+class RequestTooLarge(ExportError):
+    pass
+
+
+class HeadersTooLarge(ExportError):
+    pass
+
+
 class NotFound(ExportError):
     pass
 
@@ -91,8 +99,12 @@ ERRORS: dict[type[ExportError], ErrorKind] = {
                          "link was altered or signed with a retired key"),
     CorsRefused: ErrorKind(403, "cors_refused", 2, "Origin not in EXPORT_CORS_ORIGINS"),
     NotFound: ErrorKind(404, "not_found", 2, "No such path"),
+    HeadersTooLarge: ErrorKind(431, "request_header_fields_too_large", 2,
+                               "Request line and headers larger than EXPORT_MAX_HEADER_BYTES"),
     MethodNotAllowed: ErrorKind(405, "method_not_allowed", 2, "Method not allowed"),
     LinkExpired: ErrorKind(410, "link_expired", 1, "The link expired; ask for a new one"),
+    RequestTooLarge: ErrorKind(413, "request_too_large", 2,
+                               "The body is larger than EXPORT_LINK_REQUEST_MAX_BYTES"),
     TooManyExports: ErrorKind(429, "too_many_exports", 1,
                               "Too many exports running (for the process, or for this caller)"),
     DatabaseUnavailable: ErrorKind(503, "database_unavailable", 1,

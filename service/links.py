@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,10 @@ from dataclasses import dataclass
 import orjson
 
 from service.errors import Forbidden, LinkExpired
+
+DOWNLOAD_PATH = "/v1/exports/learners/download"
+# The longest token the download route accepts (it sits in a URL, under the header limit).
+MAX_TOKEN_CHARS = 16384
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +36,30 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Decode canonical unpadded base64url only; ValueError for anything else.
+
+    The lenient decoder skips characters outside the alphabet and ignores unused trailing
+    bits, so many strings would decode to one signature: only the one `_b64` writes is accepted.
+    """
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("not unpadded base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
+
+
+def link_url(public_url: str | None, token: str) -> str:
+    """Where a link token is followed: under EXPORT_PUBLIC_URL, or relative to the service.
+
+    Never built from the request's Host header, which the caller chooses.
+    """
+    base = public_url.rstrip("/") if public_url else ""
+    return f"{base}{DOWNLOAD_PATH}?link={token}"
 
 
 def parse_secrets(spec: str) -> dict[str, bytes]:

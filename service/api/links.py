@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.responses import Response, StreamingResponse
 
 from service.api.app import contract_of
@@ -21,9 +22,10 @@ from service.errors import (
     InvalidParameter,
     LinkExpired,
     LinksNotConfigured,
+    RequestTooLarge,
     database_error,
 )
-from service.links import LinkSigner
+from service.links import MAX_TOKEN_CHARS, LinkSigner, link_url
 from service.params import PARAMS, ExportParams, Param, pairs_from_values, parse_export_params
 
 router = APIRouter(tags=["exports"])
@@ -53,6 +55,40 @@ class LinkResponse(BaseModel):
     expires_at: str
 
 
+async def read_capped_body(request: Request, cap: int) -> bytes:
+    """The request body, read as it arrives and refused (413) once past `cap` bytes."""
+    too_large = RequestTooLarge(f"request body larger than {cap} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > cap:
+            raise too_large
+    return bytes(body)
+
+
+def parse_link_request(body: bytes) -> BaseModel:
+    """The body as a LinkRequest, or InvalidParameter naming each problem."""
+    try:
+        return LinkRequest.model_validate_json(body or b"null")
+    except ValidationError as exc:
+        raise InvalidParameter([
+            {"parameter": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)]) from None
+
+
+def check_link_query(items: Sequence[tuple[str, str]]) -> None:
+    """One `link` and nothing else: a second value or parameter would be unsigned input."""
+    problems = [{"parameter": name[:64], "message": "unknown parameter"}
+                for name, _ in items if name != "link"]
+    if sum(name == "link" for name, _ in items) > 1:
+        problems.insert(0, {"parameter": "link", "message": "given more than once"})
+    if problems:
+        raise InvalidParameter(problems)
+
+
 async def check_scope(app: FastAPI, caller: str, params: ExportParams) -> None:
     """Refuse (403) a link that the export would refuse: the caller's role and client scope,
     asked of the database as the export asks it."""
@@ -79,25 +115,33 @@ def _signer(request: Request) -> LinkSigner:
     "/v1/exports/learners/links",
     summary="Make a short-lived signed download link for an export",
     response_model=LinkResponse,
-    responses=EXPORT_ERRORS,
+    responses={**EXPORT_ERRORS, **responses(RequestTooLarge)},
+    # The body is read by hand (after the token, under a cap), so it is declared here.
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": LinkRequest.model_json_schema()}}},
+        "security": [{"bearerAuth": []}]},
 )
-async def make_link(request: Request, body: LinkRequest) -> LinkResponse:  # type: ignore[valid-type]
+async def make_link(request: Request) -> LinkResponse:
     settings: Settings = request.app.state.settings
     caller = request.app.state.verifier.verify(bearer_token(request.headers.get("authorization")))
     signer = _signer(request)
-    values = body.model_dump(exclude={"expires_in"}, exclude_none=True)  # type: ignore[attr-defined]
-    query = pairs_from_values(values)
+    body: Any = parse_link_request(
+        await read_capped_body(request, settings.link_request_max_bytes))
+    query = pairs_from_values(body.model_dump(exclude={"expires_in"}, exclude_none=True))
     contract, zones = await contract_of(request.app)
     params = parse_export_params(query, contract, time_zones=zones, max_limit=settings.max_limit)
-    await check_scope(request.app, caller, params)
-    lifetime = body.expires_in or settings.link_ttl_seconds  # type: ignore[attr-defined]
+    lifetime = body.expires_in or settings.link_ttl_seconds
     if lifetime > settings.link_max_ttl_seconds:
         raise InvalidParameter.one("expires_in",
                                    f"at most {settings.link_max_ttl_seconds} seconds")
+    await check_scope(request.app, caller, params)
     expires_at = int(time.time()) + lifetime
     token = signer.sign(caller, query, expires_at)
-    base = (settings.public_url or str(request.base_url)).rstrip("/")
-    return LinkResponse(url=f"{base}/v1/exports/learners/download?link={token}",
+    if len(token) > MAX_TOKEN_CHARS:
+        raise InvalidParameter.one(
+            "client_id", f"too many values for a link (it would be {len(token)} characters, at "
+                         f"most {MAX_TOKEN_CHARS}); export with a bearer token")
+    return LinkResponse(url=link_url(settings.public_url, token),
                         expires_at=datetime.fromtimestamp(expires_at, UTC).isoformat())
 
 
@@ -110,12 +154,10 @@ async def make_link(request: Request, body: LinkRequest) -> LinkResponse:  # typ
 )
 async def follow_link(
     request: Request,
-    link: Annotated[str, Query(description="The signed link token", max_length=16384)],
+    link: Annotated[str, Query(description="The signed link token",
+                               max_length=MAX_TOKEN_CHARS)],
 ) -> Response:
-    extra = [name for name, _ in request.query_params.multi_items() if name != "link"]
-    if extra:
-        raise InvalidParameter([{"parameter": name[:64], "message": "unknown parameter"}
-                                for name in extra])
+    check_link_query(request.query_params.multi_items())
     verified = _signer(request).verify(link)
     settings: Settings = request.app.state.settings
     contract, zones = await contract_of(request.app)
