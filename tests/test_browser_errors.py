@@ -107,9 +107,9 @@ def test_chromium_shows_each_refusal(start_server: Callable[..., LiveServer], se
     admin = str(uuid.uuid4())
     sql("INSERT INTO public.profiles (id, role) VALUES ($1, 'Admin')", admin)
     try:
-        demoted = httpx.post(server.url + "/v1/exports/learners/links", json={"limit": 1},
-                             headers={"Authorization": f"Bearer {issue_token(JWT_SECRET, admin)}"}
-                             ).json()["url"]
+        demoted = server.url + httpx.post(
+            server.url + "/v1/exports/learners/links", json={"limit": 1},
+            headers={"Authorization": f"Bearer {issue_token(JWT_SECRET, admin)}"}).json()["url"]
         sql("UPDATE public.profiles SET role = 'Student' WHERE id = $1", admin)
         cases = [(expired(server, seeded), 410, "This download link has expired"),
                  (tampered(server, seeded), 403, "This download link cannot be used"),
