@@ -94,7 +94,8 @@ async def _as(url: str, role: str, admin_id: str, statement: str, args: tuple[An
         try:
             return list(await conn.fetch(statement, *values))
         except asyncpg.PostgresError as exc:
-            return exc
+            refused: BaseException = exc
+            return refused
     finally:
         await conn.close()
 
