@@ -40,6 +40,9 @@ async def check(settings: Settings, dsn: str) -> list[Finding]:
                                  f"{str(exc)[:200]}")]
     try:
         return await _check(conn)
+    except DATABASE_ERRORS as exc:
+        return [Finding("error", f"the check could not finish: {type(exc).__name__}: "
+                                 f"{str(exc)[:200]}")]
     finally:
         await conn.close()
 
@@ -81,8 +84,10 @@ async def _check(conn: asyncpg.Connection) -> list[Finding]:
                 findings.append(Finding("error", f"{SERVICE_ROLE} may not execute {where}: run "
                                         "`db migrate` again"))
     exposed = await conn.fetch(
-        "SELECT g FROM unnest($1::text[]) AS g WHERE g <> 'PUBLIC' AND EXISTS"
-        " (SELECT FROM pg_roles WHERE rolname = g) AND has_schema_privilege(g, $2, 'USAGE')",
+        # By oid from pg_roles: SQL does not promise to test a name's existence before
+        # has_schema_privilege, which raises for a role that does not exist.
+        "SELECT r.rolname FROM pg_roles AS r WHERE r.rolname = ANY ($1::text[])"
+        " AND has_schema_privilege(r.oid, $2, 'USAGE')",
         list(FORBIDDEN_GRANTEES), SCHEMA)
     if exposed:
         findings.append(Finding("error", f"the schema {SCHEMA} is usable by "

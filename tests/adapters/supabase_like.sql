@@ -1,0 +1,168 @@
+-- The export contract (docs/contract.md) for tests/schemas/supabase_like.sql: learners are
+-- public.profiles rows with role 'student', emails and last sign-in from auth.users, progress
+-- from public.course_progress, staff scope from public.staff_clients. Different columns from the
+-- sample adapter, with no change to the service's Python.
+
+CREATE OR REPLACE FUNCTION learner_export.caller_role(p_caller uuid)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = ''
+AS $$
+    SELECT p.role FROM public.profiles AS p WHERE p.id = p_caller
+$$;
+
+CREATE OR REPLACE FUNCTION learner_export.export_scope(p_caller uuid, p_client_ids uuid[])
+RETURNS uuid[]
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    who text;
+    assigned uuid[];
+BEGIN
+    SELECT p.role INTO who FROM public.profiles AS p WHERE p.id = p_caller;
+    IF who = 'admin' THEN
+        RETURN p_client_ids;
+    ELSIF who = 'staff' THEN
+        SELECT coalesce(array_agg(s.client_id), '{}') INTO assigned
+          FROM public.staff_clients AS s WHERE s.staff_id = p_caller;
+        IF p_client_ids IS NULL THEN
+            RETURN assigned;
+        END IF;
+        IF NOT p_client_ids <@ assigned THEN
+            RAISE EXCEPTION 'organisation not assigned to this staff member'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        RETURN p_client_ids;
+    END IF;
+    RAISE EXCEPTION 'this profile may not export learners' USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION learner_export.get_learner_export_batch(
+    p_caller            uuid,
+    p_client_ids        uuid[]      DEFAULT NULL,
+    p_created_from      timestamptz DEFAULT NULL,
+    p_created_to        timestamptz DEFAULT NULL,
+    p_active            boolean     DEFAULT NULL,
+    p_after_created_at  timestamptz DEFAULT NULL,
+    p_after_id          uuid        DEFAULT NULL,
+    p_page_size         integer     DEFAULT 5000
+)
+RETURNS TABLE (
+    learner_id         uuid,
+    display_name       text,
+    email              text,
+    client_id          uuid,
+    client_name        text,
+    created_at         timestamptz,
+    last_sign_in_at    timestamptz,
+    enrolled_on        date,
+    score              numeric,
+    completed_courses  bigint,
+    is_active          boolean
+)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = ''
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        SELECT l.id, l.display_name, u.email, l.client_id, o.title, l.created_at,
+               u.last_sign_in_at, l.enrolled_on, g.score, g.completed, l.is_active
+          FROM (SELECT k.*
+                  FROM public.profiles AS k
+                 WHERE k.role = 'student'
+                   AND (k.created_at, k.id) > (coalesce(p_after_created_at, '-infinity'::timestamptz),
+                                               coalesce(p_after_id, '00000000-0000-0000-0000-000000000000'::uuid))
+                   AND k.created_at >= coalesce(p_created_from, '-infinity'::timestamptz)
+                   AND k.created_at < coalesce(p_created_to, 'infinity'::timestamptz)
+                   AND ((SELECT learner_export.export_scope(p_caller, p_client_ids)) IS NULL
+                        OR k.client_id = ANY ((SELECT learner_export.export_scope(p_caller, p_client_ids))::uuid[]))
+                   AND (p_active IS NULL OR k.is_active = p_active)
+                 ORDER BY k.created_at, k.id
+                 LIMIT p_page_size) AS l
+          JOIN auth.users AS u ON u.id = l.id
+          LEFT JOIN public.organizations AS o ON o.id = l.client_id
+          CROSS JOIN LATERAL (
+                SELECT pg_catalog.avg(c.score) AS score,
+                       pg_catalog.count(*) FILTER (WHERE c.completed) AS completed
+                  FROM public.course_progress AS c
+                 WHERE c.profile_id = l.id) AS g
+         ORDER BY l.created_at, l.id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION learner_export.count_learner_export(
+    p_caller            uuid,
+    p_client_ids        uuid[]      DEFAULT NULL,
+    p_created_from      timestamptz DEFAULT NULL,
+    p_created_to        timestamptz DEFAULT NULL,
+    p_active            boolean     DEFAULT NULL,
+    p_after_created_at  timestamptz DEFAULT NULL,
+    p_after_id          uuid        DEFAULT NULL
+)
+RETURNS bigint
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = ''
+AS $$
+    WITH scope AS MATERIALIZED (
+        SELECT learner_export.export_scope(p_caller, p_client_ids) AS client_ids
+    )
+    SELECT pg_catalog.count(*)
+      FROM public.profiles AS k, scope AS s
+     WHERE k.role = 'student'
+       AND (k.created_at, k.id) > (coalesce(p_after_created_at, '-infinity'::timestamptz),
+                                   coalesce(p_after_id, '00000000-0000-0000-0000-000000000000'::uuid))
+       AND k.created_at >= coalesce(p_created_from, '-infinity'::timestamptz)
+       AND k.created_at < coalesce(p_created_to, 'infinity'::timestamptz)
+       AND (s.client_ids IS NULL OR k.client_id = ANY (s.client_ids))
+       AND (p_active IS NULL OR k.is_active = p_active)
+$$;
+
+CREATE OR REPLACE FUNCTION learner_export.learner_export_page_ends(
+    p_caller            uuid,
+    p_client_ids        uuid[],
+    p_created_from      timestamptz,
+    p_created_to        timestamptz,
+    p_active            boolean,
+    p_after_created_at  timestamptz,
+    p_after_id          uuid,
+    p_page_size         integer,
+    p_pages             integer
+)
+RETURNS TABLE (created_at timestamptz, learner_id uuid)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    client_ids uuid[] := learner_export.export_scope(p_caller, p_client_ids);
+BEGIN
+    RETURN QUERY
+        SELECT e.created_at, e.id
+          FROM (SELECT k.created_at, k.id,
+                       pg_catalog.row_number() OVER (ORDER BY k.created_at, k.id) AS n
+                  FROM public.profiles AS k
+                 WHERE k.role = 'student'
+                   AND (k.created_at, k.id) > (coalesce(p_after_created_at, '-infinity'::timestamptz),
+                                               coalesce(p_after_id, '00000000-0000-0000-0000-000000000000'::uuid))
+                   AND k.created_at >= coalesce(p_created_from, '-infinity'::timestamptz)
+                   AND k.created_at < coalesce(p_created_to, 'infinity'::timestamptz)
+                   AND (client_ids IS NULL OR k.client_id = ANY (client_ids))
+                   AND (p_active IS NULL OR k.is_active = p_active)
+                 ORDER BY k.created_at, k.id
+                 LIMIT p_page_size::bigint * p_pages) AS e
+         WHERE e.n % p_page_size = 0
+         ORDER BY e.n;
+END
+$$;
