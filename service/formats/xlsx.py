@@ -80,15 +80,39 @@ SHEET_HEAD = (
     XML_DECL + f'<worksheet xmlns="{NS_MAIN}" xmlns:r="{NS_REL}">'
     '<sheetViews><sheetView workbookViewId="0">'
     '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>'
-    "</sheetView></sheetViews><sheetData>"
+    '<selection pane="bottomLeft" activeCell="A2" sqref="A2"/>'
+    "</sheetView></sheetViews>"
 )
-SHEET_TAIL = "</sheetData></worksheet>"
-
 
 # XML's own white space: leading or trailing, it is kept only with xml:space="preserve".
 XML_SPACE = " \t\n\r"
 
+# Where a cell's row number goes in the SQL half's row: one replace() per row puts it in every
+# cell reference at once. XML forbids the character, so text never holds it (it is dropped).
+_ROW_MARK = "\x03"
 
+# Column widths (in characters of the default font) by kind: a date-time's 19 characters and a
+# uuid's 36 always fit (never `###`); text gets room for a typical name or e-mail address.
+_WIDTHS = {Kind.TIMESTAMPTZ: 20.0, Kind.TIMESTAMP: 20.0, Kind.DATE: 11.0, Kind.UUID: 38.0,
+           Kind.TEXT: 30.0, Kind.INT: 10.0, Kind.NUMERIC: 12.0, Kind.FLOAT: 12.0, Kind.BOOL: 8.0}
+# Room for the bold header and its filter button beside the name; and a cap for long names.
+_HEADER_PAD = 4
+_MAX_WIDTH = 60.0
+
+
+def column_letter(index: int) -> str:
+    """The column's letters in A1 references: 0 is A, 25 is Z, 26 is AA."""
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
+
+
+def column_width(column: Column) -> float:
+    """A width that fits the column's kind and, as a floor, its header."""
+    return min(_MAX_WIDTH, max(_WIDTHS[column.kind], len(column.name) + _HEADER_PAD))
 
 
 def xml_text(text: str) -> str:
@@ -109,8 +133,11 @@ def _serial(column: Column, ref: str, tz: str) -> str:
     return f"(extract(epoch FROM {wall})::float8 / 86400.0 + {EXCEL_UNIX_EPOCH})::text"
 
 
-def _cell(column: Column, options: RenderOptions) -> str:
+def _cell(column: Column, letter: str, options: RenderOptions, last: bool = False) -> str:
+    """The cell's XML. With references an empty cell can be left out, save the row's last:
+    readers that learn a row's width from its cells (openpyxl's read-only mode) need it."""
     ref = column.sql
+    at = f'<c r="{letter}{_ROW_MARK}"'
     if column.kind is Kind.TEXT:
         style = (f"CASE WHEN {sql_is_formula(ref)} THEN ' s=\"{STYLE_QUOTED}\"' ELSE '' END"
                  if options.escape_formulas else "''")
@@ -123,30 +150,40 @@ def _cell(column: Column, options: RenderOptions) -> str:
         # translate() and five replace() calls would find it out.
         special = cells.chars("&<>\r\n" + XML_FORBIDDEN, "[{}]")
         text = f"CASE WHEN {ref} ~ {special} THEN {escaped} ELSE {ref} END"
-        cell = (f"'<c t=\"inlineStr\"' || {style} || '><is><t' || {space} || '>' || {text}"
+        cell = (f"'{at} t=\"inlineStr\"' || {style} || '><is><t' || {space} || '>' || {text}"
                 " || '</t></is></c>'")
     elif column.kind is Kind.UUID:
-        cell = f"'<c t=\"inlineStr\"><is><t>' || {ref} || '</t></is></c>'"
+        cell = f"'{at} t=\"inlineStr\"><is><t>' || {ref} || '</t></is></c>'"
     elif cells.is_time(column):
         number_format = STYLE_DATE if column.kind is Kind.DATE else STYLE_DATETIME
-        cell = (f"'<c s=\"{number_format}\"><v>' || {_serial(column, ref, options.tz)}"
+        cell = (f"'{at} s=\"{number_format}\"><v>' || {_serial(column, ref, options.tz)}"
                 " || '</v></c>'")
     elif column.kind is Kind.BOOL:
-        cell = f"'<c t=\"b\"><v>' || {ref}::integer || '</v></c>'"
+        cell = f"'{at} t=\"b\"><v>' || {ref}::integer || '</v></c>'"
     elif column.kind is Kind.FLOAT:
         cell = (f"CASE WHEN {ref} IN ('NaN', 'Infinity', '-Infinity') THEN NULL"
-                f" ELSE '<c><v>' || {cells.python_float(ref)} || '</v></c>' END")
+                f" ELSE '{at}><v>' || {cells.python_float(ref)} || '</v></c>' END")
     elif column.kind is Kind.NUMERIC:
-        cell = f"CASE WHEN {ref} = 'NaN' THEN NULL ELSE '<c><v>' || {ref} || '</v></c>' END"
+        cell = f"CASE WHEN {ref} = 'NaN' THEN NULL ELSE '{at}><v>' || {ref} || '</v></c>' END"
     else:
-        cell = f"'<c><v>' || {ref} || '</v></c>'"
-    return f"coalesce({cell}, '<c/>')"
+        cell = f"'{at}><v>' || {ref} || '</v></c>'"
+    return f"coalesce({cell}, '{at}/>')" if last else f"coalesce({cell}, '')"
+
+
+def row_number(sheet_rows: int) -> str:
+    """The row's number in its sheet: the header is row 1, data from row 2, again on each
+    continuation sheet. `learner_export.row` is the export's index of the page's first row."""
+    index = "current_setting('learner_export.row')::bigint + row_number() OVER () - 1"
+    return f"(({index}) % {sheet_rows - 1} + 2)::text"
 
 
 def select(columns: Sequence[Column], options: RenderOptions) -> CopySpec:
-    """One sheet XML row a line."""
-    row = " || ".join(_cell(c, options) for c in columns)
-    return CopySpec(f"'<row>' || {row} || '</row>'", cells.WHOLE_LINES)
+    """One sheet XML row a line, its cells referenced (B7), as some readers require."""
+    row = " || ".join(_cell(c, column_letter(i), options, last=i == len(columns) - 1)
+                      for i, c in enumerate(columns))
+    xml = f"'<row r=\"{_ROW_MARK}\">' || {row} || '</row>'"
+    return CopySpec(f"replace({xml}, {cells.chars(_ROW_MARK)}, {row_number(options.sheet_rows)})",
+                    cells.WHOLE_LINES)
 
 
 class _Sink:
@@ -171,14 +208,15 @@ class _Sink:
 class XlsxFramer:
     def __init__(self, columns: Sequence[Column], options: RenderOptions) -> None:
         self._max_data_rows = options.sheet_rows - 1
-        self._header = (
-            "<row>"
-            + "".join(
-                f'<c t="inlineStr" s="{_STYLE_HEADER}"><is><t>{xml_text(c.name)}</t></is></c>'
-                for c in columns
-            )
-            + "</row>"
-        ).encode()
+        letters = [column_letter(i) for i in range(len(columns))]
+        self._last_letter = letters[-1]
+        widths = "".join(f'<col min="{n}" max="{n}" width="{column_width(c):g}" customWidth="1"/>'
+                         for n, c in enumerate(columns, start=1))
+        cells_ = "".join(
+            f'<c r="{letter}1" t="inlineStr" s="{_STYLE_HEADER}"><is><t>{xml_text(c.name)}</t>'
+            "</is></c>" for letter, c in zip(letters, columns, strict=True))
+        self._head = (SHEET_HEAD + f"<cols>{widths}</cols><sheetData>"
+                      + f'<row r="1">{cells_}</row>').encode()
         self._sink = _Sink()
         self._zip = zipfile.ZipFile(cast(IO[bytes], self._sink), "w", zipfile.ZIP_DEFLATED,
                                     compresslevel=3)
@@ -193,10 +231,15 @@ class XlsxFramer:
     def _open_sheet(self) -> None:
         self._sheets += 1
         self._sheet = self._zip.open(f"xl/worksheets/sheet{self._sheets}.xml", "w")
-        self._sheet.write(SHEET_HEAD.encode() + self._header)
+        self._sheet.write(self._head)
 
-    def _close_sheet(self) -> None:
-        self._sheet.write(SHEET_TAIL.encode())
+    def _filter_ref(self, data_rows: int) -> str:
+        return f"A1:{self._last_letter}{data_rows + 1}"
+
+    def _close_sheet(self, data_rows: int) -> None:
+        # The sheet's end is written last, so its filter covers exactly the rows it holds.
+        self._sheet.write(f'</sheetData><autoFilter ref="{self._filter_ref(data_rows)}"/>'
+                          "</worksheet>".encode())
         self._sheet.close()
 
     def begin(self) -> bytes:
@@ -234,7 +277,7 @@ class XlsxFramer:
     def _write(self, parts: list[bytes | None]) -> None:
         for xml in parts:
             if xml is None:
-                self._close_sheet()
+                self._close_sheet(self._max_data_rows)
                 self._open_sheet()
             else:
                 self._sheet.write(xml)
@@ -248,14 +291,20 @@ class XlsxFramer:
     def end(self) -> bytes:
         head = self._wait()
         self._deflater.shutdown()
-        self._close_sheet()
+        self._close_sheet(self._rows_in_sheet)
         names = ["Learners" if n == 1 else f"Learners {n}" for n in range(1, self._sheets + 1)]
         sheets = "".join(
             f'<sheet name="{name}" sheetId="{n}" r:id="rId{n}"/>'
             for n, name in enumerate(names, start=1)
         )
+        # Excel and LibreOffice find a sheet's filter range by this hidden name.
+        filters = "".join(
+            f'<definedName name="_xlnm._FilterDatabase" localSheetId="{n - 1}" hidden="1">'
+            f"'{name}'!{self._absolute(self._filter_ref(self._sheet_rows(n)))}</definedName>"
+            for n, name in enumerate(names, start=1)
+        )
         workbook = (XML_DECL + f'<workbook xmlns="{NS_MAIN}" xmlns:r="{NS_REL}">'
-                    f"<sheets>{sheets}</sheets></workbook>")
+                    f"<sheets>{sheets}</sheets><definedNames>{filters}</definedNames></workbook>")
         sheet_rels = "".join(
             f'<Relationship Id="rId{n}" Type="{NS_REL}/worksheet" '
             f'Target="worksheets/sheet{n}.xml"/>'
@@ -292,6 +341,16 @@ class XlsxFramer:
             self._zip.writestr(name, text)
         self._zip.close()
         return head + self._sink.drain()
+
+    def _sheet_rows(self, n: int) -> int:
+        """Data rows in sheet n (1-based): every sheet but the last is full."""
+        return self._rows_in_sheet if n == self._sheets else self._max_data_rows
+
+    @staticmethod
+    def _absolute(ref: str) -> str:
+        """A1:O9 as $A$1:$O$9."""
+        return ":".join("$" + "".join(c for c in end if c.isalpha()) + "$"
+                        + "".join(c for c in end if c.isdigit()) for end in ref.split(":"))
 
     def close(self) -> None:
         """Close an unfinished workbook's handles; what they write is dropped."""
