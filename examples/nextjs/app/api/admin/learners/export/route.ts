@@ -130,12 +130,15 @@ export async function GET(request: Request): Promise<Response> {
     });
   }
   if (answer.ok && typeof payload.url === "string") {
+    // Without EXPORT_PUBLIC_URL the service answers a relative link: it is the service's, not
+    // this app's, so it is made absolute against the service's address.
+    const link = new URL(payload.url, `${service.replace(/\/+$/, "")}/`).toString();
     // A page whose session is in memory calls this route with fetch(): a redirect it could not
     // read would be no use to it, so it gets the link as JSON and navigates itself.
-    if (wantsJson(request)) return json(200, payload, passed);
+    if (wantsJson(request)) return json(200, { ...payload, url: link }, passed);
     return new Response(null, {
       status: 303,
-      headers: { Location: payload.url, "Cache-Control": "no-store", ...passed },
+      headers: { Location: link, "Cache-Control": "no-store", ...passed },
     });
   }
   if (answer.status >= 400 && answer.status < 500) {
