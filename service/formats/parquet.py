@@ -103,7 +103,14 @@ class ParquetFramer:
             self._pending.append(table.cast(self._schema))
             self._pending_rows += rows
         if self._pending_rows >= ROW_GROUP_ROWS:
-            self._flush()
+            # Pages need not divide ROW_GROUP_ROWS: full groups leave, the rest waits.
+            table = self._pa.concat_tables(self._pending)
+            while table.num_rows >= ROW_GROUP_ROWS:
+                self._writer.write_table(table.slice(0, ROW_GROUP_ROWS),
+                                         row_group_size=ROW_GROUP_ROWS)
+                table = table.slice(ROW_GROUP_ROWS)
+            self._pending = [table] if table.num_rows else []
+            self._pending_rows = table.num_rows
         return self._sink.drain()
 
     def _flush(self) -> None:
