@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs per path and size; medians are reported (default 3)")
     parser.add_argument("--formats", type=_formats, default=list(SERVICE_PATHS),
-                        help="service formats to measure (default csv,jsonl,xlsx)")
+                        help=f"service formats to measure (default {','.join(SERVICE_PATHS)})")
     parser.add_argument("--concurrency", type=int, default=16,
                         help="parallel downloads of the 50K dataset (default 16)")
     parser.add_argument("--skip-naive", action="store_true", help="do not run the naive endpoint")

@@ -130,6 +130,7 @@ MEASURES: dict[str, Callable[[RunResult], Measured]] = {
     "csv_rows_per_s_vs_copy": _vs_copy("csv"),
     "jsonl_rows_per_s_vs_copy": _vs_copy("jsonl"),
     "xlsx_rows_per_s_vs_copy": _vs_copy("xlsx"),
+    "parquet_rows_per_s_vs_copy": _vs_copy("parquet"),
     "xlsx_vs_openpyxl": _xlsx_vs_openpyxl,
     "ttfb_ms_max": _ttfb_max,
     "peak_rss_mb_max": _rss_max,

@@ -76,8 +76,10 @@ def database_name(rows: int) -> str:
 
 def fingerprint(settings: Settings, rows: int) -> str:
     digest = hashlib.sha256(f"rows={rows} clients={CLIENTS} seed={SEED}\n".encode())
-    seed_script = settings.sql_dir / "seed" / "demo_data.sql"
-    for path in [*db.migration_files(settings.sql_dir), seed_script]:
+    sql = settings.sql_dir
+    scripts = [sql / "sample" / "schema.sql", *db.migration_files(sql), sql / db.SAMPLE_ADAPTER,
+               sql / "lockdown.sql", sql / "sample" / "demo_data.sql"]
+    for path in scripts:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return COMMENT_PREFIX + digest.hexdigest()[:32]
 
@@ -86,10 +88,13 @@ async def _holds(settings: Settings, url: str, rows: int) -> str | None:
     """The admin profile id when the database holds exactly this dataset, else None."""
     conn = await db.connect(settings, url)
     try:
-        if not await conn.fetchval("SELECT to_regclass('learner_export.schema_migrations') IS NOT NULL"):
+        if not await conn.fetchval(
+                f"SELECT to_regclass('{db.SCHEMA}.schema_migrations') IS NOT NULL"):
             return None
-        applied = {r["name"] for r in await conn.fetch("SELECT name FROM learner_export.schema_migrations")}
-        if applied != {p.name for p in db.migration_files(settings.sql_dir)}:
+        applied = {r["name"] for r in await conn.fetch(
+            f"SELECT name FROM {db.SCHEMA}.schema_migrations")}
+        # The adapter's record is named "adapter"; its text is in the fingerprint.
+        if applied - {"adapter"} != {p.name for p in db.migration_files(settings.sql_dir)}:
             return None
         if await conn.fetchval("SELECT count(*) FROM public.learners") != rows:
             return None

@@ -25,8 +25,10 @@ WARM_UP_TIMEOUT = 30.0
 CSV_HEADER = (",".join(EXPORT_COLUMNS) + "\r\n").encode()
 ZIP_LOCAL_HEADER = b"PK\x03\x04"
 ZIP_END_OF_CENTRAL_DIRECTORY = b"PK\x05\x06"
-# Fewer bytes per row than any of the formats can write for a seeded learner.
-MIN_BYTES_PER_ROW = {"csv": 60, "jsonl": 200, "xlsx": 20, NAIVE: 60}
+PARQUET_MAGIC = b"PAR1"
+# Fewer bytes per row than any of the formats can write for a seeded learner (Parquet's columns
+# are compressed: ~40 bytes a learner).
+MIN_BYTES_PER_ROW = {"csv": 60, "jsonl": 200, "xlsx": 20, "parquet": 10, NAIVE: 60}
 
 
 @dataclass(slots=True)
@@ -95,6 +97,13 @@ def problem(path: str, transfer: Transfer, rows: int) -> str | None:
             return "does not start as a zip file"
         if ZIP_END_OF_CENTRAL_DIRECTORY not in transfer.tail:
             return "the zip file has no end record"
+    elif path == "parquet":
+        # A Parquet file starts and ends with its magic; the footer before the last one is
+        # written only when every row group is.
+        if not transfer.head.startswith(PARQUET_MAGIC):
+            return "does not start as a Parquet file"
+        if not transfer.tail.endswith(PARQUET_MAGIC):
+            return "the Parquet file has no footer"
     else:
         if not transfer.head.startswith(CSV_HEADER):
             return "the CSV header is not the export's"

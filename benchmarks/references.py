@@ -2,7 +2,8 @@
 
 - COPY: PostgreSQL writing the whole export as CSV, read to the end by a client. The limit.
 - openpyxl in write-only mode: what writing the same rows to XLSX costs the usual way.
-- Keyset pages: the first and the last page of get_learner_export_batch(), and their plans.
+- Keyset pages: the first and the last page of learner_export.get_learner_export_batch(), and
+  their plans.
 """
 
 from __future__ import annotations
@@ -20,18 +21,18 @@ from typing import Any
 
 import asyncpg
 
-from benchmarks.queries import EXPORT_COLUMNS, EXPORT_SQL
+from benchmarks.queries import EXPORT_COLUMNS, EXPORT_SQL, TEXT_COLUMNS, TIMESTAMP_COLUMNS
 from benchmarks.results import COPY, KeysetResult, OpenpyxlResult, PlanSummary, Sample
 from service import db
-from service.columns import COLUMNS, Kind
 from service.config import Settings
-from service.formats.cells import neutralise
-from service.params import ExportParams
-from service.source import PageQuery
 
 COPY_HEADER = (",".join(EXPORT_COLUMNS) + "\n").encode()
 KEYSET_INDEX = "learners_export_keyset"
 EXPORT_FUNCTION = "get_learner_export_batch"
+# One keyset page of the sample adapter, called as the service calls it (its 8 parameters).
+PAGE_SQL = f"SELECT * FROM learner_export.{EXPORT_FUNCTION}($1, $2, $3, $4, $5, $6, $7, $8)"
+# Text that a spreadsheet would take for a formula; the reference writes it with a leading '.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # What LearnerExport.open() sets for its transaction; pages are timed under the same settings.
 EXPORT_TRANSACTION_SETTINGS = ("SELECT set_config('max_parallel_workers_per_gather', '0', true),"
                                " set_config('jit', 'off', true)")
@@ -76,7 +77,10 @@ def _openpyxl_cells() -> list[Callable[[Any], Any]]:
     from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
     def text(value: Any) -> Any:
-        return None if value is None else neutralise(ILLEGAL_CHARACTERS_RE.sub("", value))
+        if value is None:
+            return None
+        value = ILLEGAL_CHARACTERS_RE.sub("", value)
+        return "'" + value if value.startswith(FORMULA_STARTS) else value
 
     def timestamp(value: Any) -> Any:
         return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
@@ -84,8 +88,8 @@ def _openpyxl_cells() -> list[Callable[[Any], Any]]:
     def same(value: Any) -> Any:
         return value
 
-    by_kind: dict[Kind, Callable[[Any], Any]] = {Kind.TEXT: text, Kind.TIMESTAMP: timestamp}
-    return [by_kind.get(c.kind, same) for c in COLUMNS]
+    return [text if c in TEXT_COLUMNS else timestamp if c in TIMESTAMP_COLUMNS else same
+            for c in EXPORT_COLUMNS]
 
 
 async def fetch_all(url: str) -> list[asyncpg.Record]:
@@ -214,7 +218,6 @@ async def _nested_plans(url: str, sql: str, args: Sequence[Any]) -> list[dict[st
 async def keyset_cost(url: str, caller: str, page_size: int = 5000, runs: int = 5
                       ) -> KeysetResult:
     """Median time of the first and of the last page, and what their plans show."""
-    query = PageQuery.for_params(ExportParams())
     conn = await db.connect(Settings(), url)
     notes: list[str] = []
     try:
@@ -232,7 +235,7 @@ async def keyset_cost(url: str, caller: str, page_size: int = 5000, runs: int = 
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 await conn.execute(EXPORT_TRANSACTION_SETTINGS)
                 started = time.perf_counter()
-                rows = await conn.fetch(query.sql, *args)
+                rows = await conn.fetch(PAGE_SQL, *args)
                 elapsed = (time.perf_counter() - started) * 1000
             if len(rows) != page_size:
                 raise RuntimeError(f"a page of {len(rows)} rows, expected {page_size}")
@@ -251,7 +254,7 @@ async def keyset_cost(url: str, caller: str, page_size: int = 5000, runs: int = 
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 await conn.execute(EXPORT_TRANSACTION_SETTINGS)
                 text = await conn.fetchval(
-                    "EXPLAIN (ANALYZE, VERBOSE, FORMAT JSON) " + query.sql, *args)
+                    "EXPLAIN (ANALYZE, VERBOSE, FORMAT JSON) " + PAGE_SQL, *args)
             plans.append(summarize_plan(f"EXPLAIN, {name}", json.loads(text)[0]))
     finally:
         await conn.close()
@@ -261,7 +264,7 @@ async def keyset_cost(url: str, caller: str, page_size: int = 5000, runs: int = 
                      "(SECURITY DEFINER or a SET clause prevents inlining)")
         for name, args in (("first page", first_args), ("last page", last_args)):
             try:
-                nested = await _nested_plans(url, query.sql, args)
+                nested = await _nested_plans(url, PAGE_SQL, args)
             except asyncpg.PostgresError as exc:
                 notes.append(f"no plan from inside the function ({name}): {exc}")
                 continue

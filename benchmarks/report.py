@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 RESULTS_DIR = Path(__file__).with_name("results")
 PATH_ORDER = (COPY, *SERVICE_PATHS, NAIVE)
 PACKAGES = ("asyncpg", "orjson", "fastapi", "starlette", "uvicorn", "uvloop", "httptools",
-            "httpx", "openpyxl", "lxml")
+            "httpx", "openpyxl", "lxml", "pyarrow")
 HEADERS = ("rows", "path", "seconds", "rows/s", "MB/s", "TTFB ms", "cold TTFB ms", "peak RSS MB",
            "vs COPY", "runs")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 MB = 1_000_000  # throughput: MB/s are 10^6 bytes a second; RSS is in MiB (VmHWM / 1024)
 
-SERVICE_PATHS = ("csv", "jsonl", "xlsx")
+SERVICE_PATHS = ("csv", "jsonl", "xlsx", "parquet")
 COPY = "COPY"
 NAIVE = "naive"
 OPENPYXL = "openpyxl"

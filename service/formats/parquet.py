@@ -83,7 +83,9 @@ class ParquetFramer:
         self._read_types = {c.name: read[c.kind] for c in columns}
         self._schema = pa.schema([(c.name, store[c.kind]) for c in columns])
         self._read_options = pacsv.ReadOptions(column_names=self._names, use_threads=False)
-        self._parse_options = pacsv.ParseOptions(newlines_in_values=True)
+        # With one column, an empty line is a row whose cell is NULL: it must not be skipped.
+        self._parse_options = pacsv.ParseOptions(newlines_in_values=True,
+                                                 ignore_empty_lines=False)
         # COPY writes NULL as an empty field and an empty string as "": only the first is null.
         self._convert_options = pacsv.ConvertOptions(
             column_types=self._read_types, null_values=[""], strings_can_be_null=True,
@@ -103,7 +105,14 @@ class ParquetFramer:
             self._pending.append(table.cast(self._schema))
             self._pending_rows += rows
         if self._pending_rows >= ROW_GROUP_ROWS:
-            self._flush()
+            # Pages need not divide ROW_GROUP_ROWS: full groups leave, the rest waits.
+            table = self._pa.concat_tables(self._pending)
+            while table.num_rows >= ROW_GROUP_ROWS:
+                self._writer.write_table(table.slice(0, ROW_GROUP_ROWS),
+                                         row_group_size=ROW_GROUP_ROWS)
+                table = table.slice(ROW_GROUP_ROWS)
+            self._pending = [table] if table.num_rows else []
+            self._pending_rows = table.num_rows
         return self._sink.drain()
 
     def _flush(self) -> None:

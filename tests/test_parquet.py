@@ -1,0 +1,153 @@
+"""Parquet read back by pyarrow and by DuckDB equals the database value by value, and streams."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from service.columns import Column, Kind
+from service.formats import RenderOptions
+from service.formats.parquet import ROW_GROUP_ROWS, ParquetFramer
+from tests.conftest import BIG_LEARNERS, SEED_LEARNERS, Database, LiveServer, export_backends
+from tests.reference import KINDS, NAMES, reference_rows
+
+MAGIC = b"PAR1"
+# What each kind of the sample adapter's columns is stored as.
+ARROW_TYPES: dict[Kind, pa.DataType] = {
+    Kind.UUID: pa.string(), Kind.TEXT: pa.string(), Kind.INT: pa.int64(),
+    Kind.FLOAT: pa.float64(), Kind.BOOL: pa.bool_(),
+}
+
+
+def download(live: LiveServer, **params: Any) -> bytes:
+    with live.client() as client:
+        response = client.get("/v1/exports/learners", params={"format": "parquet", **params})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/vnd.apache.parquet"
+    assert '.parquet"' in response.headers["content-disposition"]
+    return response.content
+
+
+def expected(row: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """A reference row as a Parquet reader gives it back: uuids as text, the rest as stored."""
+    return {n: str(row[n]) if KINDS[n] is Kind.UUID and row[n] is not None else row[n]
+            for n in names}
+
+
+def check_schema(schema: pa.Schema, names: list[str], tz: str) -> None:
+    assert schema.names == names
+    for name in names:
+        kind = KINDS[name]
+        want = pa.timestamp("us", tz=tz) if kind is Kind.TIMESTAMPTZ else ARROW_TYPES[kind]
+        assert schema.field(name).type == want, name
+
+
+def with_pyarrow(body: bytes) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = pq.read_table(io.BytesIO(body)).to_pylist()
+    return rows
+
+
+def with_duckdb(body: bytes, folder: Path) -> list[dict[str, Any]]:
+    path = folder / "learners.parquet"
+    path.write_bytes(body)
+    with duckdb.connect() as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        cursor = conn.execute("SELECT * FROM read_parquet(?)", [str(path)])
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+
+
+def assert_same_rows(got: list[dict[str, Any]], want: list[dict[str, Any]], names: list[str]
+                     ) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert list(g) == names
+        for name in names:
+            value = g[name]
+            if isinstance(value, datetime):
+                # Aware datetimes compare as instants; a naive one would be a wall-clock time.
+                assert value.tzinfo is not None, name
+            if KINDS[name] is Kind.TEXT and w[name] is not None:
+                assert value == w[name], (name, w["learner_id"])
+            else:
+                assert value == w[name] and type(value) is type(w[name]), (name, w["learner_id"])
+
+
+def test_parquet_equals_database_in_pyarrow_and_duckdb(live: LiveServer, sql: Any,
+                                                       tmp_path: Path) -> None:
+    body = download(live)
+    assert body.startswith(MAGIC) and body.endswith(MAGIC)
+    want = [expected(r, NAMES) for r in reference_rows(sql)]
+    assert len(want) == SEED_LEARNERS
+    # Nulls among the text: each must come back as a null, not as an empty string.
+    assert any(r["notes"] is None for r in want) and any(r["phone"] is None for r in want)
+    check_schema(pq.read_schema(io.BytesIO(body)), NAMES, "UTC")
+    assert_same_rows(with_pyarrow(body), want, NAMES)
+    assert_same_rows(with_duckdb(body, tmp_path), want, NAMES)
+
+
+def test_parquet_columns_and_time_zone(live: LiveServer, sql: Any, tmp_path: Path) -> None:
+    names = ["email", "created_at", "learner_id", "last_login_at", "is_active"]
+    body = download(live, columns=",".join(names), tz="Australia/Sydney")
+    check_schema(pq.read_schema(io.BytesIO(body)), names, "Australia/Sydney")
+    want = [expected(r, names) for r in reference_rows(sql)]
+    rows = with_pyarrow(body)
+    assert_same_rows(rows, want, names)
+    # The same instants, shown in Sydney's offset (+10:00 or +11:00).
+    offsets = {r["created_at"].utcoffset().total_seconds() / 3600 for r in rows}
+    assert offsets <= {10.0, 11.0} and offsets
+    assert_same_rows(with_duckdb(body, tmp_path), want, names)
+
+
+def test_parquet_first_bytes_leave_before_the_export_is_read(
+        start_server: Callable[..., LiveServer], big_database: Database) -> None:
+    big = start_server(big_database)
+    with big.client() as client, client.stream(
+            "GET", "/v1/exports/learners", params={"format": "parquet"}) as response:
+        assert response.status_code == 200
+        chunks = response.iter_raw()
+        first = next(chunks)
+        assert first.startswith(MAGIC)
+        # The export still holds its snapshot: the rows are still being read.
+        assert export_backends(big_database.url) != []
+        body = first + b"".join(chunks)
+    assert body.endswith(MAGIC)
+    metadata = pq.ParquetFile(io.BytesIO(body)).metadata
+    assert metadata.num_rows == BIG_LEARNERS
+    sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+    assert max(sizes) <= ROW_GROUP_ROWS
+
+
+def test_parquet_keeps_an_empty_string_apart_from_null() -> None:
+    framer = ParquetFramer([Column("t", Kind.TEXT, "text")], RenderOptions())
+    # As COPY writes them: NULL an empty field, an empty string "".
+    body = framer.begin() + framer.page(b'""\n\nx\n', 3) + framer.end()
+    assert pq.read_table(io.BytesIO(body)).column("t").to_pylist() == ["", None, "x"]
+
+
+@pytest.mark.parametrize("page_rows", [500, 5000, 7])
+def test_parquet_row_groups_stay_within_their_bound(page_rows: int) -> None:
+    """Pages that do not divide ROW_GROUP_ROWS still give row groups of at most that many rows."""
+    total = 2 * ROW_GROUP_ROWS + 1234
+    framer = ParquetFramer([Column("n", Kind.INT, "int4")], RenderOptions())
+    parts = [framer.begin()]
+    for start in range(0, total, page_rows):
+        end = min(total, start + page_rows)
+        page = "".join(f"{i}\n" for i in range(start, end)).encode()
+        parts.append(framer.page(page, end - start))
+    parts.append(framer.end())
+    # Bytes leave once a row group is full, not only at the end.
+    assert sum(len(p) for p in parts[:-1]) > len(parts[-1])
+    file = pq.ParquetFile(io.BytesIO(b"".join(parts)))
+    sizes = [file.metadata.row_group(i).num_rows for i in range(file.metadata.num_row_groups)]
+    assert sum(sizes) == total
+    assert max(sizes) <= ROW_GROUP_ROWS
+    assert file.read().column("n").to_pylist() == list(range(total))
