@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     metrics_token: SecretStr = SecretStr("")
     max_concurrent: int = Field(default=16, ge=1)
     max_concurrent_per_user: int = Field(default=8, ge=1)
+    # Refused requests (400, 403, 429) a caller may have in a minute before every request of
+    # theirs is answered 429 for the rest of it: bounds their audit rows (docs/audit.md).
+    refusals_per_minute: int = Field(default=10, ge=1)
     xlsx_sheet_rows: int = Field(default=1_048_576, ge=2, le=1_048_576)
 
     sql_dir: Path = DEFAULT_SQL_DIR

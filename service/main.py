@@ -18,7 +18,7 @@ from service.api import docs, exports, health, links, metrics
 from service.api.app import load
 from service.api.errors import add_exception_handlers
 from service.api.openapi import build_openapi
-from service.audit import AuditLog
+from service.audit import AuditLog, RefusalLimiter
 from service.auth import RoleCache, TokenVerifier
 from service.config import Settings
 from service.cors import AllowListCors
@@ -44,7 +44,9 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        # `cli-` marks the CLI's rows in the audit trail: no HTTP caller may take it.
+        sane = _REQUEST_ID.match(given) and given[:4].lower() != "cli-"
+        request_id = given if sane else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         token = logs.request_id.set(request_id)
         started = time.perf_counter()
@@ -114,6 +116,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.roles = RoleCache(settings.role_cache_ttl_seconds)
     app.state.slots = ExportSlots(settings.max_concurrent, settings.max_concurrent_per_user)
+    app.state.refusals = RefusalLimiter(settings.refusals_per_minute)
     app.state.contract = None
     app.state.contract_lock = asyncio.Lock()
     link_secrets = parse_secrets(settings.link_secrets.get_secret_value())

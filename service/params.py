@@ -168,6 +168,10 @@ def parse_export_params(query: Sequence[tuple[str, str]], contract: Contract, *,
             after = decode_cursor(single["after"])
         except ValueError:
             bad("after", "not a cursor from a previous export")
+        else:
+            if not EARLIEST <= after[0] <= LATEST:
+                bad("after", "not a cursor from a previous export: its instant is out of range")
+                after = None
     if problems:
         raise InvalidParameter(problems)
     return ExportParams(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,15 +14,17 @@ from starlette.types import Message, Receive, Scope, Send
 
 from service.api.app import contract_of, services_of
 from service.api.errors import responses
-from service.audit import Outcome
+from service.audit import AuditLog, Outcome, RefusalLimiter, first_throttle, query_filters
 from service.auth import bearer_token
 from service.compression import negotiate
 from service.config import Settings
 from service.connections import PoolConnections
 from service.errors import (
     CONNECTION_ERRORS,
+    ERRORS,
     ContractNotMet,
     DatabaseUnavailable,
+    ExportError,
     Forbidden,
     InvalidParameter,
     TooManyExports,
@@ -117,6 +119,34 @@ class ExportResponse(StreamingResponse):
                 await self._export.finish(self.outcome, self._detail)
 
 
+async def refused(request: Request, caller: str, exc: ExportError, *, via_link: bool,
+                  fmt: str | None, filters: dict[str, Any], what: str = "export") -> None:
+    """Count a refusal toward the caller's limit and record it (an export that never started)."""
+    state = request.app.state
+    limiter: RefusalLimiter = state.refusals
+    limiter.note(caller)
+    kind = ERRORS[type(exc)]
+    audit: AuditLog = state.audit
+    await audit.refused(caller=caller, request_id=request.state.request_id, fmt=fmt,
+                        filters=filters, via_link=via_link,
+                        detail=f"{what} refused: {kind.status} {kind.code}: {exc.detail}")
+
+
+async def throttle(request: Request, caller: str, query: Sequence[tuple[str, str]], *,
+                   via_link: bool, what: str = "export") -> None:
+    """429 for a caller refused too often this minute; only the first such 429 is recorded."""
+    limiter: RefusalLimiter = request.app.state.refusals
+    try:
+        limiter.check(caller)
+    except TooManyExports as exc:
+        if first_throttle(exc):
+            audit: AuditLog = request.app.state.audit
+            await audit.refused(caller=caller, request_id=request.state.request_id, fmt=None,
+                                filters=query_filters(query), via_link=via_link,
+                                detail=f"{what} refused: 429 slowed: {exc.detail}")
+        raise
+
+
 def _wants_count(prefer: str | None) -> bool:
     return bool(prefer) and "count=exact" in (prefer or "").replace(" ", "").split(",")
 
@@ -129,14 +159,22 @@ async def respond(request: Request, caller: str, params: ExportParams, *, via_li
     state = app.state
     settings: Settings = state.settings
     services = services_of(app)
-    slot = state.slots.take(caller)
+    try:
+        slot = state.slots.take(caller)
+    except TooManyExports as exc:
+        await refused(request, caller, exc, via_link=via_link, fmt=params.format,
+                      filters=params.filters())
+        raise
     try:
         export = await Export.start(
             services, params, caller,
             PoolConnections(state.read_pool, settings.acquire_timeout_seconds),
             request_id=request.state.request_id, via_link=via_link, on_end=slot.release)
-    except BaseException:
+    except BaseException as exc:
         slot.release()
+        if isinstance(exc, Forbidden):  # recorded by the lifecycle; counted here
+            limiter: RefusalLimiter = state.refusals
+            limiter.note(caller)
         raise
     fmt = export.format
     scope = export.client_scope
@@ -186,8 +224,15 @@ async def respond(request: Request, caller: str, params: ExportParams, *, via_li
 async def export_learners(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     caller = request.app.state.verifier.verify(bearer_token(request.headers.get("authorization")))
+    query = request.query_params.multi_items()
+    await throttle(request, caller, query, via_link=False)
     contract, time_zones = await contract_of(request.app)
-    params = parse_export_params(request.query_params.multi_items(), contract,
-                                 time_zones=time_zones, max_limit=settings.max_limit)
+    try:
+        params = parse_export_params(query, contract, time_zones=time_zones,
+                                     max_limit=settings.max_limit)
+    except InvalidParameter as exc:
+        await refused(request, caller, exc, via_link=False, fmt=None,
+                      filters=query_filters(query))
+        raise
     return await respond(request, caller, params, via_link=False)
 

@@ -13,7 +13,8 @@ from starlette.responses import Response, StreamingResponse
 
 from service.api.app import contract_of
 from service.api.errors import responses
-from service.api.exports import EXPORT_ERRORS, respond
+from service.api.exports import EXPORT_ERRORS, refused, respond, throttle
+from service.audit import query_filters
 from service.auth import bearer_token
 from service.config import Settings
 from service.errors import (
@@ -127,14 +128,23 @@ async def make_link(request: Request) -> LinkResponse:
     signer = _signer(request)
     body: Any = parse_link_request(
         await read_capped_body(request, settings.link_request_max_bytes))
-    query = pairs_from_values(body.model_dump(exclude={"expires_in"}, exclude_none=True))
-    contract, zones = await contract_of(request.app)
-    params = parse_export_params(query, contract, time_zones=zones, max_limit=settings.max_limit)
-    lifetime = body.expires_in or settings.link_ttl_seconds
-    if lifetime > settings.link_max_ttl_seconds:
-        raise InvalidParameter.one("expires_in",
-                                   f"at most {settings.link_max_ttl_seconds} seconds")
-    await check_scope(request.app, caller, params)
+    values = body.model_dump(exclude={"expires_in"}, exclude_none=True)
+    query: list[tuple[str, str]] = []
+    await throttle(request, caller, query, via_link=True, what="link")
+    try:
+        query = pairs_from_values(values)
+        contract, zones = await contract_of(request.app)
+        params = parse_export_params(query, contract, time_zones=zones,
+                                     max_limit=settings.max_limit)
+        await check_scope(request.app, caller, params)
+        lifetime = body.expires_in or settings.link_ttl_seconds
+        if lifetime > settings.link_max_ttl_seconds:
+            raise InvalidParameter.one("expires_in",
+                                       f"at most {settings.link_max_ttl_seconds} seconds")
+    except (InvalidParameter, Forbidden) as exc:
+        await refused(request, caller, exc, via_link=True, fmt=None,
+                      filters=query_filters(query), what="link")
+        raise
     expires_at = int(time.time()) + lifetime
     token = signer.sign(caller, query, expires_at)
     if len(token) > MAX_TOKEN_CHARS:
@@ -160,7 +170,13 @@ async def follow_link(
     check_link_query(request.query_params.multi_items())
     verified = _signer(request).verify(link)
     settings: Settings = request.app.state.settings
+    await throttle(request, verified.caller, verified.query, via_link=True)
     contract, zones = await contract_of(request.app)
-    params = parse_export_params(verified.query, contract, time_zones=zones,
-                                 max_limit=settings.max_limit)
+    try:
+        params = parse_export_params(verified.query, contract, time_zones=zones,
+                                     max_limit=settings.max_limit)
+    except InvalidParameter as exc:
+        await refused(request, verified.caller, exc, via_link=True, fmt=None,
+                      filters=query_filters(verified.query))
+        raise
     return await respond(request, verified.caller, params, via_link=True)

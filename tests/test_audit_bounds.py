@@ -1,0 +1,132 @@
+"""The audit trail records refusals, in rows of bounded size, at a bounded rate per caller, and
+no HTTP request can pass for the CLI."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from service.audit import (
+    MAX_FILTERS_BYTES,
+    RefusalLimiter,
+    capped_filters,
+    first_throttle,
+)
+from service.auth import issue_token
+from service.errors import TooManyExports
+from tests.conftest import JWT_SECRET, LiveServer
+
+IDS = [str(uuid.UUID(int=i)) for i in range(1000)]
+
+
+def test_stored_filters_keep_20_client_ids_and_their_count() -> None:
+    stored = orjson.loads(capped_filters({"client_id": IDS, "limit": 5}))
+    assert stored["client_id"] == IDS[:20]
+    assert stored["client_id_count"] == 1000
+    assert stored["limit"] == 5
+
+
+def test_stored_filters_never_exceed_2_kb() -> None:
+    text = capped_filters({"columns": ["x" * 100] * 100, "limit": 2**64})
+    assert len(text.encode()) <= MAX_FILTERS_BYTES
+    assert len(capped_filters({"columns": ["x" * 100] * 100}).encode()) <= MAX_FILTERS_BYTES
+
+
+def test_limiter_slows_a_caller_after_n_refusals_a_minute() -> None:
+    now = [0.0]
+    limiter = RefusalLimiter(3, clock=lambda: now[0])
+    for _ in range(3):
+        limiter.check("a")
+        limiter.note("a")
+    firsts = []
+    for _ in range(3):
+        with pytest.raises(TooManyExports) as slowed:
+            limiter.check("a")
+        firsts.append(first_throttle(slowed.value))
+    assert firsts == [True, False, False]
+    assert slowed.value.headers["Retry-After"] == "60"
+    limiter.check("b")  # others are not slowed
+    now[0] = 60.5
+    limiter.check("a")
+
+
+def profile(sql: Callable[..., Any], role: str) -> str:
+    caller = str(uuid.uuid4())
+    sql("INSERT INTO public.profiles (id, role) VALUES ($1, $2)", caller, role)
+    return caller
+
+
+def rows_of(sql: Callable[..., Any], caller: str) -> list[Any]:
+    return list(sql("SELECT outcome, detail, via_link, request_id, filters::text AS filters,"
+                    " pg_column_size(t.*) AS size FROM learner_export.export_audit t"
+                    " WHERE caller_id = $1", caller))
+
+
+def test_a_refused_user_cannot_flood_the_audit_table(start_server: Callable[..., LiveServer],
+                                                      sql: Callable[..., Any]) -> None:
+    server = start_server(refusals_per_minute=10)
+    student = profile(sql, "Student")
+    query = [("client_id", i) for i in IDS]
+    headers = {"Authorization": "Bearer " + issue_token(JWT_SECRET, student)}
+    try:
+        with httpx.Client(base_url=server.url, timeout=30, headers=headers) as client:
+            statuses = [client.get("/v1/exports/learners", params=query).status_code
+                        for _ in range(40)]
+        rows = rows_of(sql, student)
+    finally:
+        sql("DELETE FROM public.profiles WHERE id = $1", student)
+    assert statuses[:10] == [403] * 10
+    assert set(statuses[10:]) == {429}
+    # The bound docs/audit.md states: N refusals and one 429 a minute, each row a few KB.
+    assert len(rows) == 11
+    assert all(r["outcome"] == "denied" for r in rows)
+    assert sum("429" in r["detail"] for r in rows) == 1
+    assert all(len(r["filters"].encode()) <= MAX_FILTERS_BYTES for r in rows)
+    assert sum(r["size"] for r in rows) < 11 * 3072
+
+
+def test_post_auth_400_is_recorded(live: LiveServer, sql: Callable[..., Any]) -> None:
+    request_id = "bad-" + uuid.uuid4().hex
+    with live.client() as client:
+        response = client.get("/v1/exports/learners", params={"limit": "18446744073709551616"},
+                              headers={"X-Request-Id": request_id})
+    assert response.status_code == 400
+    rows = sql("SELECT outcome, detail, filters::text AS filters"
+               " FROM learner_export.export_audit WHERE request_id = $1", request_id)
+    assert len(rows) == 1
+    assert rows[0]["outcome"] == "denied"
+    assert "400 invalid_parameter" in rows[0]["detail"]
+    assert "18446744073709551616" in rows[0]["filters"]
+
+
+def test_refused_link_mint_is_recorded(live: LiveServer, sql: Callable[..., Any]) -> None:
+    student = profile(sql, "Student")
+    try:
+        with httpx.Client(base_url=live.url, timeout=30) as client:
+            response = client.post(
+                "/v1/exports/learners/links", json={"format": "csv"},
+                headers={"Authorization": "Bearer " + issue_token(JWT_SECRET, student)})
+        rows = rows_of(sql, student)
+    finally:
+        sql("DELETE FROM public.profiles WHERE id = $1", student)
+    assert response.status_code == 403
+    assert len(rows) == 1
+    assert rows[0]["via_link"] and rows[0]["detail"].startswith("link refused: 403")
+
+
+@pytest.mark.parametrize("given", ["cli-0123456789abcdef", "CLI-x"])
+def test_a_request_cannot_pose_as_the_cli(live: LiveServer, sql: Callable[..., Any],
+                                          given: str) -> None:
+    with live.client() as client:
+        response = client.get("/v1/exports/learners", params={"limit": "1"},
+                              headers={"X-Request-Id": given})
+    assert response.status_code == 200
+    assert not response.headers["x-request-id"].lower().startswith("cli-")
+    export = response.headers["x-export-id"]
+    rows = sql("SELECT request_id FROM learner_export.export_audit WHERE id = $1::uuid", export)
+    assert rows[0]["request_id"] == response.headers["x-request-id"]
