@@ -5,32 +5,43 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import asyncpg
 from pydantic import SecretStr
 
-from service import db, logs
-from service.auth import issue_token
-from service.config import Settings
+from service import db, dbdiag, logs
+from service.auth import MIN_SECRET_CHARS, issue_token
+from service.config import ConfigError, Settings, load_settings
 from service.embedded import EmbeddedPostgres
-from service.errors import InvalidParameter
+from service.errors import DatabaseUnavailable, InvalidParameter
 from service.export_file import Refused, export_to_file
 from service.params import FORMAT_NAMES, params_from_mapping
 from service.progress import stderr_if_terminal
 
 DEMO_LEARNERS = 50_000
 
+log = logging.getLogger("learner_export.cli")
+
+# db migrate and db seed give up on a database that has not answered by then (asyncpg's own
+# limit is a minute).
+CONNECT_SECONDS = 10.0
+
 # Exit codes of export and download.
 EXIT_OK = 0  # complete
 EXIT_FAILED = 1  # failed, refused or incomplete: no complete-looking file is left behind
-EXIT_USAGE = 2  # bad arguments or parameters (argparse's own code for them too)
+# Bad arguments, parameters or configuration, or a database that cannot be reached: what a
+# retry would not fix without a change (argparse's own code for bad arguments too).
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 EXIT_TERMINATED = 143  # SIGTERM (128 + SIGTERM)
 
@@ -38,7 +49,8 @@ EXIT_CODES_HELP = f"""\
 exit status:
   {EXIT_OK}    complete
   {EXIT_FAILED}    failed, refused or incomplete
-  {EXIT_USAGE}    bad arguments or parameters
+  {EXIT_USAGE}    bad arguments, parameters or configuration, or the database cannot
+       be reached (the message names its host and port)
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
   {EXIT_TERMINATED}  terminated (SIGTERM)
 """
@@ -63,11 +75,12 @@ The body goes to FILE.partial, renamed to FILE when the response ended normally;
 complete file's path is printed on stdout. The token comes from --token or, better
 (it stays out of the process list), from the environment variable EXPORT_TOKEN.
 
-CSV and JSON Lines downloads carry the _cursor column (cursor=true is added unless the
-URL sets cursor), so that a cut download can be continued: --resume keeps the complete
-rows of FILE.partial (or of FILE, say one that curl left behind) and asks for the rows
-after the last of them (after=<its _cursor>; a limit in the URL is reduced by the rows
-already there). A resumed download is a NEW SNAPSHOT: the rows added come from the
+CSV and JSON Lines downloads carry the _cursor column in FILE.partial (cursor=true is
+added unless the URL sets cursor), so that a cut download can be continued: --resume keeps
+the complete rows of FILE.partial (or of FILE, say one that curl left behind) and asks for
+the rows after the last of them (after=<its _cursor>; a limit in the URL is reduced by the
+rows already there). Once complete, the column added is stripped: FILE holds the bytes of
+a plain GET of URL. A resumed download is a NEW SNAPSHOT: the rows added come from the
 database as it is when resuming, not as it was when the download started. XLSX cannot
 be resumed.
 
@@ -76,12 +89,57 @@ so the total is known).
 """
 
 
+class DatabaseUnreachable(Exception):
+    """The database did not take a connection; the message says why, in one sentence."""
+
+
 def _settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]
+    return load_settings(**overrides)
+
+
+async def _connect(settings: Settings, dsn: str) -> asyncpg.Connection:
+    try:
+        async with asyncio.timeout(CONNECT_SECONDS):
+            return await db.connect(settings, dsn)
+    except dbdiag.CONNECTION_ERRORS as exc:
+        raise DatabaseUnreachable(
+            dbdiag.describe_connection_error(exc, dsn, CONNECT_SECONDS)) from None
+
+
+def _port_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on host:port, found before anything else starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        # As uvicorn binds: a port left in TIME_WAIT is free, one with a listener is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except socket.gaierror as exc:
+            return f"cannot listen on {host}: the host name does not resolve ({exc.strerror})"
+        except OverflowError:
+            return f"cannot listen on port {port}: ports go from 0 to 65535"
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use"
+            if exc.errno == errno.EACCES:
+                return f"port {port} on {host} needs privileges this user does not have"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return f"cannot listen on {host}: no network interface here has that address"
+            return f"cannot listen on port {port} on {host}: {exc.strerror or exc}"
+    return None
+
+
+def _warn_if_unreachable(settings: Settings) -> None:
+    """One warning line at start for each database that does not answer; the service starts
+    anyway, and /readyz answers 503 until it does."""
+    for dsn in dict.fromkeys(filter(None, (settings.database_url, settings.read_database_url))):
+        problem = dbdiag.check(dsn, seconds=settings.acquire_timeout_seconds)
+        if problem is not None:
+            log.warning(f"{problem}; starting anyway, not ready until it answers")
 
 
 async def _migrate(settings: Settings, dsn: str) -> list[str]:
-    conn = await db.connect(settings, dsn)
+    conn = await _connect(settings, dsn)
     try:
         return await db.migrate(conn, settings.sql_dir)
     finally:
@@ -104,6 +162,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.main import create_app
 
     settings = _settings()
+    if problem := _port_problem(args.host, args.port):
+        _error(problem)
+        return EXIT_USAGE
     demo = args.demo or not settings.database_url
     with _database(settings, demo) as (dsn, embedded):
         overrides: dict[str, object] = {"database_url": dsn}
@@ -130,9 +191,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
         # uvicorn re-raises the signal that stopped it once it has shut down gracefully; with
         # these handlers in place that ends in exit status 0, as a clean stop should.
+        try:
+            app = create_app(settings)
+        except ValueError as exc:  # secrets, link secrets or JWKS that cannot work
+            raise ConfigError(str(exc)) from None
+        if not embedded:
+            _warn_if_unreachable(settings)
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
             signal.signal(stop_signal, lambda *_: None)
-        uvicorn.run(create_app(settings), host=args.host, port=args.port,
+        uvicorn.run(app, host=args.host, port=args.port,
                     log_level=args.log_level, log_config=None, access_log=False,
                     timeout_graceful_shutdown=int(settings.shutdown_grace_seconds))
     return 0
@@ -141,8 +208,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_db_migrate(args: argparse.Namespace) -> int:
     settings = _settings()
     if not settings.database_url:
-        print("DATABASE_URL is not set", file=sys.stderr)
-        return 2
+        _error("DATABASE_URL is not set")
+        return EXIT_USAGE
     applied = asyncio.run(_migrate(settings, settings.database_url))
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     return 0
@@ -151,11 +218,11 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
 def cmd_db_seed(args: argparse.Namespace) -> int:
     settings = _settings()
     if not settings.database_url:
-        print("DATABASE_URL is not set", file=sys.stderr)
-        return 2
+        _error("DATABASE_URL is not set")
+        return EXIT_USAGE
 
     async def run(dsn: str) -> None:
-        conn = await db.connect(settings, dsn)
+        conn = await _connect(settings, dsn)
         try:
             await db.migrate(conn, settings.sql_dir)
             await db.seed(conn, settings.sql_dir, learners=args.learners, clients=args.clients,
@@ -167,8 +234,8 @@ def cmd_db_seed(args: argparse.Namespace) -> int:
     try:
         asyncio.run(run(settings.database_url))
     except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        _error(str(exc))
+        return EXIT_FAILED
     print(f"seeded {args.learners:,} learners in {args.clients} clients (seed {args.seed})")
     return 0
 
@@ -177,8 +244,12 @@ def cmd_token(args: argparse.Namespace) -> int:
     settings = _settings()
     secret = settings.jwt_secret.get_secret_value()
     if not secret:
-        print("EXPORT_JWT_SECRET is not set", file=sys.stderr)
-        return 2
+        _error("EXPORT_JWT_SECRET is not set")
+        return EXIT_USAGE
+    if len(secret) < MIN_SECRET_CHARS:
+        _error(f"EXPORT_JWT_SECRET must be at least {MIN_SECRET_CHARS} characters "
+               "(the service refuses a shorter one)")
+        return EXIT_USAGE
     print(issue_token(secret, str(args.sub), audience=settings.jwt_audience,
                       ttl_seconds=args.ttl))
     return 0
@@ -240,6 +311,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         # Nothing more can go to stdout, and Python would complain again when flushing it.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         _error("export stopped: the output was closed before the export ended")
+        return EXIT_FAILED
+    except (DatabaseUnavailable, *dbdiag.CONNECTION_ERRORS) as exc:
+        # A connection failed: when a database does not take one now, say why in its words.
+        for dsn in dict.fromkeys(filter(None, (settings.database_url,
+                                               settings.read_database_url))):
+            if problem := dbdiag.check(dsn, seconds=settings.acquire_timeout_seconds):
+                _error(problem + left)
+                return EXIT_USAGE
+        _error(f"export failed: {type(exc).__name__}: {exc}" + left)
         return EXIT_FAILED
     except Exception as exc:
         _error(f"export failed: {type(exc).__name__}: {exc}" + left)
@@ -352,9 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.configure(getattr(args, "log_level", "info"),
-                   json=_settings().log_format == "json")
-    return int(args.run(args))
+    try:
+        logs.configure(getattr(args, "log_level", "info"), _settings().log_format)
+        return int(args.run(args))
+    except (ConfigError, DatabaseUnreachable) as exc:
+        # One line: a configuration that cannot work, or a database that does not answer.
+        _error(" ".join(str(exc).split()))
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":
