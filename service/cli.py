@@ -5,28 +5,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from pydantic import SecretStr
 
-from service import db, logs
+from service import db, dbdiag, logs
 from service.auth import issue_token
-from service.config import Settings
+from service.config import ConfigError, Settings, load_settings
 from service.errors import ExportError, Forbidden, InvalidParameter, kind_of
 from service.export_file import export_to_file, read_contract
 from service.formats import FORMATS
 from service.params import PARAMS, pairs_from_values, parse_export_params
 from service.progress import stderr_if_terminal
 
+log = logging.getLogger("learner_export.cli")
+
 DEMO_LEARNERS = 50_000
+# How long the CLI's database commands wait for a connection before saying why not.
+CONNECT_SECONDS = 10.0
 
 # Exit codes of export and download.
 EXIT_OK = 0  # complete
@@ -78,7 +85,49 @@ so the total is known).
 
 
 def _settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]
+    return load_settings(**overrides)
+
+
+class DatabaseUnreachable(Exception):
+    """The database did not take a connection; the message says why, in one sentence."""
+
+async def _connect(settings: Settings, dsn: str) -> asyncpg.Connection:
+    try:
+        async with asyncio.timeout(CONNECT_SECONDS):
+            return await db.connect(settings, dsn)
+    except dbdiag.CONNECTION_ERRORS as exc:
+        raise DatabaseUnreachable(
+            dbdiag.describe_connection_error(exc, dsn, CONNECT_SECONDS)) from None
+
+def _port_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on host:port, found before anything else starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        # As uvicorn binds: a port left in TIME_WAIT is free, one with a listener is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except socket.gaierror as exc:
+            return f"cannot listen on {host}: the host name does not resolve ({exc.strerror})"
+        except OverflowError:
+            return f"cannot listen on port {port}: ports go from 0 to 65535"
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use"
+            if exc.errno == errno.EACCES:
+                return f"port {port} on {host} needs privileges this user does not have"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return f"cannot listen on {host}: no network interface here has that address"
+            return f"cannot listen on port {port} on {host}: {exc.strerror or exc}"
+    return None
+
+def _warn_if_unreachable(settings: Settings) -> None:
+    """One warning line at start for each database that does not answer; the service starts
+    anyway, and /readyz answers 503 until it does."""
+    for dsn in dict.fromkeys(filter(None, (settings.database_url, settings.read_database_url))):
+        problem = dbdiag.check(dsn, seconds=settings.acquire_timeout_seconds)
+        if problem is not None:
+            log.warning(f"{problem}; starting anyway, not ready until it answers")
 
 
 def _error(message: str) -> None:
@@ -118,6 +167,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.main import create_app
 
     settings = _settings()
+    if problem := _port_problem(args.host, args.port):
+        _error(problem)
+        return EXIT_USAGE
     if not args.demo and not settings.database_url:
         _error("DATABASE_URL is not set: set it to your database, or run with --demo for a "
                "throwaway database of sample learners")
@@ -180,7 +232,7 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     async def run() -> list[str]:
-        conn = await db.connect(settings, dsn)
+        conn = await _connect(settings, dsn)
         try:
             return await db.migrate(conn, settings.sql_dir, adapter)
         finally:
@@ -201,7 +253,7 @@ def cmd_db_seed(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     async def run() -> str:
-        conn = await db.connect(settings, dsn)
+        conn = await _connect(settings, dsn)
         try:
             await db.create_sample_schema(conn, settings.sql_dir)
             await db.migrate(conn, settings.sql_dir, settings.sql_dir / db.SAMPLE_ADAPTER)
@@ -443,10 +495,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # Only the server logs what it does; the other commands' stderr is for errors.
-    logs.configure(getattr(args, "log_level", "info") if args.command == "serve" else "warning",
-                   json=_settings().log_format == "json")
-    return int(args.run(args))
+    try:
+        # Only the server logs what it does; the other commands' stderr is for errors.
+        logs.configure(getattr(args, "log_level", "info") if args.command == "serve"
+                       else "warning", _settings().log_format)
+        return int(args.run(args))
+    except (ConfigError, DatabaseUnreachable) as exc:
+        # One line: a configuration that cannot work, or a database that does not answer.
+        _error(" ".join(str(exc).split()))
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

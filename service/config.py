@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_METRICS_TOKEN_CHARS = 24
@@ -95,3 +95,66 @@ class Settings(BaseSettings):
 
 def _split(spec: str) -> list[str]:
     return [item.strip() for item in spec.split(",") if item.strip()]
+
+
+class ConfigError(ValueError):
+    """The configuration cannot work; the message is one line naming the variable(s)."""
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a field of Settings."""
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return field.upper()
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    if isinstance(alias, str):
+        return alias
+    return "EXPORT_" + field.upper()
+
+
+def _shows_input(field: str) -> bool:
+    """Secrets and database URLs (which may hold a password) are never echoed back."""
+    info = Settings.model_fields.get(field)
+    return not (info is None or info.annotation is SecretStr
+                or "url" in field or "secret" in field or field == "jwks")
+
+
+_PROBLEMS = {
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "bool_parsing": "must be true or false",
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be more than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+    "literal_error": "must be {expected}",
+    "missing": "must be set",
+}
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Pydantic's report on Settings as one line: each variable, what it must be, what it was."""
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        template = _PROBLEMS.get(error["type"])
+        ctx: dict[str, Any] = error.get("ctx") or {}
+        try:
+            problem = template.format(**ctx) if template else error["msg"]
+        except (KeyError, IndexError):
+            problem = error["msg"]
+        if _shows_input(field) and isinstance(error.get("input"), str | int | float):
+            problem += f" (got {error['input']!r})"
+        problems.append(f"{env_name(field)}: {problem}")
+    return "; ".join(problems)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (and overrides); ConfigError says what is wrong."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None

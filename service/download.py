@@ -4,7 +4,9 @@ The body goes to `FILE.partial`, renamed to FILE only when the response ended no
 chunked transfer raises `httpx.RemoteProtocolError`, and the partial file stays). CSV and JSON
 Lines downloads ask for the `_cursor` column (`cursor=true`), so that a partial file can be
 continued after its last complete row with `after=<cursor>`: a new snapshot of the database,
-appended to the rows already there.
+appended to the rows already there. When the download is complete, the cursor column that the
+download added is stripped (streaming, into FILE): FILE holds the bytes a plain GET of the URL
+gives.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import csv
 import io
 import os
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +25,11 @@ from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlsplit, urlu
 import httpx
 import orjson
 
-from service.atomic import publish, sync
+from service.atomic import atomic_file, publish, sync
 from service.columns import CURSOR_COLUMN
 from service.formats import FORMATS
 from service.progress import Progress
-from service.records import RecordEnds, record_ends
+from service.records import CsvRecordEnds, RecordEnds, record_ends
 
 RESUMABLE = frozenset({"csv", "jsonl"})
 BOM = "\ufeff".encode()
@@ -141,6 +144,77 @@ def find_resume_point(path: Path, fmt: str) -> ResumePoint | None:
     return ResumePoint(ends.last_end, rows, _cursor_of(last, header, fmt), header)
 
 
+# The cursor is base64url: it needs no quoting in CSV and no escaping in JSON, and it is always
+# the last field of a record. In a JSON Lines record, `,"_cursor":"` can only be the member
+# itself: inside a string every `"` is escaped.
+_CSV_CURSOR_FIELD = re.compile(rb",[A-Za-z0-9_-]*\r\n")
+_CSV_CURSOR_HEADER = b"," + CURSOR_COLUMN.name.encode() + b"\r\n"
+_JSONL_CURSOR_MEMBER = re.compile(b',"' + re.escape(CURSOR_COLUMN.name.encode())
+                                  + rb'":"[A-Za-z0-9_-]*"\}\n')
+
+
+class CursorStripper:
+    """Drops the `_cursor` column from a CSV or JSON Lines export fed in pieces of any size,
+    holding back only the record in progress: the output is the export without `cursor=true`."""
+
+    def __init__(self, fmt: str) -> None:
+        if fmt not in RESUMABLE:
+            raise ValueError(f"{fmt} exports carry no cursor")
+        self._fmt = fmt
+        self._ends = CsvRecordEnds() if fmt == "csv" else None
+        self._held = b""  # the bytes after the last complete record
+        self._checked = fmt != "csv"
+        self._strip = True
+
+    def feed(self, data: bytes) -> bytes:
+        """The complete records so far, without their cursor."""
+        if self._ends is not None:
+            self._ends.feed(data)
+            # Offsets of the whole stream: the held bytes start where the last output ended.
+            end = len(self._held) + len(data) - (self._ends.offset - self._ends.last_end)
+        else:
+            end = len(self._held) + data.rfind(b"\n") + 1 if b"\n" in data else 0
+        if end <= 0:
+            self._held += data
+            return b""
+        buffer = self._held + data
+        complete, self._held = buffer[:end], buffer[end:]
+        return self._records(complete)
+
+    def close(self) -> bytes:
+        """What was held back: an incomplete last record (none in a complete export)."""
+        rest, self._held = self._held, b""
+        return rest
+
+    def _records(self, complete: bytes) -> bytes:
+        if self._fmt == "jsonl":
+            return _JSONL_CURSOR_MEMBER.sub(b"}\n", complete)
+        if not self._checked:
+            # Only a header that ends with the cursor column is stripped: a CSV without one
+            # (not asked with cursor=true after all) is left as the server sent it.
+            self._checked = True
+            first = CsvRecordEnds()
+            first.feed(complete)
+            self._strip = complete[:first.first_end].endswith(_CSV_CURSOR_HEADER)
+        if not self._strip:
+            return complete
+        # `complete` starts and ends outside quotes, so the pieces between `"` alternate:
+        # outside (even), inside (odd). A field's CRLF or comma inside quotes is left alone.
+        pieces = complete.split(b'"')
+        pieces[::2] = [_CSV_CURSOR_FIELD.sub(b"\r\n", piece) for piece in pieces[::2]]
+        return b'"'.join(pieces)
+
+
+def strip_cursor(source: Path, target: Path, fmt: str) -> None:
+    """Write source without its cursor column into target (complete or not at all), reading
+    and writing a block at a time."""
+    stripper = CursorStripper(fmt)
+    with source.open("rb") as f, atomic_file(target) as out:
+        while block := f.read(READ_BLOCK):
+            out.write(stripper.feed(block))
+        out.write(stripper.close())
+
+
 class _HeaderCheck:
     """Drops the header record that starts a resumed CSV response, after checking that it is the
     partial file's: a different URL (other columns) must not be appended to it."""
@@ -186,6 +260,9 @@ class _Transfer:
     fmt: str
     point: ResumePoint | None
     progress_stream: TextIO | None
+    source: Path | None  # the file continued: FILE.partial, or a FILE another client left
+    strip: bool  # the cursor column was added by us, not asked for in the URL
+    hint: Callable[[Path], str]  # the command that continues the download
 
     def run(self) -> Path:
         partial = partial_path(self.target)
@@ -195,6 +272,10 @@ class _Transfer:
         total_header = self.response.headers.get("x-total-count", "")
         progress = Progress(self.progress_stream, count_rows=ends is not None, rows=before,
                             total=int(total_header) + before if total_header.isdigit() else None)
+        moved = self.point is not None and self.source is not None and self.source != partial
+        if moved:
+            assert self.source is not None
+            os.replace(self.source, partial)
         out = partial.open("r+b" if self.point else "wb")
         try:
             if self.point:
@@ -207,13 +288,17 @@ class _Transfer:
             progress.abandon()
             if not resumable:
                 partial.unlink(missing_ok=True)
-            failure = self._failure(exc, partial, progress.bytes, resumable)
+            failure = self._failure(exc, partial, progress.bytes, resumable, moved)
             if failure is None:
                 raise
             raise failure from exc
         out.close()
-        publish(partial, self.target)
         progress.finish()
+        try:
+            finish(partial, self.target, self.fmt, self.strip)
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted while writing {self.target}; the download is "
+                              f"complete in {partial}: {self.hint(self.target)}") from None
         return self.target
 
     def _copy(self, out: BinaryIO, ends: RecordEnds | None, progress: Progress) -> None:
@@ -235,8 +320,8 @@ class _Transfer:
         if check is not None and not check.done:
             raise DownloadError("the resumed response ended before its header")
 
-    def _failure(self, exc: BaseException, partial: Path, received: int, resumable: bool
-                 ) -> DownloadError | None:
+    def _failure(self, exc: BaseException, partial: Path, received: int, resumable: bool,
+                 moved: bool) -> DownloadError | None:
         if isinstance(exc, KeyboardInterrupt):
             what: type[DownloadError] = Interrupted
             reason = "interrupted"
@@ -247,11 +332,26 @@ class _Transfer:
         else:
             return None
         if resumable and partial.exists():
-            kept = (f"kept {partial}; continue it with: learner-export download URL "
-                    f"-o {self.target} --resume")
+            was = f" (your {self.source}, continued)" if moved else ""
+            kept = f"the rows so far are in {partial}{was}; {self.hint(self.target)}"
         else:
             kept = "nothing kept (XLSX cannot be resumed)"
         return what(f"download incomplete after {received / 1e6:,.1f} MB: {reason}; {kept}")
+
+
+def finish(partial: Path, target: Path, fmt: str, strip: bool) -> None:
+    """Make the complete partial file target: without the cursor column when `strip`."""
+    if strip:
+        strip_cursor(partial, target, fmt)
+        partial.unlink()
+    else:
+        publish(partial, target)
+
+
+def resume_hint(url: str) -> Callable[[Path], str]:
+    """The command line that continues a download of url into a file, ready to paste."""
+    return lambda target: ("continue it with: learner-export download "
+                           f"{shlex.quote(url)} -o {shlex.quote(str(target))} --resume")
 
 
 def fetch(url: str, *, output: Path | None, token: str | None, resume: bool,
@@ -267,31 +367,37 @@ def fetch(url: str, *, output: Path | None, token: str | None, resume: bool,
     if resume and output is None:
         raise BadArguments("--resume needs -o FILE (the server's file names carry the time of "
                            "the export, so they differ from one download to the next)")
-    if fmt in RESUMABLE and query_value(url, "cursor") is None:
+    asked = url
+    hint = resume_hint(url)
+    strip = fmt in RESUMABLE and query_value(url, "cursor") is None
+    if strip:
         url = with_param(url, "cursor", "true")
 
     point = None
+    source = None
     if resume:
         assert output is not None
         partial = partial_path(output)
-        if not partial.exists() and output.exists():
-            # A file cut by another client (curl, a browser): continue it under our name.
-            os.replace(output, partial)
-        if partial.exists():
+        # Ours, or a file cut by another client (curl, a browser) under the final name.
+        source = partial if partial.exists() else output if output.exists() else None
+        if source is not None:
             try:
-                point = find_resume_point(partial, fmt)
+                point = find_resume_point(source, fmt)
             except CannotResume as exc:
-                note(f"cannot resume {partial}: {exc}; starting over")
+                note(f"cannot resume {source}: {exc}; downloading it again from the start")
         if point is not None:
+            assert source is not None
             url = with_param(url, "after", point.cursor)
             limit = query_value(url, "limit")
             if limit is not None and limit.isdigit():
                 left = int(limit) - point.rows
                 if left <= 0:
+                    if source != partial:
+                        os.replace(source, partial)
                     with partial.open("r+b") as done:
                         done.truncate(point.keep)
                         sync(done)
-                    publish(partial, output)
+                    finish(partial, output, fmt, strip)
                     return output
                 url = with_param(url, "limit", str(left))
 
@@ -305,8 +411,9 @@ def fetch(url: str, *, output: Path | None, token: str | None, resume: bool,
                 raise DownloadError(_http_error(response, token))
             target = output or Path(filename_from(response.headers.get("content-disposition"),
                                                   fmt))
-            return _Transfer(response, target, fmt, point, progress_stream).run()
+            return _Transfer(response, target, fmt, point, progress_stream, source, strip,
+                             hint).run()
     except httpx.HTTPError as exc:
-        raise DownloadError(f"cannot download {url}: {type(exc).__name__}: {exc}") from exc
+        raise DownloadError(f"cannot download {asked}: {type(exc).__name__}: {exc}") from exc
     except KeyboardInterrupt:
         raise Interrupted("interrupted before the download started") from None

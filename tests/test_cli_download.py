@@ -46,20 +46,28 @@ def token_env(server: LiveServer) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("query_string", [
+    "format=csv",
+    "format=jsonl",
     "format=csv&columns=learner_id,notes,full_name",
     "format=jsonl&active=false&limit=777",
     "format=csv&cursor=false&bom=true",
+    "format=csv&bom=true&escape_formulas=false",
+    "format=csv&cursor=true&limit=300",
+    "format=jsonl&cursor=true&limit=300",
 ])
 def test_download_gives_the_bytes_of_a_direct_get(live: LiveServer, tmp_path: Path,
                                                   query_string: str) -> None:
+    # The seed's notes and names hold commas, quotes, CR, LF and CRLF: a cursor column added
+    # for resuming and stripped at the end must leave exactly the plain export's bytes.
     url = export_url(live, query_string)
     result = cli("download", url, "-o", str(tmp_path / "out"), env=token_env(live))
     assert result.returncode == 0, result.stderr
     assert result.stderr == b""  # not a terminal: no progress
     assert result.stdout.decode().strip() == str(tmp_path / "out")
-    # cursor=true is added to CSV/JSONL URLs that do not say: the same as asking for it.
-    asked = url if "cursor=" in url else url + "&cursor=true"
-    assert (tmp_path / "out").read_bytes() == direct_get(live, asked)
+    saved = (tmp_path / "out").read_bytes()
+    assert saved == direct_get(live, url)
+    # The cursor column stays only when the URL asked for it.
+    assert (b"_cursor" in saved) == ("cursor=true" in url)
     assert leftovers(tmp_path) == []
 
 
@@ -163,6 +171,47 @@ def test_record_ends_agree_with_the_csv_module_for_any_split() -> None:
     assert (lines.records, lines.first_end, lines.previous_end, lines.last_end) == (2, 13, 13, 21)
 
 
+def _csv_bytes(rows: list[list[str]], bom: bool) -> bytes:
+    text = io.StringIO(newline="")
+    csv.writer(text, lineterminator="\r\n").writerows(rows)
+    return (b"\xef\xbb\xbf" if bom else b"") + text.getvalue().encode()
+
+
+def _stripped(stripper: download.CursorStripper, data: bytes, rng: random.Random) -> bytes:
+    out = b""
+    position = 0
+    while position < len(data):
+        step = rng.choice([1, 2, 3, 7, 64, 4096])
+        out += stripper.feed(data[position:position + step])
+        position += step
+    return out + stripper.close()
+
+
+def test_cursor_stripper_gives_the_export_without_cursor_for_any_split() -> None:
+    rng = random.Random(15)
+    alphabet = ["a", ",", '"', "\r", "\n", "\r\n", "é", " ", "=1", ",abc\r\n", '""']
+    for case in range(300):
+        rows = [["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4)))
+                 for _ in range(3)] for _ in range(rng.randint(0, 8))]
+        cursors = ["".join(rng.choice("AZaz09_-") for _ in range(rng.randint(1, 40)))
+                   for _ in rows]
+        bom = case % 3 == 0
+        header = ["learner_id", "notes", "full_name"]
+        plain = _csv_bytes([header, *rows], bom)
+        with_cursor = _csv_bytes([[*header, "_cursor"],
+                                  *[[*row, c] for row, c in zip(rows, cursors, strict=True)]],
+                                 bom)
+        assert _stripped(download.CursorStripper("csv"), with_cursor, rng) == plain
+        lines = [{"learner_id": row[0], "notes": row[1], "n": i} for i, row in enumerate(rows)]
+        jsonl = b"".join(orjson.dumps(line) + b"\n" for line in lines)
+        jsonl_cursor = b"".join(orjson.dumps({**line, "_cursor": c}) + b"\n"
+                                for line, c in zip(lines, cursors, strict=True))
+        assert _stripped(download.CursorStripper("jsonl"), jsonl_cursor, rng) == jsonl
+    # A CSV whose header has no cursor column is left as it is; so is a cut last record.
+    assert _stripped(download.CursorStripper("csv"), b"a,b\r\n1,x2\r\n3,", rng) \
+        == b"a,b\r\n1,x2\r\n3,"
+
+
 # Resuming ------------------------------------------------------------------------------------
 
 RESUME_QUERY = "columns=learner_id,notes,full_name&limit=1500"
@@ -206,6 +255,7 @@ def test_resume_after_a_cut_at_any_byte_gives_the_uninterrupted_export(
         live: LiveServer, tmp_path: Path, fmt: str) -> None:
     url = export_url(live, f"format={fmt}&{RESUME_QUERY}")
     reference = direct_get(live, url + "&cursor=true")
+    plain = direct_get(live, url)
     notes: list[str] = []
     points = cut_points(reference, fmt)
     for n, cut in enumerate(points):
@@ -220,7 +270,7 @@ def test_resume_after_a_cut_at_any_byte_gives_the_uninterrupted_export(
         saved = download.fetch(url, output=target, token=live.token, resume=True,
                                progress_stream=None, note=notes.append)
         assert saved == target
-        assert target.read_bytes() == reference, f"cut at {cut} of {len(reference)}"
+        assert target.read_bytes() == plain, f"cut at {cut} of {len(reference)}"
         assert not download.partial_path(target).exists()
     assert notes == []
 
@@ -232,12 +282,28 @@ def test_resume_from_the_command_line(live: LiveServer, tmp_path: Path, fmt: str
     url = export_url(live, f"format={fmt}&{RESUME_QUERY}{bom}")
     reference = direct_get(live, url + "&cursor=true")
     target = tmp_path / f"learners.{fmt}"
-    # A file another client left cut mid-row, under the final name.
+    # A file another client (curl, with cursor=true) left cut mid-row, under the final name.
     target.write_bytes(reference[:len(reference) * 2 // 3])
     result = cli("download", url, "-o", str(target), "--resume", env=token_env(live))
     assert result.returncode == 0, result.stderr
     assert result.stderr == b""
-    assert target.read_bytes() == reference
+    assert target.read_bytes() == direct_get(live, url)
+    assert leftovers(tmp_path) == []
+
+
+def test_resume_of_a_file_curl_left_without_cursor_names_that_file(
+        live: LiveServer, tmp_path: Path) -> None:
+    url = export_url(live, f"format=csv&{RESUME_QUERY}")
+    plain = direct_get(live, url)
+    target = tmp_path / "learners.csv"
+    target.write_bytes(plain[:len(plain) // 2])  # curl's cut download: no cursor to go on
+    result = cli("download", url, "-o", str(target), "--resume", env=token_env(live))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.decode() == (
+        f"learner-export: cannot resume {target}: it has no _cursor column; downloading it "
+        "again from the start\n")
+    assert b".partial" not in result.stderr
+    assert target.read_bytes() == plain
     assert leftovers(tmp_path) == []
 
 
@@ -261,7 +327,8 @@ def test_a_partial_file_without_cursor_starts_over(live: LiveServer, tmp_path: P
     download.partial_path(target).write_bytes(reference[:3000])
     result = cli("download", url, "-o", str(target), "--resume", env=token_env(live))
     assert result.returncode == 0, result.stderr
-    assert b"starting over" in result.stderr
+    assert (f"cannot resume {download.partial_path(target)}: ".encode() in result.stderr)
+    assert b"downloading it again from the start" in result.stderr
     assert target.read_bytes() == reference
 
 
@@ -310,8 +377,9 @@ def test_cut_transfer_exits_1_keeps_the_partial_file_and_resumes(
 def test_ctrl_c_exits_130_and_keeps_the_partial_file(big: LiveServer, tmp_path: Path) -> None:
     target = tmp_path / "learners.csv"
     partial = download.partial_path(target)
+    url = export_url(big, "format=csv&columns=learner_id,notes,created_at")
     process = subprocess.Popen(
-        cli_command("download", export_url(big, "format=csv"), "-o", str(target)),
+        cli_command("download", url, "-o", str(target)),
         env=token_env(big), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while not (partial.exists() and partial.stat().st_size > 0):
@@ -326,3 +394,11 @@ def test_ctrl_c_exits_130_and_keeps_the_partial_file(big: LiveServer, tmp_path: 
     assert not target.exists()
     point = download.find_resume_point(partial, "csv")
     assert point is not None and point.rows > 0
+    # The hint is a command to paste: the URL as given (quoted for the shell), the user's -o.
+    assert err.decode().endswith(
+        f"the rows so far are in {partial}; continue it with: learner-export download "
+        f"'{url}' -o {target} --resume\n"), err
+    assert b" URL " not in err
+    result = cli("download", url, "-o", str(target), "--resume", env=token_env(big))
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes() == direct_get(big, url)
