@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from service.columns import Kind
+from service.formats.formula import neutralise
 
 # The sample adapter's columns (sql/adapters/sample.sql), written out here as the oracle's own.
 KINDS: dict[str, Kind] = {
@@ -52,8 +53,8 @@ def as_csv_cell(name: str, value: Any, escape: bool = True) -> str:
         return text[:-2] if text.endswith(".0") else text
     if kind is Kind.BOOL:
         return "true" if value else "false"
-    if kind is Kind.TEXT and escape and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
+    if kind is Kind.TEXT and escape:
+        return neutralise(value)
     return str(value)
 
 
