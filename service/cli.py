@@ -21,9 +21,9 @@ import asyncpg
 from pydantic import SecretStr
 
 from service import db, dbdiag, logs
-from service.auth import issue_token
+from service.auth import MIN_SECRET_CHARS, issue_token
 from service.config import ConfigError, Settings, load_settings
-from service.errors import ExportError, Forbidden, InvalidParameter, kind_of
+from service.errors import DatabaseUnavailable, ExportError, Forbidden, InvalidParameter, kind_of
 from service.export_file import export_to_file, read_contract
 from service.formats import FORMATS
 from service.params import PARAMS, pairs_from_values, parse_export_params
@@ -202,11 +202,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)
         # uvicorn re-raises the signal that stopped it once it has shut down gracefully; with
         # these handlers in place that ends in exit status 0, as a clean stop should.
+        try:
+            app = create_app(settings)
+        except ValueError as exc:  # secrets, link secrets or JWKS that cannot work
+            raise ConfigError(str(exc)) from None
+        if not args.demo:
+            _warn_if_unreachable(settings)
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
             signal.signal(stop_signal, lambda *_: None)
         # h11 refuses a request head still incomplete past this size before buffering more;
         # httptools has no such limit. Measured: no cost to export throughput (docs).
-        uvicorn.run(HeadLimit(create_app(settings), settings.max_header_bytes),
+        uvicorn.run(HeadLimit(app, settings.max_header_bytes),
                     host=args.host, port=args.port,
                     log_level=args.log_level, log_config=None, access_log=False,
                     timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
@@ -310,6 +316,10 @@ def cmd_token(args: argparse.Namespace) -> int:
     if not secret:
         _error("EXPORT_JWT_SECRET is not set (and no learner-export-demo.env here)")
         return EXIT_USAGE
+    if len(secret) < MIN_SECRET_CHARS:
+        _error(f"EXPORT_JWT_SECRET must be at least {MIN_SECRET_CHARS} characters "
+               "(the service refuses a shorter one)")
+        return EXIT_USAGE
     print(issue_token(secret, str(args.sub), audience=settings.jwt_audience,
                       ttl_seconds=args.ttl))
     return 0
@@ -337,6 +347,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if output is not None and output.is_dir():
         _error(f"{output} is a directory")
         return EXIT_USAGE
+    left = (f"; {output} was not written" if output is not None
+            else "; the output is incomplete")
     try:
         contract, zones = asyncio.run(read_contract(settings))
         params = parse_export_params(pairs_from_values(_export_values(args)), contract,
@@ -345,14 +357,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         for problem in exc.detail:
             _error(f"--{problem['parameter'].replace('_', '-')}: {problem['message']}")
         return EXIT_USAGE
+    except DatabaseUnavailable as exc:
+        _error(_sentence(exc) + left)
+        return EXIT_USAGE
     except ExportError as exc:
         _error(_sentence(exc))
         return kind_of(exc).exit_code
     if output is None and not FORMATS[params.format].compressible and sys.stdout.isatty():
         _error(f"not writing {params.format} to a terminal; use -o FILE")
         return EXIT_USAGE
-    left = (f"; {output} was not written" if output is not None
-            else "; the output is incomplete")
     try:
         asyncio.run(export_to_file(settings, params, str(args.caller), output,
                                    stderr_if_terminal()))

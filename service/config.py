@@ -65,7 +65,8 @@ class Settings(BaseSettings):
     xlsx_sheet_rows: int = Field(default=1_048_576, ge=2, le=1_048_576)
 
     sql_dir: Path = DEFAULT_SQL_DIR
-    log_format: Literal["json", "text"] = "json"
+    # auto: text for a terminal, JSON when piped; json or text forces one.
+    log_format: Literal["auto", "json", "text"] = "auto"
 
     @field_validator("cors_origins")
     @classmethod

@@ -11,14 +11,14 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from service import db
+from service import db, dbdiag
 from service.atomic import atomic_file
 from service.audit import AuditLog, Outcome
 from service.auth import RoleCache
 from service.config import Settings
 from service.connections import DirectConnections
 from service.contract import Contract, load_contract
-from service.errors import DATABASE_ERRORS, ContractNotMet, DatabaseUnavailable
+from service.errors import ContractNotMet, DatabaseUnavailable
 from service.lifecycle import Export, Services
 from service.params import ExportParams
 from service.progress import Progress
@@ -38,11 +38,12 @@ async def read_contract(settings: Settings) -> tuple[Contract, frozenset[str]]:
     parameters as the service parses a query)."""
     dsn = settings.read_database_url or settings.database_url
     assert dsn is not None
+    wait = settings.acquire_timeout_seconds
     try:
-        conn = await db.connect(settings, dsn)
-    except DATABASE_ERRORS as exc:
-        raise DatabaseUnavailable(f"cannot connect to the database: {type(exc).__name__}"
-                                  ) from exc
+        async with asyncio.timeout(wait):
+            conn = await db.connect(settings, dsn)
+    except dbdiag.CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(dbdiag.describe_connection_error(exc, dsn, wait)) from None
     try:
         contract = await load_contract(conn)
         zones = frozenset(r[0] for r in await conn.fetch(

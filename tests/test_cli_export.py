@@ -205,12 +205,13 @@ def test_no_database_url_exits_2(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unreachable_database_exits_1(tmp_path: Path) -> None:
+def test_unreachable_database_exits_2(tmp_path: Path) -> None:
     result = cli("export", "--as", "00000000-0000-0000-0000-000000000001", "-o",
                  str(tmp_path / "x.csv"),
                  env=cli_env(DATABASE_URL="postgresql://nobody@127.0.0.1:9/none"))
-    assert result.returncode == 1
-    assert b"cannot connect to the database" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr == (b"learner-export: database at 127.0.0.1:9 refused the connection; "
+                             + str(tmp_path / "x.csv").encode() + b" was not written\n")
     assert list(tmp_path.iterdir()) == []
 
 
