@@ -166,6 +166,17 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def service_url(db: Database) -> str:
+    """Where the service connects: as the least-privileged login role, granted here for
+    databases that other fixtures made (in other clusters too); as the owner only when the
+    database is down at the time."""
+    try:
+        run(_admin(db.url, SERVICE_LOGIN_SQL))
+    except (OSError, asyncpg.PostgresError):
+        return db.url
+    return db.service_url
+
+
 @dataclass
 class LiveServer:
     url: str
@@ -195,7 +206,7 @@ def start_server(database: Database) -> Iterator[Callable[..., LiveServer]]:
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
     def start(db: Database = database, **overrides: Any) -> LiveServer:
-        settings = make_settings(db.service_url, **overrides)
+        settings = make_settings(service_url(db), **overrides)
         app = create_app(settings)
         port = _free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
@@ -283,7 +294,7 @@ class ServerProcess:
 @contextlib.contextmanager
 def server_process(database: Database, **env: str) -> Iterator[ServerProcess]:
     port = _free_port()
-    environment = {**os.environ, "DATABASE_URL": database.service_url,
+    environment = {**os.environ, "DATABASE_URL": service_url(database),
                    "EXPORT_JWT_SECRET": JWT_SECRET, **env}
     with tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(

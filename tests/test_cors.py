@@ -136,7 +136,8 @@ async function run() {
       headers: {Authorization: "Bearer " + token, "Content-Type": "application/json"},
       body: JSON.stringify({format: "csv", limit: 50})});
     const link = await made.json();
-    document.getElementById("download").href = link.url;
+    // Without EXPORT_PUBLIC_URL the link is relative to the service, not to this page.
+    document.getElementById("download").href = new URL(link.url, api).href;
     document.getElementById("status").textContent = JSON.stringify({
       status: made.status, total: counted.headers.get("X-Total-Count"),
       disposition: counted.headers.get("Content-Disposition"),

@@ -42,7 +42,7 @@ def bouncer_url(database: Database) -> Iterator[str]:
     port = _free_port()
     folder = Path(tempfile.mkdtemp(prefix="learner-export-pgbouncer-"))
     os.chmod(folder, 0o755)
-    (folder / "userlist.txt").write_text('"postgres" ""\n')
+    (folder / "userlist.txt").write_text('"postgres" ""\n"learner_export_app" ""\n')
     (folder / "pgbouncer.ini").write_text(
         "[databases]\n"
         f"* = host={target.hostname} port={target.port}\n"

@@ -26,6 +26,7 @@ async def load(app: FastAPI) -> tuple[Contract, frozenset[str]]:
     except TimeoutError:
         raise DatabaseUnavailable("every database connection is busy; retry shortly") from None
     except DATABASE_ERRORS as exc:
+        log.warning("could not read the contract: %s: %s", type(exc).__name__, exc)
         raise DatabaseUnavailable("database unreachable") from exc
     log.info("contract", extra={"columns": [c.name for c in contract.columns]})
     return contract, zones | {"UTC"}
