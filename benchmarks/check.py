@@ -64,14 +64,16 @@ def _ttfb_max(run: RunResult) -> Measured:
     return value, f"{path} at {rows:,} rows"
 
 
-def _rss_max(run: RunResult) -> Measured:
-    size = _largest(run)
-    found = [(size.summaries[p].peak_rss_mb, p) for p in SERVICE_PATHS
-             if size and p in size.summaries and size.summaries[p].peak_rss_mb is not None]
-    if size is None or not found:
-        return None, "no format measured"
-    value, path = max(found, key=lambda t: t[0] or 0.0)
-    return value, f"{path} at {size.rows:,} rows"
+def _rss_max(paths: tuple[str, ...]) -> Callable[[RunResult], Measured]:
+    def measure(run: RunResult) -> Measured:
+        size = _largest(run)
+        found = [(size.summaries[p].peak_rss_mb, p) for p in paths
+                 if size and p in size.summaries and size.summaries[p].peak_rss_mb is not None]
+        if size is None or not found:
+            return None, "no format measured"
+        value, path = max(found, key=lambda t: t[0] or 0.0)
+        return value, f"{path} at {size.rows:,} rows"
+    return measure
 
 
 def _rss_growth(run: RunResult) -> Measured:
@@ -133,7 +135,8 @@ MEASURES: dict[str, Callable[[RunResult], Measured]] = {
     "parquet_rows_per_s_vs_copy": _vs_copy("parquet"),
     "xlsx_vs_openpyxl": _xlsx_vs_openpyxl,
     "ttfb_ms_max": _ttfb_max,
-    "peak_rss_mb_max": _rss_max,
+    "peak_rss_mb_max": _rss_max(tuple(p for p in SERVICE_PATHS if p != "parquet")),
+    "parquet_peak_rss_mb_max": _rss_max(("parquet",)),
     "rss_growth_mb": _rss_growth,
     "keyset_last_vs_first": _keyset_ratio,
     "keyset_sort_on_learners": _keyset_sort,
