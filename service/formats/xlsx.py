@@ -110,9 +110,9 @@ def column_letter(index: int) -> str:
     return letters
 
 
-def column_width(column: Column) -> float:
-    """A width that fits the column's kind and, as a floor, its header."""
-    return min(_MAX_WIDTH, max(_WIDTHS[column.kind], len(column.name) + _HEADER_PAD))
+def column_width(column: Column, title: str | None = None) -> float:
+    """A width that fits the column's kind and, as a floor, its header (`title`, else its name)."""
+    return min(_MAX_WIDTH, max(_WIDTHS[column.kind], len(title or column.name) + _HEADER_PAD))
 
 
 def xml_text(text: str) -> str:
@@ -205,16 +205,26 @@ class _Sink:
         return out
 
 
+def header(column: Column, tz: str) -> str:
+    """A column's header cell: its name, and for instants shown as wall-clock time outside UTC,
+    the zone they are shown in (a cell holds no offset)."""
+    if column.kind is Kind.TIMESTAMPTZ and tz != "UTC":
+        return f"{column.name} ({tz})"
+    return column.name
+
+
 class XlsxFramer:
     def __init__(self, columns: Sequence[Column], options: RenderOptions) -> None:
         self._max_data_rows = options.sheet_rows - 1
         letters = [column_letter(i) for i in range(len(columns))]
         self._last_letter = letters[-1]
-        widths = "".join(f'<col min="{n}" max="{n}" width="{column_width(c):g}" customWidth="1"/>'
-                         for n, c in enumerate(columns, start=1))
+        widths = "".join(
+            f'<col min="{n}" max="{n}" width="{column_width(c, header(c, options.tz)):g}"'
+            ' customWidth="1"/>' for n, c in enumerate(columns, start=1))
         cells_ = "".join(
-            f'<c r="{letter}1" t="inlineStr" s="{_STYLE_HEADER}"><is><t>{xml_text(c.name)}</t>'
-            "</is></c>" for letter, c in zip(letters, columns, strict=True))
+            f'<c r="{letter}1" t="inlineStr" s="{_STYLE_HEADER}"><is><t>'
+            f"{xml_text(header(c, options.tz))}</t></is></c>"
+            for letter, c in zip(letters, columns, strict=True))
         self._head = (SHEET_HEAD + f"<cols>{widths}</cols><sheetData>"
                       + f'<row r="1">{cells_}</row>').encode()
         self._sink = _Sink()
