@@ -375,3 +375,27 @@ def sheets(workbook: bytes) -> dict[str, bytes]:
     """The sheet XML of each worksheet of an XLSX file."""
     with zipfile.ZipFile(io.BytesIO(workbook)) as z:
         return {n: z.read(n) for n in z.namelist() if n.startswith("xl/worksheets/")}
+
+
+# Fixtures that bring a database or a server: a test using none of them is pure code.
+_LIVE_FIXTURES = frozenset({"pg_server", "database", "database_url", "seeded", "big_database",
+                            "start_server", "live", "sql"})
+
+
+# Modules whose tests run the CLI or a server as processes, or a PostgreSQL of their own.
+_PROCESS_MODULES = frozenset({"test_cli_download", "test_cli_errors", "test_cli_export",
+                              "test_demo", "test_dockerfile", "test_pgbouncer",
+                              "test_resilience", "test_standby", "test_request_size",
+                              "test_nextjs_example", "test_docs_page", "test_fuzz"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the pure tests `pure` (no database, server, process or browser, not slow), so
+    `pytest -m pure` runs the fast layer alone."""
+    for item in items:
+        module = getattr(item, "module", None)
+        if (not _LIVE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+                and (module is None or module.__name__.rpartition(".")[2]
+                     not in _PROCESS_MODULES)
+                and item.get_closest_marker("slow") is None):
+            item.add_marker(pytest.mark.pure)

@@ -133,7 +133,7 @@ def test_parquet_keeps_an_empty_string_apart_from_null() -> None:
     assert pq.read_table(io.BytesIO(body)).column("t").to_pylist() == ["", None, "x"]
 
 
-@pytest.mark.parametrize("page_rows", [500, 5000, 7])
+@pytest.mark.parametrize("page_rows", [500, 5000, pytest.param(7, marks=pytest.mark.slow)])
 def test_parquet_row_groups_stay_within_their_bound(page_rows: int) -> None:
     """Pages that do not divide ROW_GROUP_ROWS still give row groups of at most that many rows."""
     total = 2 * ROW_GROUP_ROWS + 1234
