@@ -106,13 +106,21 @@ def _separated(ref: str) -> str:
     # strpos() a separator is four times cheaper than a bracket expression on 60 characters.
     return " OR ".join(f"strpos({ref}, E'{_escape(ord(c))}') > 0" for c in SEPARATORS)
 
-_ALL_PLAIN = "'^[-+0-9 ()./]*$'"
+# A whole cell of PLAIN characters: a sign in front of such a cell starts a number.
+_ALL_PLAIN = _sql_literal(f"^[{_chars(PLAIN)}]*$")
 
 
 def sql_is_formula(ref: str) -> str:
-    """SQL, true when the text column `ref` needs neutralising (NULL when it is NULL)."""
-    return (f"(({_SUSPECT.format(ref=ref)} OR {_separated(ref)}) AND (ascii({ref}) IN (61, 64)"
-            f" OR ({ref} !~ {_ALL_PLAIN} AND {ref} ~ {_sql_literal(DANGER)})))")
+    """SQL, true when the text column `ref` needs neutralising.
+
+    What the first character settles needs no regular expression: `=` or `@` always, `+` or
+    `-` unless the whole cell is plain (then it holds no separator either). Only what is left
+    (a skippable first character, or a separator inside) is matched against DANGER.
+    """
+    return (f"CASE WHEN ascii({ref}) IN (61, 64) THEN true"
+            f" WHEN ascii({ref}) IN (43, 45) THEN {ref} !~ {_ALL_PLAIN}"
+            f" WHEN {_SUSPECT.format(ref=ref)} OR {_separated(ref)}"
+            f" THEN {ref} ~ {_sql_literal(DANGER)} ELSE false END")
 
 
 def sql_neutralised(ref: str) -> str:
