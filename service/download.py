@@ -29,7 +29,7 @@ from service.atomic import atomic_file, publish, sync
 from service.columns import CURSOR_COLUMN
 from service.formats import FORMATS
 from service.progress import Progress
-from service.records import CsvRecordEnds, RecordEnds, record_ends
+from service.record_ends import CsvRecordEnds, RecordEnds, record_ends
 
 RESUMABLE = frozenset({"csv", "jsonl"})
 BOM = "\ufeff".encode()

@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from service import download
-from service.records import CsvRecordEnds, JsonlRecordEnds
+from service.record_ends import CsvRecordEnds, JsonlRecordEnds
 from tests.conftest import BIG_LEARNERS, Database, LiveServer, joined_backends, query
 from tests.test_cli_export import (
     cells,
