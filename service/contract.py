@@ -180,3 +180,11 @@ async def load_contract(conn: asyncpg.Connection) -> Contract:
     if problems:
         raise ContractNotMet(problems)
     return Contract(tuple(columns))
+
+
+async def learn(conn: asyncpg.Connection) -> tuple[Contract, frozenset[str]]:
+    """The contract, and the time zones this PostgreSQL knows (what `tz` may name)."""
+    contract = await load_contract(conn)
+    zones = frozenset(r[0] for r in await conn.fetch(
+        "SELECT name FROM pg_catalog.pg_timezone_names"))
+    return contract, zones | {"UTC"}

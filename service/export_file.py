@@ -17,8 +17,8 @@ from service.audit import AuditLog, Outcome
 from service.auth import RoleCache
 from service.config import Settings
 from service.connections import DirectConnections
-from service.contract import Contract, load_contract
-from service.errors import ContractNotMet, DatabaseUnavailable
+from service.contract import Contract, learn
+from service.errors import DatabaseUnavailable
 from service.lifecycle import Export, Services
 from service.params import ExportParams
 from service.progress import Progress
@@ -45,14 +45,9 @@ async def read_contract(settings: Settings) -> tuple[Contract, frozenset[str]]:
     except dbdiag.CONNECTION_ERRORS as exc:
         raise DatabaseUnavailable(dbdiag.describe_connection_error(exc, dsn, wait)) from None
     try:
-        contract = await load_contract(conn)
-        zones = frozenset(r[0] for r in await conn.fetch(
-            "SELECT name FROM pg_catalog.pg_timezone_names"))
-    except ContractNotMet:
-        raise
+        return await learn(conn)
     finally:
         await conn.close()
-    return contract, zones | {"UTC"}
 
 
 async def export_to_file(settings: Settings, params: ExportParams, caller: str,

@@ -8,7 +8,7 @@ import logging
 
 from fastapi import FastAPI
 
-from service.contract import Contract, load_contract
+from service.contract import Contract, learn
 from service.errors import DATABASE_ERRORS, ContractNotMet, DatabaseUnavailable
 from service.lifecycle import Services
 
@@ -20,16 +20,14 @@ async def load(app: FastAPI) -> tuple[Contract, frozenset[str]]:
     settings = app.state.settings
     try:
         async with app.state.read_pool.acquire(timeout=settings.acquire_timeout_seconds) as conn:
-            contract = await load_contract(conn)
-            zones = frozenset(r[0] for r in await conn.fetch(
-                "SELECT name FROM pg_catalog.pg_timezone_names"))
+            contract, zones = await learn(conn)
     except TimeoutError:
         raise DatabaseUnavailable("every database connection is busy; retry shortly") from None
     except DATABASE_ERRORS as exc:
         log.warning("could not read the contract: %s: %s", type(exc).__name__, exc)
         raise DatabaseUnavailable("database unreachable") from exc
     log.info("contract", extra={"columns": [c.name for c in contract.columns]})
-    return contract, zones | {"UTC"}
+    return contract, zones
 
 
 async def contract_of(app: FastAPI) -> tuple[Contract, frozenset[str]]:
