@@ -5,16 +5,14 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY service ./service
+COPY learner_export ./learner_export
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /app exporter
 WORKDIR /app
 COPY --from=build /install /usr/local
-COPY sql ./sql
-ENV EXPORT_SQL_DIR=/app/sql \
-    PYTHONUNBUFFERED=1
+ENV PYTHONUNBUFFERED=1
 USER exporter
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \

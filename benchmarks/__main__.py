@@ -31,7 +31,7 @@ from benchmarks.results import (
     Sample,
     SizeResult,
 )
-from service.auth import issue_token
+from learner_export.auth import issue_token
 
 DEFAULT_ROWS = "50000,200000,1000000"
 QUICK_ROWS = [20_000]
@@ -68,27 +68,55 @@ def _setting(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=_sizes, default=_sizes(DEFAULT_ROWS),
-                        help=f"dataset sizes, comma-separated (default {DEFAULT_ROWS})")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs per path and size; medians are reported (default 3)")
-    parser.add_argument("--formats", type=_formats, default=list(SERVICE_PATHS),
-                        help=f"service formats to measure (default {','.join(SERVICE_PATHS)})")
-    parser.add_argument("--concurrency", type=int, default=16,
-                        help="parallel downloads of the 50K dataset (default 16)")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--rows",
+        type=_sizes,
+        default=_sizes(DEFAULT_ROWS),
+        help=f"dataset sizes, comma-separated (default {DEFAULT_ROWS})",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per path and size; medians are reported (default 3)",
+    )
+    parser.add_argument(
+        "--formats",
+        type=_formats,
+        default=list(SERVICE_PATHS),
+        help=f"service formats to measure (default {','.join(SERVICE_PATHS)})",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=16,
+        help="parallel downloads of the 50K dataset (default 16)",
+    )
     parser.add_argument("--skip-naive", action="store_true", help="do not run the naive endpoint")
-    parser.add_argument("--skip-concurrency", action="store_true",
-                        help="do not run the concurrency comparison")
-    parser.add_argument("--check", action="store_true",
-                        help="compare with benchmarks/targets.toml; exit 1 if one is missed")
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: --rows 20000 --repeat 1 (overrides both)")
-    parser.add_argument("--server-env", type=_setting, action="append", default=[],
-                        metavar="EXPORT_X=V",
-                        help="a setting for the service under test (repeatable), e.g. "
-                             "EXPORT_POOL_MAX_SIZE=20")
+    parser.add_argument(
+        "--skip-concurrency", action="store_true", help="do not run the concurrency comparison"
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="compare with benchmarks/targets.toml; exit 1 if one is missed",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: --rows 20000 --repeat 1 (overrides both)"
+    )
+    parser.add_argument(
+        "--server-env",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="EXPORT_X=V",
+        help="a setting for the service under test (repeatable), e.g. EXPORT_POOL_MAX_SIZE=20",
+    )
     return parser
 
 
@@ -110,8 +138,9 @@ def _describe(s: Sample) -> str:
         return f"FAILED after {s.seconds:.2f} s: {s.error}"
     ttfb = "-" if s.ttfb_ms is None else f"{s.ttfb_ms:.1f}"
     rss = "" if s.peak_rss_mb is None else f", peak RSS {s.peak_rss_mb:.1f} MB"
-    return (f"{s.seconds:.3f} s, {s.rows_per_s:,.0f} rows/s, {s.mb_per_s:.1f} MB/s, "
-            f"TTFB {ttfb} ms{rss}")
+    return (
+        f"{s.seconds:.3f} s, {s.rows_per_s:,.0f} rows/s, {s.mb_per_s:.1f} MB/s, TTFB {ttfb} ms{rss}"
+    )
 
 
 async def _postgres_version(url: str) -> str:
@@ -134,11 +163,19 @@ class Bench:
 
     def service_env(self, dataset: datasets.Dataset, secret: str) -> dict[str, str]:
         # The suite downloads as one caller: let it run as many exports as it measures at once.
-        limits = {"EXPORT_MAX_CONCURRENT": str(max(16, self.args.concurrency)),
-                  "EXPORT_MAX_CONCURRENT_PER_USER": str(max(16, self.args.concurrency)),
-                  "EXPORT_POOL_MAX_SIZE": str(max(24, self.args.concurrency + 8))}
-        return servers.server_env({"DATABASE_URL": dataset.url, "EXPORT_JWT_SECRET": secret,
-                                   **limits, **dict(self.args.server_env)})
+        limits = {
+            "EXPORT_MAX_CONCURRENT": str(max(16, self.args.concurrency)),
+            "EXPORT_MAX_CONCURRENT_PER_USER": str(max(16, self.args.concurrency)),
+            "EXPORT_POOL_MAX_SIZE": str(max(24, self.args.concurrency + 8)),
+        }
+        return servers.server_env(
+            {
+                "DATABASE_URL": dataset.url,
+                "EXPORT_JWT_SECRET": secret,
+                **limits,
+                **dict(self.args.server_env),
+            }
+        )
 
     def export_once(self, dataset: datasets.Dataset, path: str) -> Sample:
         """One export from a fresh server, with that server's peak RSS."""
@@ -149,8 +186,9 @@ class Bench:
                 sample.peak_rss_mb = server.peak_rss_mb()
             return sample
         secret = secrets.token_urlsafe(36)  # 48 characters
-        with servers.running("service", servers.service_command,
-                             self.service_env(dataset, secret), self.logs) as server:
+        with servers.running(
+            "service", servers.service_command, self.service_env(dataset, secret), self.logs
+        ) as server:
             token = issue_token(secret, dataset.admin_id)
             cold = measure.run_warm_up(server.url, [path], token)
             sample = measure.run_download(server.url, path, token, dataset.rows)
@@ -161,8 +199,11 @@ class Bench:
         return sample
 
     def measure_size(self, rows: int) -> SizeResult:
-        dataset = asyncio.run(asyncio.wait_for(datasets.prepare(self.server_url, rows),
-                                               datasets.prepare_timeout(rows)))
+        dataset = asyncio.run(
+            asyncio.wait_for(
+                datasets.prepare(self.server_url, rows), datasets.prepare_timeout(rows)
+            )
+        )
         self.prepared[rows] = dataset
         how = "reused" if dataset.reused else "seeded"
         _log(f"{dataset.name}: {how} in {dataset.prepare_seconds:.1f} s")
@@ -183,8 +224,10 @@ class Bench:
         if self.args.skip_naive:
             size.notes.append(f"{rows:,} rows: naive skipped (--skip-naive)")
         elif rows > NAIVE_MAX_ROWS:
-            size.notes.append(f"{rows:,} rows: naive skipped above {NAIVE_MAX_ROWS:,} rows "
-                              "(it needs ~2.6 GB per million rows)")
+            size.notes.append(
+                f"{rows:,} rows: naive skipped above {NAIVE_MAX_ROWS:,} rows "
+                "(it needs ~2.6 GB per million rows)"
+            )
         else:
             for i in range(1, repeat + 1):
                 record(self.export_once(dataset, NAIVE), i)
@@ -192,11 +235,15 @@ class Bench:
             _log(f"{rows:>10,}  openpyxl write-only: fetching, then writing...")
             size.openpyxl = references.run_openpyxl(dataset.url)
             o = size.openpyxl
-            _log(f"{rows:>10,}  openpyxl: {o.seconds:.2f} s, {o.rows_per_s:,.0f} rows/s"
-                 f"{'' if o.lxml else ' (without lxml)'}")
+            _log(
+                f"{rows:>10,}  openpyxl: {o.seconds:.2f} s, {o.rows_per_s:,.0f} rows/s"
+                f"{'' if o.lxml else ' (without lxml)'}"
+            )
         else:
-            size.notes.append(f"{rows:,} rows: openpyxl not run above {OPENPYXL_MAX_ROWS:,} "
-                              "rows (it is slow); see the largest size it ran")
+            size.notes.append(
+                f"{rows:,} rows: openpyxl not run above {OPENPYXL_MAX_ROWS:,} "
+                "rows (it is slow); see the largest size it ran"
+            )
         return size
 
     def measure_keyset(self) -> None:
@@ -211,8 +258,10 @@ class Bench:
     def measure_concurrency(self) -> None:
         rows = CONCURRENCY_ROWS if CONCURRENCY_ROWS in self.prepared else min(self.prepared)
         if rows != CONCURRENCY_ROWS:
-            self.run.notes.append(f"concurrency measured on {rows:,} rows "
-                                  f"(no {CONCURRENCY_ROWS:,}-row dataset in this run)")
+            self.run.notes.append(
+                f"concurrency measured on {rows:,} rows "
+                f"(no {CONCURRENCY_ROWS:,}-row dataset in this run)"
+            )
         dataset = self.prepared[rows]
         formats: list[str] = self.args.formats
         paths = [formats[i % len(formats)] for i in range(self.args.concurrency)]
@@ -221,8 +270,9 @@ class Bench:
             mode = "parallel" if parallel else "sequential"
             _log(f"{rows:>10,}  concurrency: {len(paths)} downloads, {mode}...")
             secret = secrets.token_urlsafe(36)
-            with servers.running("service", servers.service_command,
-                                 self.service_env(dataset, secret), self.logs) as server:
+            with servers.running(
+                "service", servers.service_command, self.service_env(dataset, secret), self.logs
+            ) as server:
                 token = issue_token(secret, dataset.admin_id)
                 measure.run_warm_up(server.url, formats, token)
                 samples, wall = measure.run_batch(server.url, paths, token, rows, parallel)
@@ -233,10 +283,14 @@ class Bench:
             _log(f"  {wall:.2f} s, {batch.rows_per_s:,.0f} rows/s, {batch.errors} errors")
             batches.append(batch)
         parallel_batch, sequential_batch = batches
-        ratio = (parallel_batch.rows_per_s / sequential_batch.rows_per_s
-                 if sequential_batch.rows_per_s else None)
-        self.run.concurrency = ConcurrencyResult(rows, len(paths), formats, parallel_batch,
-                                                 sequential_batch, ratio)
+        ratio = (
+            parallel_batch.rows_per_s / sequential_batch.rows_per_s
+            if sequential_batch.rows_per_s
+            else None
+        )
+        self.run.concurrency = ConcurrencyResult(
+            rows, len(paths), formats, parallel_batch, sequential_batch, ratio
+        )
 
     def measure_all(self) -> None:
         for rows in self.args.rows:
@@ -250,15 +304,18 @@ class Bench:
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     options = {k: v for k, v in vars(args).items() if k != "server_env"}
-    options["server_env"] = {k: "***" if "SECRET" in k or "PASSWORD" in k else v
-                             for k, v in args.server_env}
+    options["server_env"] = {
+        k: "***" if "SECRET" in k or "PASSWORD" in k else v for k, v in args.server_env
+    }
     return options
 
 
 def _stop_on_sigterm() -> None:
     """Turn SIGTERM into an exception, so that every server is stopped on the way out."""
+
     def handler(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)
+
     signal.signal(signal.SIGTERM, handler)
 
 
@@ -268,8 +325,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _stop_on_sigterm()
     started_at = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     status = 0
-    with tempfile.TemporaryDirectory(prefix="learner-export-bench-") as logs, \
-            datasets.database_server() as (server_url, kind):
+    with (
+        tempfile.TemporaryDirectory(prefix="learner-export-bench-") as logs,
+        datasets.database_server() as (server_url, kind),
+    ):
         version = asyncio.run(_postgres_version(server_url))
         machine = report.machine_info(version, f"{kind}: {datasets.redact(server_url)}")
         run = RunResult(started_at, _options(args), machine)
@@ -283,8 +342,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             run.finished_at = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             run.machine["load_average_at_end"] = report.load_average()
             if report.code_fingerprint() != run.machine["code_fingerprint"]:
-                run.notes.append("service/ or sql/ changed during the run: its figures may mix "
-                                 "two versions of the code")
+                run.notes.append(
+                    "service/ or sql/ changed during the run: its figures may mix "
+                    "two versions of the code"
+                )
             for size in run.sizes:
                 size.summarize()
     if targets is not None:

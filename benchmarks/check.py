@@ -40,6 +40,7 @@ def _vs_copy(path: str) -> Callable[[RunResult], Measured]:
         if size is None or summary is None or summary.vs_copy is None:
             return None, f"{path} or COPY not measured"
         return summary.vs_copy, f"at {size.rows:,} rows"
+
     return measure
 
 
@@ -51,13 +52,19 @@ def _xlsx_vs_openpyxl(run: RunResult) -> Measured:
         return None, "xlsx or openpyxl not measured"
     ref = max(ran, key=lambda s: s.rows)
     assert ref.openpyxl is not None
-    return (xlsx.rows_per_s / ref.openpyxl.rows_per_s,
-            f"xlsx at {size.rows:,} rows, openpyxl at {ref.rows:,}")
+    return (
+        xlsx.rows_per_s / ref.openpyxl.rows_per_s,
+        f"xlsx at {size.rows:,} rows, openpyxl at {ref.rows:,}",
+    )
 
 
 def _ttfb_max(run: RunResult) -> Measured:
-    found = [(s.summaries[p].ttfb_ms, p, s.rows) for s in run.sizes for p in SERVICE_PATHS
-             if p in s.summaries and s.summaries[p].ttfb_ms is not None]
+    found = [
+        (s.summaries[p].ttfb_ms, p, s.rows)
+        for s in run.sizes
+        for p in SERVICE_PATHS
+        if p in s.summaries and s.summaries[p].ttfb_ms is not None
+    ]
     if not found:
         return None, "no format measured"
     value, path, rows = max(found, key=lambda t: t[0] or 0.0)
@@ -67,12 +74,16 @@ def _ttfb_max(run: RunResult) -> Measured:
 def _rss_max(paths: tuple[str, ...]) -> Callable[[RunResult], Measured]:
     def measure(run: RunResult) -> Measured:
         size = _largest(run)
-        found = [(size.summaries[p].peak_rss_mb, p) for p in paths
-                 if size and p in size.summaries and size.summaries[p].peak_rss_mb is not None]
+        found = [
+            (size.summaries[p].peak_rss_mb, p)
+            for p in paths
+            if size and p in size.summaries and size.summaries[p].peak_rss_mb is not None
+        ]
         if size is None or not found:
             return None, "no format measured"
         value, path = max(found, key=lambda t: t[0] or 0.0)
         return value, f"{path} at {size.rows:,} rows"
+
     return measure
 
 
@@ -161,6 +172,7 @@ def evaluate(run: RunResult, targets: dict[str, dict[str, Any]]) -> list[TargetR
             status = "PASS"
         else:
             status = "MISS"
-        results.append(TargetResult(name, str(target.get("what", "")), bound, limit, value,
-                                    status, note))
+        results.append(
+            TargetResult(name, str(target.get("what", "")), bound, limit, value, status, note)
+        )
     return results

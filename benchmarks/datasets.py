@@ -19,9 +19,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from service import db
-from service.config import Settings
-from service.embedded import EmbeddedPostgres
+from learner_export import db, sql
+from learner_export.config import Settings
+from learner_export.demo import seed as demo
+from learner_export.demo.embedded import EmbeddedPostgres
 
 DB_PREFIX = "learner_export_bench"
 CLIENTS = 25
@@ -76,11 +77,15 @@ def database_name(rows: int) -> str:
 
 def fingerprint(settings: Settings, rows: int) -> str:
     digest = hashlib.sha256(f"rows={rows} clients={CLIENTS} seed={SEED}\n".encode())
-    sql = settings.sql_dir
-    scripts = [sql / "sample" / "schema.sql", *db.migration_files(sql), sql / db.SAMPLE_ADAPTER,
-               sql / "lockdown.sql", sql / "sample" / "demo_data.sql"]
-    for path in scripts:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    scripts = [
+        sql.SAMPLE_SCHEMA,
+        *sql.migration_files(),
+        sql.SAMPLE_ADAPTER,
+        sql.LOCKDOWN,
+        sql.DEMO_DATA,
+    ]
+    for resource in scripts:
+        digest.update(resource.name.encode() + b"\0" + resource.read_bytes() + b"\0")
     return COMMENT_PREFIX + digest.hexdigest()[:32]
 
 
@@ -89,24 +94,27 @@ async def _holds(settings: Settings, url: str, rows: int) -> str | None:
     conn = await db.connect(settings, url)
     try:
         if not await conn.fetchval(
-                f"SELECT to_regclass('{db.SCHEMA}.schema_migrations') IS NOT NULL"):
+            f"SELECT to_regclass('{db.SCHEMA}.schema_migrations') IS NOT NULL"
+        ):
             return None
-        applied = {r["name"] for r in await conn.fetch(
-            f"SELECT name FROM {db.SCHEMA}.schema_migrations")}
+        applied = {
+            r["name"] for r in await conn.fetch(f"SELECT name FROM {db.SCHEMA}.schema_migrations")
+        }
         # The adapter's record is named "adapter"; its text is in the fingerprint.
-        if applied - {"adapter"} != {p.name for p in db.migration_files(settings.sql_dir)}:
+        if applied - {"adapter"} != {r.name for r in sql.migration_files()}:
             return None
         if await conn.fetchval("SELECT count(*) FROM public.learners") != rows:
             return None
         admin: str | None = await conn.fetchval(
-            "SELECT id FROM public.profiles WHERE role = 'Admin' ORDER BY created_at, id LIMIT 1")
-        return admin or str(await db.ensure_profile(conn, "Admin"))
+            "SELECT id FROM public.profiles WHERE role = 'Admin' ORDER BY created_at, id LIMIT 1"
+        )
+        return admin or str(await demo.ensure_profile(conn, "Admin"))
     finally:
         await conn.close()
 
 
 async def _seed(settings: Settings, url: str, rows: int) -> str:
-    return await db.prepare_demo(url, settings, learners=rows, clients=CLIENTS, data_seed=SEED)
+    return await demo.prepare_demo(url, settings, learners=rows, clients=CLIENTS, data_seed=SEED)
 
 
 async def prepare(server_url: str, rows: int) -> Dataset:
@@ -120,7 +128,9 @@ async def prepare(server_url: str, rows: int) -> Dataset:
     try:
         found = await admin.fetchrow(
             "SELECT shobj_description(oid, 'pg_database') AS comment"
-            " FROM pg_catalog.pg_database WHERE datname = $1", name)
+            " FROM pg_catalog.pg_database WHERE datname = $1",
+            name,
+        )
         if found is not None and found["comment"] == want:
             admin_id = await _holds(settings, url, rows)
             if admin_id is not None:

@@ -55,8 +55,9 @@ async def fetch(url: str, token: str | None) -> Transfer:
     if token:
         headers["Authorization"] = f"Bearer {token}"
     # No proxy from the environment: the servers are on loopback.
-    async with httpx.AsyncClient(timeout=httpx.Timeout(READ_TIMEOUT, connect=5.0),
-                                 trust_env=False) as client:
+    async with httpx.AsyncClient(
+        timeout=httpx.Timeout(READ_TIMEOUT, connect=5.0), trust_env=False
+    ) as client:
         started = time.perf_counter()
         first: float | None = None
         size = newlines = 0
@@ -68,14 +69,22 @@ async def fetch(url: str, token: str | None) -> Transfer:
                 if first is None:
                     first = time.perf_counter()
                 if len(head) < _EDGE:
-                    head += chunk[:_EDGE - len(head)]
+                    head += chunk[: _EDGE - len(head)]
                 tail = chunk[-_EDGE:] if len(chunk) >= _EDGE else (tail + chunk)[-_EDGE:]
                 size += len(chunk)
                 newlines += chunk.count(b"\n")
             ended = time.perf_counter()
     ttfb = None if first is None else (first - started) * 1000
-    return Transfer(response.status_code, size, ended - started, ttfb, newlines, head, tail,
-                    response.headers.get("content-encoding"))
+    return Transfer(
+        response.status_code,
+        size,
+        ended - started,
+        ttfb,
+        newlines,
+        head,
+        tail,
+        response.headers.get("content-encoding"),
+    )
 
 
 def problem(path: str, transfer: Transfer, rows: int) -> str | None:
@@ -120,10 +129,17 @@ async def download(base_url: str, path: str, token: str | None, rows: int) -> Sa
         async with asyncio.timeout(download_timeout(rows)):
             transfer = await fetch(f"{base_url}{EXPORT_PATH}{query}", token)
     except (httpx.HTTPError, TimeoutError) as exc:
-        return Sample(path, rows, 0, time.perf_counter() - started, None,
-                      error=f"{type(exc).__name__}: {exc}")
-    return Sample(path, rows, transfer.size, transfer.seconds, transfer.ttfb_ms,
-                  error=problem(path, transfer, rows))
+        return Sample(
+            path, rows, 0, time.perf_counter() - started, None, error=f"{type(exc).__name__}: {exc}"
+        )
+    return Sample(
+        path,
+        rows,
+        transfer.size,
+        transfer.seconds,
+        transfer.ttfb_ms,
+        error=problem(path, transfer, rows),
+    )
 
 
 async def warm_up(base_url: str, paths: Sequence[str], token: str) -> float | None:
@@ -137,8 +153,10 @@ async def warm_up(base_url: str, paths: Sequence[str], token: str) -> float | No
         async with asyncio.timeout(WARM_UP_TIMEOUT):
             transfer = await fetch(f"{base_url}{EXPORT_PATH}?format={path}&limit=1", token)
         if transfer.status != 200:
-            raise RuntimeError(f"warm-up export ({path}) failed: HTTP {transfer.status}: "
-                               f"{transfer.head[:200].decode(errors='replace')}")
+            raise RuntimeError(
+                f"warm-up export ({path}) failed: HTTP {transfer.status}: "
+                f"{transfer.head[:200].decode(errors='replace')}"
+            )
         if cold is None:
             cold = transfer.ttfb_ms
     return cold
@@ -148,8 +166,9 @@ def run_warm_up(base_url: str, paths: Sequence[str], token: str) -> float | None
     return asyncio.run(warm_up(base_url, paths, token))
 
 
-async def _batch(base_url: str, paths: Sequence[str], token: str, rows: int, parallel: bool
-                 ) -> tuple[list[Sample], float]:
+async def _batch(
+    base_url: str, paths: Sequence[str], token: str, rows: int, parallel: bool
+) -> tuple[list[Sample], float]:
     started = time.perf_counter()
     if parallel:
         samples = list(await asyncio.gather(*(download(base_url, p, token, rows) for p in paths)))
@@ -158,19 +177,28 @@ async def _batch(base_url: str, paths: Sequence[str], token: str, rows: int, par
     return samples, time.perf_counter() - started
 
 
-def batch_result(mode: str, samples: list[Sample], wall: float, peak_rss: float | None
-                 ) -> BatchResult:
+def batch_result(
+    mode: str, samples: list[Sample], wall: float, peak_rss: float | None
+) -> BatchResult:
     ok = [s for s in samples if s.error is None]
     ttfbs = [s.ttfb_ms for s in ok if s.ttfb_ms is not None]
     done = sum(s.rows for s in ok)
-    return BatchResult(mode=mode, wall_seconds=wall, rows=done,
-                       rows_per_s=done / wall if wall > 0 else 0.0,
-                       ttfb_p50_ms=percentile(ttfbs, 50), ttfb_p99_ms=percentile(ttfbs, 99),
-                       peak_rss_mb=peak_rss, errors=len(samples) - len(ok), samples=samples)
+    return BatchResult(
+        mode=mode,
+        wall_seconds=wall,
+        rows=done,
+        rows_per_s=done / wall if wall > 0 else 0.0,
+        ttfb_p50_ms=percentile(ttfbs, 50),
+        ttfb_p99_ms=percentile(ttfbs, 99),
+        peak_rss_mb=peak_rss,
+        errors=len(samples) - len(ok),
+        samples=samples,
+    )
 
 
-def run_batch(base_url: str, paths: Sequence[str], token: str, rows: int, parallel: bool
-              ) -> tuple[list[Sample], float]:
+def run_batch(
+    base_url: str, paths: Sequence[str], token: str, rows: int, parallel: bool
+) -> tuple[list[Sample], float]:
     return asyncio.run(_batch(base_url, paths, token, rows, parallel))
 
 

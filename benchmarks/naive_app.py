@@ -23,8 +23,9 @@ def create_app(dsn: str | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Read when the server starts, not when the module is imported.
-        app.state.pool = await asyncpg.create_pool(dsn or os.environ["DATABASE_URL"],
-                                                   min_size=0, max_size=4)
+        app.state.pool = await asyncpg.create_pool(
+            dsn or os.environ["DATABASE_URL"], min_size=0, max_size=4
+        )
         try:
             yield
         finally:

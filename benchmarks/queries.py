@@ -14,13 +14,26 @@ from __future__ import annotations
 # The columns of the sample adapter's page function (sql/adapters/sample.sql), in its order.
 # Written out rather than learned from the database: the suite measures that adapter.
 EXPORT_COLUMNS: tuple[str, ...] = (
-    "learner_id", "full_name", "email", "phone", "client_id", "client_name", "created_at",
-    "last_login_at", "is_active", "job_readiness_tier", "job_readiness_stars", "modules_total",
-    "modules_completed", "progress_percent", "notes",
+    "learner_id",
+    "full_name",
+    "email",
+    "phone",
+    "client_id",
+    "client_name",
+    "created_at",
+    "last_login_at",
+    "is_active",
+    "job_readiness_tier",
+    "job_readiness_stars",
+    "modules_total",
+    "modules_completed",
+    "progress_percent",
+    "notes",
 )
 # The text columns among them (the rest are uuids, timestamps, booleans and numbers).
-TEXT_COLUMNS = frozenset({"full_name", "email", "phone", "client_name", "job_readiness_tier",
-                          "notes"})
+TEXT_COLUMNS = frozenset(
+    {"full_name", "email", "phone", "client_name", "job_readiness_tier", "notes"}
+)
 TIMESTAMP_COLUMNS = frozenset({"created_at", "last_login_at"})
 
 EXPORT_SQL = """

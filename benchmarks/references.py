@@ -23,8 +23,8 @@ import asyncpg
 
 from benchmarks.queries import EXPORT_COLUMNS, EXPORT_SQL, TEXT_COLUMNS, TIMESTAMP_COLUMNS
 from benchmarks.results import COPY, KeysetResult, OpenpyxlResult, PlanSummary, Sample
-from service import db
-from service.config import Settings
+from learner_export import db
+from learner_export.config import Settings
 
 COPY_HEADER = (",".join(EXPORT_COLUMNS) + "\n").encode()
 KEYSET_INDEX = "learners_export_keyset"
@@ -34,11 +34,14 @@ PAGE_SQL = f"SELECT * FROM learner_export.{EXPORT_FUNCTION}($1, $2, $3, $4, $5, 
 # Text that a spreadsheet would take for a formula; the reference writes it with a leading '.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # What LearnerExport.open() sets for its transaction; pages are timed under the same settings.
-EXPORT_TRANSACTION_SETTINGS = ("SELECT set_config('max_parallel_workers_per_gather', '0', true),"
-                               " set_config('jit', 'off', true)")
+EXPORT_TRANSACTION_SETTINGS = (
+    "SELECT set_config('max_parallel_workers_per_gather', '0', true),"
+    " set_config('jit', 'off', true)"
+)
 
 
 # --- COPY -----------------------------------------------------------------------------------
+
 
 async def copy_sample(url: str, rows: int) -> Sample:
     """COPY (<export query>) TO STDOUT as CSV with a header, counted by an output callback."""
@@ -52,7 +55,7 @@ async def copy_sample(url: str, rows: int) -> Sample:
         if first is None:
             first = time.perf_counter()
         if len(head) < len(COPY_HEADER):
-            head += bytes(chunk[:len(COPY_HEADER) - len(head)])
+            head += bytes(chunk[: len(COPY_HEADER) - len(head)])
         size += len(chunk)
 
     try:
@@ -72,6 +75,7 @@ def run_copy(url: str, rows: int, timeout: float) -> Sample:
 
 # --- openpyxl -------------------------------------------------------------------------------
 
+
 def _openpyxl_cells() -> list[Callable[[Any], Any]]:
     """Per column, what openpyxl needs: naive UTC datetimes, XML-legal text, formulas as text."""
     from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
@@ -88,8 +92,10 @@ def _openpyxl_cells() -> list[Callable[[Any], Any]]:
     def same(value: Any) -> Any:
         return value
 
-    return [text if c in TEXT_COLUMNS else timestamp if c in TIMESTAMP_COLUMNS else same
-            for c in EXPORT_COLUMNS]
+    return [
+        text if c in TEXT_COLUMNS else timestamp if c in TIMESTAMP_COLUMNS else same
+        for c in EXPORT_COLUMNS
+    ]
 
 
 async def fetch_all(url: str) -> list[asyncpg.Record]:
@@ -117,8 +123,13 @@ def openpyxl_write(rows: Sequence[Sequence[Any]]) -> OpenpyxlResult:
         workbook.save(path)
         seconds = time.perf_counter() - started
         size = path.stat().st_size
-    return OpenpyxlResult(rows=len(rows), seconds=seconds, rows_per_s=len(rows) / seconds,
-                          bytes=size, lxml=importlib.util.find_spec("lxml") is not None)
+    return OpenpyxlResult(
+        rows=len(rows),
+        seconds=seconds,
+        rows_per_s=len(rows) / seconds,
+        bytes=size,
+        lxml=importlib.util.find_spec("lxml") is not None,
+    )
 
 
 def run_openpyxl(url: str) -> OpenpyxlResult:
@@ -127,6 +138,7 @@ def run_openpyxl(url: str) -> OpenpyxlResult:
 
 
 # --- keyset pages ---------------------------------------------------------------------------
+
 
 def _walk(node: dict[str, Any]) -> list[dict[str, Any]]:
     found = [node]
@@ -168,11 +180,15 @@ def summarize_plan(source: str, explained: dict[str, Any]) -> PlanSummary:
     return PlanSummary(
         source=source,
         nodes=[_label(n) for n in nodes],
-        function_scan=any(n.get("Node Type") == "Function Scan"
-                          and n.get("Function Name") == EXPORT_FUNCTION for n in nodes),
+        function_scan=any(
+            n.get("Node Type") == "Function Scan" and n.get("Function Name") == EXPORT_FUNCTION
+            for n in nodes
+        ),
         sort_on_learners=any(_reads_learners(s, through_limit=False) for s in sorts),
-        page_sort=any(_reads_learners(s, through_limit=True)
-                      and not _reads_learners(s, through_limit=False) for s in sorts),
+        page_sort=any(
+            _reads_learners(s, through_limit=True) and not _reads_learners(s, through_limit=False)
+            for s in sorts
+        ),
         keyset_index_used=any(n.get("Index Name") == KEYSET_INDEX for n in nodes),
         execution_ms=explained.get("Execution Time"),
         plan=explained,
@@ -202,7 +218,8 @@ async def _nested_plans(url: str, sql: str, args: Sequence[Any]) -> list[dict[st
         await conn.execute(
             "SET auto_explain.log_min_duration = 0; SET auto_explain.log_analyze = on;"
             " SET auto_explain.log_verbose = on; SET auto_explain.log_nested_statements = on;"
-            " SET auto_explain.log_format = json; SET client_min_messages = log")
+            " SET auto_explain.log_format = json; SET client_min_messages = log"
+        )
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             await conn.execute(EXPORT_TRANSACTION_SETTINGS)
             messages.clear()
@@ -211,12 +228,14 @@ async def _nested_plans(url: str, sql: str, args: Sequence[Any]) -> list[dict[st
             await asyncio.sleep(0)
     finally:
         await conn.close()
-    return [p for p in _auto_explain_plans(messages)
-            if any(n.get("Relation Name") == "learners" for n in _walk(p["Plan"]))]
+    return [
+        p
+        for p in _auto_explain_plans(messages)
+        if any(n.get("Relation Name") == "learners" for n in _walk(p["Plan"]))
+    ]
 
 
-async def keyset_cost(url: str, caller: str, page_size: int = 5000, runs: int = 5
-                      ) -> KeysetResult:
+async def keyset_cost(url: str, caller: str, page_size: int = 5000, runs: int = 5) -> KeysetResult:
     """Median time of the first and of the last page, and what their plans show."""
     conn = await db.connect(Settings(), url)
     notes: list[str] = []
@@ -224,12 +243,22 @@ async def keyset_cost(url: str, caller: str, page_size: int = 5000, runs: int = 
         total = int(await conn.fetchval("SELECT count(*) FROM public.learners"))
         cursor = await conn.fetchrow(
             "SELECT created_at, id FROM public.learners"
-            " ORDER BY created_at DESC, id DESC OFFSET $1 LIMIT 1", page_size)
+            " ORDER BY created_at DESC, id DESC OFFSET $1 LIMIT 1",
+            page_size,
+        )
         if cursor is None:
             raise RuntimeError(f"{total} learners: too few for a last page of {page_size}")
         first_args: tuple[Any, ...] = (caller, None, None, None, None, None, None, page_size)
-        last_args: tuple[Any, ...] = (caller, None, None, None, None, cursor["created_at"],
-                                      cursor["id"], page_size)
+        last_args: tuple[Any, ...] = (
+            caller,
+            None,
+            None,
+            None,
+            None,
+            cursor["created_at"],
+            cursor["id"],
+            page_size,
+        )
 
         async def timed(args: tuple[Any, ...]) -> float:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -254,28 +283,41 @@ async def keyset_cost(url: str, caller: str, page_size: int = 5000, runs: int = 
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 await conn.execute(EXPORT_TRANSACTION_SETTINGS)
                 text = await conn.fetchval(
-                    "EXPLAIN (ANALYZE, VERBOSE, FORMAT JSON) " + PAGE_SQL, *args)
+                    "EXPLAIN (ANALYZE, VERBOSE, FORMAT JSON) " + PAGE_SQL, *args
+                )
             plans.append(summarize_plan(f"EXPLAIN, {name}", json.loads(text)[0]))
     finally:
         await conn.close()
 
     if any(p.function_scan for p in plans):
-        notes.append(f"{EXPORT_FUNCTION}() is not inlined: EXPLAIN shows a Function Scan "
-                     "(SECURITY DEFINER or a SET clause prevents inlining)")
+        notes.append(
+            f"{EXPORT_FUNCTION}() is not inlined: EXPLAIN shows a Function Scan "
+            "(SECURITY DEFINER or a SET clause prevents inlining)"
+        )
         for name, args in (("first page", first_args), ("last page", last_args)):
             try:
                 nested = await _nested_plans(url, PAGE_SQL, args)
             except asyncpg.PostgresError as exc:
                 notes.append(f"no plan from inside the function ({name}): {exc}")
                 continue
-            plans += [summarize_plan(f"auto_explain inside the function, {name}", p)
-                      for p in nested]
+            plans += [
+                summarize_plan(f"auto_explain inside the function, {name}", p) for p in nested
+            ]
 
     first = statistics.median(first_ms)
     last = statistics.median(last_ms)
-    return KeysetResult(rows=total, page_size=page_size, runs=runs, first_ms=first_ms,
-                        last_ms=last_ms, first_median_ms=first, last_median_ms=last,
-                        ratio=last / first, plans=plans, notes=notes)
+    return KeysetResult(
+        rows=total,
+        page_size=page_size,
+        runs=runs,
+        first_ms=first_ms,
+        last_ms=last_ms,
+        first_median_ms=first,
+        last_median_ms=last,
+        ratio=last / first,
+        plans=plans,
+        notes=notes,
+    )
 
 
 def plan_facts(result: KeysetResult) -> tuple[bool | None, bool | None]:
@@ -283,8 +325,7 @@ def plan_facts(result: KeysetResult) -> tuple[bool | None, bool | None]:
     showing = [p for p in result.plans if any(n.endswith(" on learners") for n in p.nodes)]
     if not showing:
         return None, None
-    return (any(p.sort_on_learners for p in showing),
-            all(p.keyset_index_used for p in showing))
+    return (any(p.sort_on_learners for p in showing), all(p.keyset_index_used for p in showing))
 
 
 def run_keyset(url: str, caller: str, timeout: float = 300.0) -> KeysetResult:

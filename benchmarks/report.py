@@ -35,13 +35,35 @@ if TYPE_CHECKING:
 
 RESULTS_DIR = Path(__file__).with_name("results")
 PATH_ORDER = (COPY, *SERVICE_PATHS, NAIVE)
-PACKAGES = ("asyncpg", "orjson", "fastapi", "starlette", "uvicorn", "uvloop", "httptools",
-            "httpx", "openpyxl", "lxml", "pyarrow")
-HEADERS = ("rows", "path", "seconds", "rows/s", "MB/s", "TTFB ms", "cold TTFB ms", "peak RSS MB",
-           "vs COPY", "runs")
+PACKAGES = (
+    "asyncpg",
+    "orjson",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "httpx",
+    "openpyxl",
+    "lxml",
+    "pyarrow",
+)
+HEADERS = (
+    "rows",
+    "path",
+    "seconds",
+    "rows/s",
+    "MB/s",
+    "TTFB ms",
+    "cold TTFB ms",
+    "peak RSS MB",
+    "vs COPY",
+    "runs",
+)
 
 
 # --- machine --------------------------------------------------------------------------------
+
 
 def _proc_field(path: str, key: str) -> str | None:
     try:
@@ -56,8 +78,14 @@ def _proc_field(path: str, key: str) -> str | None:
 
 def _git(*args: str) -> str | None:
     try:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                              cwd=Path(__file__).resolve().parent.parent, check=True)
+        done = subprocess.run(
+            ["git", *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent.parent,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip()
@@ -108,14 +136,25 @@ def machine_info(postgres_version: str, database: str) -> dict[str, Any]:
 
 # --- formatting -----------------------------------------------------------------------------
 
+
 def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def _summary_row(rows: int, s: Summary) -> list[str]:
     runs = f"{s.runs}" if not s.errors else f"{s.runs} ({s.errors} failed)"
-    return [f"{rows:,}", s.path, _num(s.seconds, 3), _num(s.rows_per_s, 0), _num(s.mb_per_s),
-            _num(s.ttfb_ms), _num(s.cold_ttfb_ms), _num(s.peak_rss_mb), _num(s.vs_copy, 2), runs]
+    return [
+        f"{rows:,}",
+        s.path,
+        _num(s.seconds, 3),
+        _num(s.rows_per_s, 0),
+        _num(s.mb_per_s),
+        _num(s.ttfb_ms),
+        _num(s.cold_ttfb_ms),
+        _num(s.peak_rss_mb),
+        _num(s.vs_copy, 2),
+        runs,
+    ]
 
 
 def table_rows(run: RunResult) -> list[list[str]]:
@@ -126,17 +165,32 @@ def table_rows(run: RunResult) -> list[list[str]]:
                 out.append(_summary_row(size.rows, size.summaries[path]))
         o = size.openpyxl
         if o is not None:
-            out.append([f"{size.rows:,}", OPENPYXL + " (write only)", _num(o.seconds, 3),
-                        _num(o.rows_per_s, 0), _num(o.bytes / 1e6 / o.seconds), "-", "-", "-",
-                        "-", "1"])
+            out.append(
+                [
+                    f"{size.rows:,}",
+                    OPENPYXL + " (write only)",
+                    _num(o.seconds, 3),
+                    _num(o.rows_per_s, 0),
+                    _num(o.bytes / 1e6 / o.seconds),
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "1",
+                ]
+            )
     return out
 
 
 def _text_table(headers: tuple[str, ...] | list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [list(headers), *rows]) for i in range(len(headers))]
+
     def line(cells: list[str] | tuple[str, ...]) -> str:
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        return "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
@@ -151,15 +205,19 @@ def _keyset_lines(run: RunResult) -> list[str]:
     k = run.keyset
     if k is None:
         return []
-    lines = [f"Keyset pages ({k.rows:,} rows, {k.page_size:,} a page, median of {k.runs}): "
-             f"first {k.first_median_ms:.1f} ms, last {k.last_median_ms:.1f} ms, "
-             f"last/first {k.ratio:.2f}"]
+    lines = [
+        f"Keyset pages ({k.rows:,} rows, {k.page_size:,} a page, median of {k.runs}): "
+        f"first {k.first_median_ms:.1f} ms, last {k.last_median_ms:.1f} ms, "
+        f"last/first {k.ratio:.2f}"
+    ]
     for p in k.plans:
         execution = "" if p.execution_ms is None else f", {p.execution_ms:.1f} ms"
-        lines.append(f"  plan ({p.source}{execution}): sort on learners: "
-                     f"{'YES' if p.sort_on_learners else 'no'}, page sort: "
-                     f"{'yes' if p.page_sort else 'no'}, learners_export_keyset: "
-                     f"{'yes' if p.keyset_index_used else 'NO'}; " + " > ".join(p.nodes[:8]))
+        lines.append(
+            f"  plan ({p.source}{execution}): sort on learners: "
+            f"{'YES' if p.sort_on_learners else 'no'}, page sort: "
+            f"{'yes' if p.page_sort else 'no'}, learners_export_keyset: "
+            f"{'yes' if p.keyset_index_used else 'NO'}; " + " > ".join(p.nodes[:8])
+        )
     lines += [f"  note: {n}" for n in k.notes]
     return lines
 
@@ -168,27 +226,55 @@ def _concurrency_rows(run: RunResult) -> list[list[str]]:
     c = run.concurrency
     if c is None:
         return []
-    return [[b.mode, f"{c.downloads}", _num(b.wall_seconds, 2), _num(b.rows_per_s, 0),
-             _num(b.ttfb_p50_ms), _num(b.ttfb_p99_ms), _num(b.peak_rss_mb), f"{b.errors}"]
-            for b in (c.parallel, c.sequential)]
+    return [
+        [
+            b.mode,
+            f"{c.downloads}",
+            _num(b.wall_seconds, 2),
+            _num(b.rows_per_s, 0),
+            _num(b.ttfb_p50_ms),
+            _num(b.ttfb_p99_ms),
+            _num(b.peak_rss_mb),
+            f"{b.errors}",
+        ]
+        for b in (c.parallel, c.sequential)
+    ]
 
 
-CONCURRENCY_HEADERS = ("mode", "downloads", "wall s", "rows/s", "TTFB p50 ms", "TTFB p99 ms",
-                       "peak RSS MB", "errors")
+CONCURRENCY_HEADERS = (
+    "mode",
+    "downloads",
+    "wall s",
+    "rows/s",
+    "TTFB p50 ms",
+    "TTFB p99 ms",
+    "peak RSS MB",
+    "errors",
+)
 TARGET_HEADERS = ("target", "bound", "measured", "status", "where")
 
 
 def _target_rows(run: RunResult) -> list[list[str]]:
-    return [[t.name, f"{'>=' if t.bound == 'min' else '<='} {t.limit:g}", _num(t.measured, 2),
-             t.status, t.note] for t in run.targets]
+    return [
+        [
+            t.name,
+            f"{'>=' if t.bound == 'min' else '<='} {t.limit:g}",
+            _num(t.measured, 2),
+            t.status,
+            t.note,
+        ]
+        for t in run.targets
+    ]
 
 
 def _concurrency_title(run: RunResult) -> str:
     c = run.concurrency
     assert c is not None
     ratio = "-" if c.ratio is None else f"{c.ratio:.2f}"
-    return (f"Concurrency: {c.downloads} downloads of {c.dataset_rows:,} rows "
-            f"({', '.join(c.formats)} in turn), parallel ÷ sequential rows/s = {ratio}")
+    return (
+        f"Concurrency: {c.downloads} downloads of {c.dataset_rows:,} rows "
+        f"({', '.join(c.formats)} in turn), parallel ÷ sequential rows/s = {ratio}"
+    )
 
 
 def text_report(run: RunResult) -> str:
@@ -197,11 +283,17 @@ def text_report(run: RunResult) -> str:
     parts += [f"note: {n}" for n in notes]
     parts += _keyset_lines(run)
     if run.concurrency is not None:
-        parts += ["", _concurrency_title(run),
-                  _text_table(CONCURRENCY_HEADERS, _concurrency_rows(run))]
+        parts += [
+            "",
+            _concurrency_title(run),
+            _text_table(CONCURRENCY_HEADERS, _concurrency_rows(run)),
+        ]
     if run.targets:
-        parts += ["", "Targets (benchmarks/targets.toml):",
-                  _text_table(TARGET_HEADERS, _target_rows(run))]
+        parts += [
+            "",
+            "Targets (benchmarks/targets.toml):",
+            _text_table(TARGET_HEADERS, _target_rows(run)),
+        ]
     return "\n".join(parts)
 
 
@@ -233,8 +325,14 @@ def markdown_report(run: RunResult) -> str:
         parts += ["", "## Keyset pages", "", keyset[0] + ".", ""]
         parts += [f"- {line.strip()}" for line in keyset[1:]]
     if run.concurrency is not None:
-        parts += ["", "## Concurrency", "", _concurrency_title(run) + ".", "",
-                  _md_table(CONCURRENCY_HEADERS, _concurrency_rows(run))]
+        parts += [
+            "",
+            "## Concurrency",
+            "",
+            _concurrency_title(run) + ".",
+            "",
+            _md_table(CONCURRENCY_HEADERS, _concurrency_rows(run)),
+        ]
     if run.targets:
         parts += ["", "## Targets", "", _md_table(TARGET_HEADERS, _target_rows(run))]
     return "\n".join(parts) + "\n"
@@ -243,8 +341,14 @@ def markdown_report(run: RunResult) -> str:
 # --- chart ----------------------------------------------------------------------------------
 
 # Names as a reader knows them; a line break keeps bar labels narrow, legends join the lines.
-LABELS = {COPY: "COPY\n(the limit)", "csv": "CSV", "jsonl": "JSON Lines", "xlsx": "XLSX",
-          NAIVE: "naive\n(in memory)", OPENPYXL: "openpyxl\nwrite-only"}
+LABELS = {
+    COPY: "COPY\n(the limit)",
+    "csv": "CSV",
+    "jsonl": "JSON Lines",
+    "xlsx": "XLSX",
+    NAIVE: "naive\n(in memory)",
+    OPENPYXL: "openpyxl\nwrite-only",
+}
 CHART_PATHS = (*PATH_ORDER, OPENPYXL)
 # What the service is measured against: dashed lines and hatched bars, the service's own solid.
 REFERENCES = (COPY, NAIVE, OPENPYXL)
@@ -268,11 +372,14 @@ class Panel:
 
 
 PANELS = (
-    Panel(f"Throughput ({TIMES} = share of COPY's)", "rows per second, seen by the client",
-          "rows_per_s", log_ok=False),
+    Panel(
+        f"Throughput ({TIMES} = share of COPY's)",
+        "rows per second, seen by the client",
+        "rows_per_s",
+        log_ok=False,
+    ),
     Panel("First byte (TTFB)", "time to first byte (ms)", "ttfb_ms"),
-    Panel("Server peak RSS (none for COPY)", "peak RSS of the export server (MiB)",
-          "peak_rss_mb"),
+    Panel("Server peak RSS (none for COPY)", "peak RSS of the export server (MiB)", "peak_rss_mb"),
 )
 
 
@@ -342,8 +449,7 @@ def _scale_y(ax: Axes, panel: Panel, values: list[float], bars: bool) -> None:
 
 
 def _style(path: str) -> dict[str, Any]:
-    return {"color": f"C{CHART_PATHS.index(path)}",
-            "label": LABELS[path].replace("\n", " ")}
+    return {"color": f"C{CHART_PATHS.index(path)}", "label": LABELS[path].replace("\n", " ")}
 
 
 def _draw_lines(run: RunResult, ax: Axes, panel: Panel) -> list[float]:
@@ -353,8 +459,13 @@ def _draw_lines(run: RunResult, ax: Axes, panel: Panel) -> list[float]:
     for path in CHART_PATHS:
         xs, ys = _series(run, path, panel.attr)
         if xs:
-            ax.plot(xs, ys, marker="x" if path == OPENPYXL else "o",
-                    linestyle="--" if path in REFERENCES else "-", **_style(path))
+            ax.plot(
+                xs,
+                ys,
+                marker="x" if path == OPENPYXL else "o",
+                linestyle="--" if path in REFERENCES else "-",
+                **_style(path),
+            )
             values += ys
     sizes = [s.rows for s in run.sizes]
     ax.set_xscale("log")
@@ -375,10 +486,17 @@ def _bar_points(size: SizeResult, panel: Panel) -> list[tuple[str, float]]:
 def _draw_bars(size: SizeResult, ax: Axes, panel: Panel) -> list[float]:
     points = _bar_points(size, panel)
     for n, (path, value) in enumerate(points):
-        bars = ax.bar(n, value, width=0.7, hatch="//" if path in REFERENCES else None,
-                      edgecolor="white", **_style(path))
-        ax.bar_label(bars, [_point_text(size, path, panel.attr, sep="\n")], padding=2,
-                     fontsize="small")
+        bars = ax.bar(
+            n,
+            value,
+            width=0.7,
+            hatch="//" if path in REFERENCES else None,
+            edgecolor="white",
+            **_style(path),
+        )
+        ax.bar_label(
+            bars, [_point_text(size, path, panel.attr, sep="\n")], padding=2, fontsize="small"
+        )
     ax.set_xticks(range(len(points)), [LABELS[p] for p, _ in points], fontsize="small")
     # A panel of one or two bars keeps bars as narrow as the others', centred.
     spare = (max(len(points), 3) - len(points)) / 2
@@ -397,7 +515,8 @@ def _end_labels(run: RunResult, ax: Axes, panel: Panel) -> None:
             assert size is not None
             height = float(to_axes.transform((xs[-1], ys[-1]))[1])
             ends.setdefault(xs[-1], []).append(
-                (height, _point_text(size, path, panel.attr), _style(path)["color"]))
+                (height, _point_text(size, path, panel.attr), _style(path)["color"])
+            )
     for x, points in ends.items():
         groups: list[list[tuple[float, str, str]]] = []
         for point in sorted(points):
@@ -414,9 +533,16 @@ def _end_labels(run: RunResult, ax: Axes, panel: Panel) -> None:
                 text = " / ".join(texts)
             height = sum(h for h, _, _ in group) / len(group)
             color = group[0][2] if len(group) == 1 else "black"
-            ax.annotate(text, (x, height), xycoords=("data", "axes fraction"),
-                        xytext=(7, 0), textcoords="offset points", va="center", fontsize="small",
-                        color=color)
+            ax.annotate(
+                text,
+                (x, height),
+                xycoords=("data", "axes fraction"),
+                xytext=(7, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize="small",
+                color=color,
+            )
 
 
 def figure(run: RunResult) -> Figure:
@@ -455,15 +581,27 @@ def _figure(run: RunResult) -> Figure:
         for ax in axes:
             for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
                 handles.setdefault(label, handle)
-        fig.legend(handles.values(), handles.keys(), loc="outside lower center",
-                   ncols=len(handles), frameon=False)
+        fig.legend(
+            handles.values(),
+            handles.keys(),
+            loc="outside lower center",
+            ncols=len(handles),
+            frameon=False,
+        )
     m, repeat = run.machine, run.options.get("repeat")
     details = [str(m["cpu_model"])] if m.get("cpu_model") else []
     details += [f"{m['nproc']} CPUs"] if m.get("nproc") else []
     details += [f"medians of {repeat} runs"] if repeat else []
     what = f"{run.sizes[0].rows:,} learners" if one_size else "by learners exported"
-    fig.suptitle("\n".join([f"learner-export benchmark {run.started_at}, {what}",
-                            *([", ".join(details)] if details else [])]), fontsize="large")
+    fig.suptitle(
+        "\n".join(
+            [
+                f"learner-export benchmark {run.started_at}, {what}",
+                *([", ".join(details)] if details else []),
+            ]
+        ),
+        fontsize="large",
+    )
     return fig
 
 
@@ -475,6 +613,7 @@ def _chart(run: RunResult, path: Path) -> str:
 
 
 # --- files ----------------------------------------------------------------------------------
+
 
 def _sample(s: Sample) -> dict[str, Any]:
     return {**dataclasses.asdict(s), "rows_per_s": s.rows_per_s, "mb_per_s": s.mb_per_s}
@@ -493,8 +632,12 @@ def to_json(run: RunResult) -> dict[str, Any]:
         for mode in ("parallel", "sequential"):
             batch = getattr(run.concurrency, mode)
             out["concurrency"][mode]["samples"] = [_sample(x) for x in batch.samples]
-    out["units"] = {"mb_per_s": "10^6 bytes/s", "peak_rss_mb": "MiB (VmHWM)",
-                    "ttfb_ms": "ms", "seconds": "s"}
+    out["units"] = {
+        "mb_per_s": "10^6 bytes/s",
+        "peak_rss_mb": "MiB (VmHWM)",
+        "ttfb_ms": "ms",
+        "seconds": "s",
+    }
     return out
 
 
@@ -525,6 +668,7 @@ def early_stop_status(exc: BaseException) -> int:
 
 # --- reading a run back ---------------------------------------------------------------------
 
+
 def _cell(text: str) -> float | None:
     return None if text == "-" else float(text.replace(",", ""))
 
@@ -539,14 +683,13 @@ def run_from_markdown(text: str) -> RunResult:
         if line.startswith("Options: "):
             options = json.loads(line.removeprefix("Options: ").removesuffix("."))
         elif (found := re.match(r"(.*), (\d+) CPUs, (\d+) MB; ", line)) is not None:
-            machine = {"cpu_model": found[1], "nproc": int(found[2]),
-                       "memory_mb": int(found[3])}
+            machine = {"cpu_model": found[1], "nproc": int(found[2]), "memory_mb": int(found[3])}
     header = _md_table(HEADERS, []).splitlines()[0]
     if header not in lines:
         raise ValueError("no results table: not a learner-export benchmark summary")
     run = RunResult(started_at, options, machine)
     # The table, then its notes ("- ..."), then the next section.
-    for line in lines[lines.index(header) + 2:]:
+    for line in lines[lines.index(header) + 2 :]:
         if line.startswith("- "):
             run.notes.append(line[2:])
         if not line.startswith("|"):
@@ -558,20 +701,34 @@ def run_from_markdown(text: str) -> RunResult:
         seconds, rows_per_s, mb_per_s, ttfb, cold, rss, vs_copy = map(_cell, cells[2:9])
         size = run.size(rows)
         if size is None:
-            size = SizeResult(rows, database=str(machine.get("database", "")), reused=True,
-                              prepare_seconds=0.0)
+            size = SizeResult(
+                rows, database=str(machine.get("database", "")), reused=True, prepare_seconds=0.0
+            )
             run.sizes.append(size)
         if path.startswith(OPENPYXL):
             if seconds is None or rows_per_s is None or mb_per_s is None:
                 raise ValueError(f"openpyxl's row lacks a figure: {line}")
             # The table keeps MB/s, not bytes, nor whether lxml was there.
-            size.openpyxl = OpenpyxlResult(rows, seconds, rows_per_s,
-                                           round(mb_per_s * seconds * 1e6), lxml=False)
+            size.openpyxl = OpenpyxlResult(
+                rows, seconds, rows_per_s, round(mb_per_s * seconds * 1e6), lxml=False
+            )
             continue
         runs, _, failed = cells[9].partition(" (")
         errors = int(failed.split()[0]) if failed else 0
-        size.summaries[path] = Summary(path, rows, int(runs), errors, None, seconds, rows_per_s,
-                                       mb_per_s, ttfb, cold, rss, vs_copy)
+        size.summaries[path] = Summary(
+            path,
+            rows,
+            int(runs),
+            errors,
+            None,
+            seconds,
+            rows_per_s,
+            mb_per_s,
+            ttfb,
+            cold,
+            rss,
+            vs_copy,
+        )
     return run
 
 

@@ -114,8 +114,9 @@ class SizeResult:
 
     def summarize(self) -> None:
         paths = dict.fromkeys(s.path for s in self.samples)
-        self.summaries = {p: Summary.of(p, self.rows, [s for s in self.samples if s.path == p])
-                          for p in paths}
+        self.summaries = {
+            p: Summary.of(p, self.rows, [s for s in self.samples if s.path == p]) for p in paths
+        }
         copy = self.summaries.get(COPY)
         base = copy.rows_per_s if copy else None
         for summary in self.summaries.values():

@@ -49,13 +49,33 @@ def peak_rss_mb(pid: int) -> float | None:
 
 
 def service_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "warning"]
+    return [
+        sys.executable,
+        "-m",
+        "learner_export.cli.main",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
 
 
 def naive_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", "benchmarks.naive_app:app", "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "warning"]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "benchmarks.naive_app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
 
 
 @dataclass
@@ -92,8 +112,10 @@ class Server:
         with httpx.Client(base_url=self.url, timeout=2.0, trust_env=False) as client:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited with {self.process.returncode} at "
-                                       f"start:\n{self.log_tail()}")
+                    raise RuntimeError(
+                        f"{self.name} exited with {self.process.returncode} at "
+                        f"start:\n{self.log_tail()}"
+                    )
                 with contextlib.suppress(httpx.TransportError):
                     if client.get(path).status_code == 200:
                         return
@@ -108,17 +130,28 @@ def server_env(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running(name: str, command: Callable[[int], list[str]], env: Mapping[str, str],
-            log_dir: Path, *, ready_path: str = "/readyz", ready_timeout: float = 30.0
-            ) -> Iterator[Server]:
+def running(
+    name: str,
+    command: Callable[[int], list[str]],
+    env: Mapping[str, str],
+    log_dir: Path,
+    *,
+    ready_path: str = "/readyz",
+    ready_timeout: float = 30.0,
+) -> Iterator[Server]:
     """A server started, ready to answer, and stopped when the block ends (whatever happens)."""
     port = free_port()
     log_path = log_dir / f"{name}-{port}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             command(port),
-            cwd=ROOT, env=dict(env), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            start_new_session=True, preexec_fn=_die_with_parent,
+            cwd=ROOT,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     server = Server(name, f"http://127.0.0.1:{port}", process, log_path)
     try:

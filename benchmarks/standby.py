@@ -40,8 +40,8 @@ import asyncpg
 import httpx
 
 from benchmarks import datasets, measure, report, servers
-from service.auth import issue_token
-from service.embedded import EmbeddedPostgres
+from learner_export.auth import issue_token
+from learner_export.demo.embedded import EmbeddedPostgres
 
 DEFAULT_ROWS = 200_000
 FORMATS = ("csv", "jsonl", "xlsx")
@@ -60,33 +60,50 @@ def _setting(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.standby", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS,
-                        help=f"learners in the dataset (default {DEFAULT_ROWS:,})")
-    parser.add_argument("--format", choices=FORMATS, default="csv",
-                        help="format of the exports (default csv)")
-    parser.add_argument("--exports", type=int, default=3,
-                        help="exports per phase, one after the other (default 3)")
-    parser.add_argument("--writers", type=int, default=4,
-                        help="connections writing to the primary (default 4)")
-    parser.add_argument("--seconds", type=float, default=10.0,
-                        help="length of the writes-alone phase (default 10)")
-    parser.add_argument("--standby-setting", type=_setting, action="append", default=[],
-                        metavar="NAME=VALUE",
-                        help="a `-c` setting of the standby (repeatable); default "
-                             "hot_standby_feedback=on, as the README advises")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.standby",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=DEFAULT_ROWS,
+        help=f"learners in the dataset (default {DEFAULT_ROWS:,})",
+    )
+    parser.add_argument(
+        "--format", choices=FORMATS, default="csv", help="format of the exports (default csv)"
+    )
+    parser.add_argument(
+        "--exports", type=int, default=3, help="exports per phase, one after the other (default 3)"
+    )
+    parser.add_argument(
+        "--writers", type=int, default=4, help="connections writing to the primary (default 4)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="length of the writes-alone phase (default 10)"
+    )
+    parser.add_argument(
+        "--standby-setting",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a `-c` setting of the standby (repeatable); default "
+        "hot_standby_feedback=on, as the README advises",
+    )
     return parser
 
 
 # --- measuring ------------------------------------------------------------------------------
+
 
 def _process_cpu(pid: int) -> tuple[int, float, float]:
     """(parent pid, own CPU seconds, CPU seconds of its children that ended and were reaped)."""
     with open(f"/proc/{pid}/stat") as f:
         stat = f.read()
     # The command name is in parentheses and may hold spaces: split after its closing one.
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     own = (int(fields[11]) + int(fields[12])) / _TICKS
     return int(fields[1]), own, (int(fields[13]) + int(fields[14])) / _TICKS
 
@@ -124,8 +141,10 @@ class CpuMeter:
         self._start = self._now()
 
     def _now(self) -> list[float]:
-        return [*(0.0 if pid is None else cpu_seconds(pid) for pid in self._pids),
-                time.process_time()]
+        return [
+            *(0.0 if pid is None else cpu_seconds(pid) for pid in self._pids),
+            time.process_time(),
+        ]
 
     def restart(self) -> None:
         self._start = self._now()
@@ -154,8 +173,9 @@ class Writers:
 
     def start(self) -> None:
         self._stop.clear()
-        self._tasks = [asyncio.create_task(self._write(conn, n))
-                       for n, conn in enumerate(self._conns)]
+        self._tasks = [
+            asyncio.create_task(self._write(conn, n)) for n, conn in enumerate(self._conns)
+        ]
 
     async def stop(self) -> None:
         self._stop.set()
@@ -187,16 +207,25 @@ class Writers:
                     await conn.execute(
                         "UPDATE public.learners SET last_login_at = now(),"
                         " job_readiness_stars = $2 WHERE id = $1::uuid",
-                        rng.choice(self.ids), rng.randint(0, 5))
+                        rng.choice(self.ids),
+                        rng.randint(0, 5),
+                    )
                 elif i % 8 or not added:
-                    added.append(str(await conn.fetchval(
-                        "INSERT INTO public.learners (client_id, full_name, email)"
-                        " VALUES ($1::uuid, $2, $3) RETURNING id",
-                        rng.choice(self.clients), f"Bench Writer {n}-{i}",
-                        f"writer{n}.{i}@example.org")))
+                    added.append(
+                        str(
+                            await conn.fetchval(
+                                "INSERT INTO public.learners (client_id, full_name, email)"
+                                " VALUES ($1::uuid, $2, $3) RETURNING id",
+                                rng.choice(self.clients),
+                                f"Bench Writer {n}-{i}",
+                                f"writer{n}.{i}@example.org",
+                            )
+                        )
+                    )
                 else:
-                    await conn.execute("DELETE FROM public.learners WHERE id = $1::uuid",
-                                       added.pop(0))
+                    await conn.execute(
+                        "DELETE FROM public.learners WHERE id = $1::uuid", added.pop(0)
+                    )
                 self.commits += 1
             except asyncpg.PostgresError:
                 self.errors += 1
@@ -221,8 +250,10 @@ async def _audited_rows(primary: str, export_id: str) -> tuple[str, int]:
     try:
         deadline = time.monotonic() + 10
         while True:
-            row = await conn.fetchrow("SELECT outcome, rows_sent FROM learner_export.export_audit"
-                                      " WHERE id = $1::uuid", export_id)
+            row = await conn.fetchrow(
+                "SELECT outcome, rows_sent FROM learner_export.export_audit WHERE id = $1::uuid",
+                export_id,
+            )
             if row is not None and (row["outcome"] != "started" or time.monotonic() > deadline):
                 return str(row["outcome"]), int(row["rows_sent"])
             await asyncio.sleep(0.05)
@@ -230,23 +261,31 @@ async def _audited_rows(primary: str, export_id: str) -> tuple[str, int]:
         await conn.close()
 
 
-async def export_once(base_url: str, token: str, fmt: str, primary: str, rows: int
-                      ) -> Export:
+async def export_once(base_url: str, token: str, fmt: str, primary: str, rows: int) -> Export:
     """One whole export, read to the end; its rows are what the audit trail recorded."""
     headers = {"Authorization": f"Bearer {token}", "Accept-Encoding": "identity"}
     started = time.perf_counter()
     first: float | None = None
     size = 0
     try:
-        async with asyncio.timeout(measure.download_timeout(rows)), httpx.AsyncClient(
-                timeout=httpx.Timeout(measure.READ_TIMEOUT, connect=5.0),
-                trust_env=False) as client, client.stream(
-                    "GET", f"{base_url}{measure.EXPORT_PATH}?format={fmt}",
-                    headers=headers) as response:
+        async with (
+            asyncio.timeout(measure.download_timeout(rows)),
+            httpx.AsyncClient(
+                timeout=httpx.Timeout(measure.READ_TIMEOUT, connect=5.0), trust_env=False
+            ) as client,
+            client.stream(
+                "GET", f"{base_url}{measure.EXPORT_PATH}?format={fmt}", headers=headers
+            ) as response,
+        ):
             if response.status_code != 200:
                 await response.aread()
-                return Export(time.perf_counter() - started, 0, 0, None,
-                              f"HTTP {response.status_code}: {response.text[:200]}")
+                return Export(
+                    time.perf_counter() - started,
+                    0,
+                    0,
+                    None,
+                    f"HTTP {response.status_code}: {response.text[:200]}",
+                )
             export_id = response.headers["x-export-id"]
             async for chunk in response.aiter_raw():
                 if first is None:
@@ -254,14 +293,14 @@ async def export_once(base_url: str, token: str, fmt: str, primary: str, rows: i
                 size += len(chunk)
         seconds = time.perf_counter() - started
     except (httpx.HTTPError, TimeoutError) as exc:
-        return Export(time.perf_counter() - started, 0, size, None,
-                      f"{type(exc).__name__}: {exc}")
+        return Export(time.perf_counter() - started, 0, size, None, f"{type(exc).__name__}: {exc}")
     outcome, sent = await _audited_rows(primary, export_id)
     ttfb = None if first is None else (first - started) * 1000
     return Export(seconds, sent, size, ttfb, None if outcome == "completed" else outcome)
 
 
 # --- the run --------------------------------------------------------------------------------
+
 
 @dataclass
 class Phase:
@@ -287,17 +326,22 @@ class Phase:
     def summary(self) -> dict[str, Any]:
         ok = [e for e in self.exports if e.error is None]
         return {
-            "phase": self.name, "seconds": round(self.seconds, 2),
+            "phase": self.name,
+            "seconds": round(self.seconds, 2),
             "export_rows_per_s": self.export_rows_per_s,
             "export_seconds": statistics.median([e.seconds for e in ok]) if ok else None,
-            "export_mb_per_s": (statistics.median([e.bytes / e.seconds / 1e6 for e in ok])
-                                if ok else None),
-            "export_ttfb_ms": (statistics.median([e.ttfb_ms for e in ok
-                                                  if e.ttfb_ms is not None]) if ok else None),
+            "export_mb_per_s": (
+                statistics.median([e.bytes / e.seconds / 1e6 for e in ok]) if ok else None
+            ),
+            "export_ttfb_ms": (
+                statistics.median([e.ttfb_ms for e in ok if e.ttfb_ms is not None]) if ok else None
+            ),
             "export_errors": len(self.exports) - len(ok),
-            "write_tps": self.tps, "write_errors": self.write_errors,
+            "write_tps": self.tps,
+            "write_errors": self.write_errors,
             "cpu": asdict(self.cpu) if self.cpu else None,
-            "max_lag_bytes": self.max_lag_bytes, "max_replay_lag_ms": self.max_replay_lag_ms,
+            "max_lag_bytes": self.max_lag_bytes,
+            "max_replay_lag_ms": self.max_replay_lag_ms,
         }
 
 
@@ -314,7 +358,8 @@ class LagSampler:
         while True:
             row = await self._conn.fetchrow(
                 "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), replay_lsn)::bigint AS b,"
-                " extract(epoch FROM replay_lag) * 1000 AS ms FROM pg_stat_replication")
+                " extract(epoch FROM replay_lag) * 1000 AS ms FROM pg_stat_replication"
+            )
             if row is not None:
                 self.max_bytes = max(self.max_bytes, int(row["b"] or 0))
                 self.max_replay_ms = max(self.max_replay_ms, float(row["ms"] or 0))
@@ -335,9 +380,12 @@ class LagSampler:
 async def _conflicts(standby: str) -> int:
     conn = await asyncpg.connect(standby)
     try:
-        return int(await conn.fetchval(
-            "SELECT coalesce(sum(confl_tablespace + confl_lock + confl_snapshot"
-            " + confl_bufferpin + confl_deadlock), 0) FROM pg_stat_database_conflicts"))
+        return int(
+            await conn.fetchval(
+                "SELECT coalesce(sum(confl_tablespace + confl_lock + confl_snapshot"
+                " + confl_bufferpin + confl_deadlock), 0) FROM pg_stat_database_conflicts"
+            )
+        )
     finally:
         await conn.close()
 
@@ -373,8 +421,12 @@ async def _phases(s: Setup, phases: list[Phase]) -> int:
     args = s.args
     primary = await asyncpg.connect(s.primary_url)
     try:
-        ids = [str(r[0]) for r in await primary.fetch(
-            "SELECT id FROM public.learners ORDER BY random() LIMIT 10000")]
+        ids = [
+            str(r[0])
+            for r in await primary.fetch(
+                "SELECT id FROM public.learners ORDER BY random() LIMIT 10000"
+            )
+        ]
         clients = [str(r[0]) for r in await primary.fetch("SELECT id FROM public.clients")]
         writers = Writers(s.primary_url, args.writers, ids, clients)
         await writers.connect()
@@ -396,8 +448,10 @@ async def _phases(s: Setup, phases: list[Phase]) -> int:
             _log(f"export alone: {args.exports} x {args.format} from the standby...")
             phases.append(await _exports("export alone", s, lag, None))
 
-            _log(f"both at once: {args.exports} x {args.format} while "
-                 f"{args.writers} connections write...")
+            _log(
+                f"both at once: {args.exports} x {args.format} while "
+                f"{args.writers} connections write..."
+            )
             writers.commits = writers.errors = 0
             writers.start()
             await asyncio.sleep(1.0)  # the writers are up to speed before the first export
@@ -418,12 +472,18 @@ async def _exports(name: str, s: Setup, lag: LagSampler, writers: Writers | None
     errors_before = writers.errors if writers else 0
     started = time.perf_counter()
     for n in range(1, s.args.exports + 1):
-        export = await export_once(s.service_url, s.token, s.args.format, s.primary_url,
-                                   s.args.rows)
+        export = await export_once(
+            s.service_url, s.token, s.args.format, s.primary_url, s.args.rows
+        )
         phase.exports.append(export)
-        _log(f"  {n}/{s.args.exports}: " + (
-            f"{export.rows:,} rows in {export.seconds:.2f} s, {export.rows_per_s:,.0f} rows/s"
-            if export.error is None else f"FAILED: {export.error}"))
+        _log(
+            f"  {n}/{s.args.exports}: "
+            + (
+                f"{export.rows:,} rows in {export.seconds:.2f} s, {export.rows_per_s:,.0f} rows/s"
+                if export.error is None
+                else f"FAILED: {export.error}"
+            )
+        )
     phase.seconds = time.perf_counter() - started
     await lag.stop(phase)
     phase.cpu = s.meter.read()
@@ -435,9 +495,21 @@ async def _exports(name: str, s: Setup, lag: LagSampler, writers: Writers | None
 
 # --- reporting ------------------------------------------------------------------------------
 
-HEADERS = ("phase", "length", "export rows/s", "export s", "MB/s", "TTFB ms", "write tps",
-           "CPU s service", "CPU s primary", "CPU s standby", "CPU s bench", "max lag KB",
-           "errors")
+HEADERS = (
+    "phase",
+    "length",
+    "export rows/s",
+    "export s",
+    "MB/s",
+    "TTFB ms",
+    "write tps",
+    "CPU s service",
+    "CPU s primary",
+    "CPU s standby",
+    "CPU s bench",
+    "max lag KB",
+    "errors",
+)
 
 
 def _num(value: float | None, digits: int = 0) -> str:
@@ -450,12 +522,23 @@ def table(phases: Sequence[Phase]) -> list[list[str]]:
         d = p.summary()
         cpu = p.cpu or Cpu(0, 0, 0, 0)
         lag = None if p.max_lag_bytes is None else p.max_lag_bytes / 1024
-        out.append([p.name, f"{p.seconds:.1f} s", _num(d["export_rows_per_s"]),
-                    _num(d["export_seconds"], 2), _num(d["export_mb_per_s"], 1),
-                    _num(d["export_ttfb_ms"], 1), _num(d["write_tps"]),
-                    f"{cpu.service:.2f}", f"{cpu.primary:.2f}", f"{cpu.standby:.2f}",
-                    f"{cpu.bench:.2f}",
-                    _num(lag), f"{d['export_errors'] + p.write_errors}"])
+        out.append(
+            [
+                p.name,
+                f"{p.seconds:.1f} s",
+                _num(d["export_rows_per_s"]),
+                _num(d["export_seconds"], 2),
+                _num(d["export_mb_per_s"], 1),
+                _num(d["export_ttfb_ms"], 1),
+                _num(d["write_tps"]),
+                f"{cpu.service:.2f}",
+                f"{cpu.primary:.2f}",
+                f"{cpu.standby:.2f}",
+                f"{cpu.bench:.2f}",
+                _num(lag),
+                f"{d['export_errors'] + p.write_errors}",
+            ]
+        )
     return out
 
 
@@ -464,52 +547,60 @@ def findings(phases: Sequence[Phase], conflicts: int) -> list[str]:
     lines = []
     alone, both = by.get("writes alone"), by.get("both at once")
     if alone and both and alone.tps and both.tps:
-        lines.append(f"primary write tps during the exports: {both.tps:,.0f} "
-                     f"({both.tps / alone.tps:.0%} of {alone.tps:,.0f} without them)")
+        lines.append(
+            f"primary write tps during the exports: {both.tps:,.0f} "
+            f"({both.tps / alone.tps:.0%} of {alone.tps:,.0f} without them)"
+        )
     export_alone = by.get("export alone")
     if export_alone and both and export_alone.export_rows_per_s and both.export_rows_per_s:
         share = both.export_rows_per_s / export_alone.export_rows_per_s
-        lines.append(f"export rows/s from the standby while the primary writes: "
-                     f"{both.export_rows_per_s:,.0f} ({share:.0%} of "
-                     f"{export_alone.export_rows_per_s:,.0f} alone)")
+        lines.append(
+            f"export rows/s from the standby while the primary writes: "
+            f"{both.export_rows_per_s:,.0f} ({share:.0%} of "
+            f"{export_alone.export_rows_per_s:,.0f} alone)"
+        )
     if export_alone and export_alone.cpu:
         rows = sum(e.rows for e in export_alone.exports if e.error is None)
         if rows:
             per_m = 1e6 / rows
             c = export_alone.cpu
-            lines.append(f"CPU per 1M rows exported (export alone): service "
-                         f"{c.service * per_m:.1f} s, standby {c.standby * per_m:.1f} s, "
-                         f"primary {c.primary * per_m:.1f} s")
+            lines.append(
+                f"CPU per 1M rows exported (export alone): service "
+                f"{c.service * per_m:.1f} s, standby {c.standby * per_m:.1f} s, "
+                f"primary {c.primary * per_m:.1f} s"
+            )
     lines.append(f"recovery conflicts on the standby during the run: {conflicts}")
     return lines
 
 
 def markdown(run: dict[str, Any], phases: Sequence[Phase], notes: Sequence[str]) -> str:
     m = run["machine"]
-    return "\n".join([
-        f"# learner-export standby benchmark, {run['started_at']}",
-        "",
-        f"{m.get('cpu_model')}, {m.get('nproc')} CPUs; Python {m.get('python')}; "
-        f"{m.get('postgres')}; commit {str(m.get('git_commit'))[:12]}"
-        f"{' (dirty)' if m.get('git_dirty') else ''}.",
-        f"Options: {json.dumps(run['options'])}.",
-        "",
-        "Everything on this one machine: the primary, the standby (hot_standby, made with "
-        "pg_basebackup), the service (one uvicorn process reading exports from the standby, "
-        "auditing on the primary), the writers and the client. The embedded servers run with "
-        "fsync=off and synchronous_commit=off, so write tps are an upper bound of what the "
-        "same CPU does with durable commits. export rows/s: median of the phase's exports, "
-        "seen by the client; write tps: commits/s over the phase (for 'both at once', while "
-        "the exports ran); CPU s: CPU seconds over the phase (service process; postmaster and "
-        "backends of each server; bench: this process, the writers and the client; 2 CPUs "
-        "give at most 2 s per second of the phase); max lag: insert position minus the "
-        "standby's replay position, sampled every 100 ms.",
-        "",
-        report._md_table(list(HEADERS), table(phases)),
-        "",
-        *[f"- {n}" for n in notes],
-        "",
-    ])
+    return "\n".join(
+        [
+            f"# learner-export standby benchmark, {run['started_at']}",
+            "",
+            f"{m.get('cpu_model')}, {m.get('nproc')} CPUs; Python {m.get('python')}; "
+            f"{m.get('postgres')}; commit {str(m.get('git_commit'))[:12]}"
+            f"{' (dirty)' if m.get('git_dirty') else ''}.",
+            f"Options: {json.dumps(run['options'])}.",
+            "",
+            "Everything on this one machine: the primary, the standby (hot_standby, made with "
+            "pg_basebackup), the service (one uvicorn process reading exports from the standby, "
+            "auditing on the primary), the writers and the client. The embedded servers run with "
+            "fsync=off and synchronous_commit=off, so write tps are an upper bound of what the "
+            "same CPU does with durable commits. export rows/s: median of the phase's exports, "
+            "seen by the client; write tps: commits/s over the phase (for 'both at once', while "
+            "the exports ran); CPU s: CPU seconds over the phase (service process; postmaster and "
+            "backends of each server; bench: this process, the writers and the client; 2 CPUs "
+            "give at most 2 s per second of the phase); max lag: insert position minus the "
+            "standby's replay position, sampled every 100 ms.",
+            "",
+            report._md_table(list(HEADERS), table(phases)),
+            "",
+            *[f"- {n}" for n in notes],
+            "",
+        ]
+    )
 
 
 def export_failures(log: Path, limit: int = 5) -> list[str]:
@@ -518,8 +609,11 @@ def export_failures(log: Path, limit: int = 5) -> list[str]:
     for line in log.read_text(errors="replace").splitlines():
         with contextlib.suppress(ValueError):
             entry = json.loads(line)
-            if (isinstance(entry, dict) and entry.get("logger") == "learner_export.exports"
-                    and entry.get("level") in ("warning", "error")):
+            if (
+                isinstance(entry, dict)
+                and entry.get("logger") == "learner_export.exports"
+                and entry.get("level") in ("warning", "error")
+            ):
                 # Row counts differ from one failure to the next: keep one of each kind.
                 messages[re.sub(r"\d+ rows", "N rows", str(entry.get("message")))] = None
     return list(messages)[:limit]
@@ -528,6 +622,7 @@ def export_failures(log: Path, limit: int = 5) -> list[str]:
 def _stop_on_sigterm() -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)
+
     signal.signal(signal.SIGTERM, handler)
 
 
@@ -541,35 +636,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     phases: list[Phase] = []
     notes: list[str] = []
     status = 0
-    run: dict[str, Any] = {"started_at": started_at, "options": {
-        **{k: v for k, v in vars(args).items() if k != "standby_setting"},
-        "standby_settings": standby_settings}}
+    run: dict[str, Any] = {
+        "started_at": started_at,
+        "options": {
+            **{k: v for k, v in vars(args).items() if k != "standby_setting"},
+            "standby_settings": standby_settings,
+        },
+    }
     _log("starting an embedded primary...")
-    with tempfile.TemporaryDirectory(prefix="learner-export-bench-") as logs, \
-            EmbeddedPostgres() as primary:  # stopping it stops its standby too
+    with (
+        tempfile.TemporaryDirectory(prefix="learner-export-bench-") as logs,
+        EmbeddedPostgres() as primary,
+    ):  # stopping it stops its standby too
         try:
-            dataset = asyncio.run(asyncio.wait_for(datasets.prepare(primary.url, args.rows),
-                                                   datasets.prepare_timeout(args.rows)))
-            _log(f"{dataset.name}: seeded in {dataset.prepare_seconds:.1f} s; "
-                 "making the standby...")
+            dataset = asyncio.run(
+                asyncio.wait_for(
+                    datasets.prepare(primary.url, args.rows), datasets.prepare_timeout(args.rows)
+                )
+            )
+            _log(
+                f"{dataset.name}: seeded in {dataset.prepare_seconds:.1f} s; making the standby..."
+            )
             # Made after seeding: copying the seeded files is quicker than replaying the seed.
             made = time.perf_counter()
             standby = primary.make_standby(**standby_settings)
-            notes.append(f"standby made by pg_basebackup in {time.perf_counter() - made:.1f} s"
-                         f" with {standby_settings}")
+            notes.append(
+                f"standby made by pg_basebackup in {time.perf_counter() - made:.1f} s"
+                f" with {standby_settings}"
+            )
             standby_url = datasets.with_database(standby.url, dataset.name)
             version = asyncio.run(_version(standby_url))
             run["machine"] = report.machine_info(version, "embedded primary + hot standby")
             secret = secrets.token_urlsafe(36)
-            env = servers.server_env({
-                "DATABASE_URL": dataset.url, "EXPORT_READ_DATABASE_URL": standby_url,
-                "EXPORT_JWT_SECRET": secret})
-            with servers.running("service", servers.service_command, env,
-                                 Path(logs)) as server:
+            env = servers.server_env(
+                {
+                    "DATABASE_URL": dataset.url,
+                    "EXPORT_READ_DATABASE_URL": standby_url,
+                    "EXPORT_JWT_SECRET": secret,
+                }
+            )
+            with servers.running("service", servers.service_command, env, Path(logs)) as server:
                 token = issue_token(secret, dataset.admin_id)
                 measure.run_warm_up(server.url, [args.format], token)
-                setup = Setup(args, dataset.url, standby_url, server.url, token,
-                              CpuMeter(server.process.pid, _pid(primary), _pid(standby)))
+                setup = Setup(
+                    args,
+                    dataset.url,
+                    standby_url,
+                    server.url,
+                    token,
+                    CpuMeter(server.process.pid, _pid(primary), _pid(standby)),
+                )
                 conflicts = asyncio.run(run_phases(setup, phases))
                 notes[:0] = findings(phases, conflicts)
                 notes += [f"service log: {m}" for m in export_failures(server.log_path)]
@@ -601,8 +717,12 @@ def _pid(server: EmbeddedPostgres) -> int:
     return server.pid
 
 
-def write_files(run: dict[str, Any], phases: Sequence[Phase], notes: Sequence[str],
-                directory: Path = report.RESULTS_DIR) -> None:
+def write_files(
+    run: dict[str, Any],
+    phases: Sequence[Phase],
+    notes: Sequence[str],
+    directory: Path = report.RESULTS_DIR,
+) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     base = directory / f"standby-{run['started_at']}"
     base.with_suffix(".json").write_text(json.dumps(run, indent=1, default=str) + "\n")

@@ -28,16 +28,17 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from service import db
-from service.auth import issue_token
-from service.config import Settings
-from service.connections import DirectConnections
-from service.contract import load_contract
-from service.embedded import EmbeddedPostgres
-from service.formats import FORMATS
-from service.main import create_app
-from service.pages import SnapshotPages
-from service.params import ExportParams, parse_export_params
+from learner_export import db
+from learner_export.api.app import create_app
+from learner_export.auth import issue_token
+from learner_export.config import Settings
+from learner_export.connections import DirectConnections
+from learner_export.contract import load_contract
+from learner_export.demo import seed as demo
+from learner_export.demo.embedded import EmbeddedPostgres
+from learner_export.formats import FORMATS
+from learner_export.pages import SnapshotPages
+from learner_export.params import ExportParams, parse_export_params
 
 JWT_SECRET = "test-secret-" + "x" * 40
 LINK_SECRETS = "k2:" + "n" * 40 + ",k1:" + "o" * 40
@@ -123,8 +124,11 @@ def fresh_database(server: str, learners: int, clients: int, seed: int) -> Itera
     url = _with_database(server, name)
 
     try:
-        admin = run(db.prepare_demo(url, Settings(database_url=url), learners=learners,
-                                    clients=clients, data_seed=seed))
+        admin = run(
+            demo.prepare_demo(
+                url, Settings(database_url=url), learners=learners, clients=clients, data_seed=seed
+            )
+        )
         run(_admin(url, SERVICE_LOGIN_SQL))
         yield Database(url, admin)
     finally:
@@ -157,11 +161,15 @@ def big_database(pg_server: str) -> Iterator[Database]:
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"database_url": database_url, "jwt_secret": JWT_SECRET,
-                              "link_secrets": LINK_SECRETS, "page_size": 500,
-                              "first_page_size": 100,
-                              # Tests refuse on purpose, often; test_audit_bounds sets its own.
-                              "refusals_per_minute": 1_000_000}
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "jwt_secret": JWT_SECRET,
+        "link_secrets": LINK_SECRETS,
+        "page_size": 500,
+        "first_page_size": 100,
+        # Tests refuse on purpose, often; test_audit_bounds sets its own.
+        "refusals_per_minute": 1_000_000,
+    }
     values.update(overrides)
     return Settings(**values)
 
@@ -209,8 +217,9 @@ def start_server(database: Database) -> Iterator[Callable[..., LiveServer]]:
         settings = make_settings(service_url(db), **overrides)
         app = create_app(settings)
         port = _free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                               log_level="warning", lifespan="on"))
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        )
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + 20
@@ -240,8 +249,9 @@ def query(url: str, statement: str, *args: Any) -> list[asyncpg.Record]:
     async def go() -> list[asyncpg.Record]:
         conn = await asyncpg.connect(url, server_settings={"application_name": "tests"})
         try:
-            await conn.set_type_codec("uuid", schema="pg_catalog", encoder=str, decoder=str,
-                                      format="text")
+            await conn.set_type_codec(
+                "uuid", schema="pg_catalog", encoder=str, decoder=str, format="text"
+            )
             return list(await conn.fetch(statement, *args))
         finally:
             await conn.close()
@@ -294,14 +304,23 @@ class ServerProcess:
 @contextlib.contextmanager
 def server_process(database: Database, **env: str) -> Iterator[ServerProcess]:
     port = _free_port()
-    environment = {**os.environ, "DATABASE_URL": service_url(database),
-                   "EXPORT_JWT_SECRET": JWT_SECRET, **env}
+    environment = {
+        **os.environ,
+        "DATABASE_URL": service_url(database),
+        "EXPORT_JWT_SECRET": JWT_SECRET,
+        **env,
+    }
     with tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-            stdout=subprocess.DEVNULL, stderr=log, env=environment, text=True)
-        server = ServerProcess(f"http://127.0.0.1:{port}", process,
-                               issue_token(JWT_SECRET, database.admin_id), log)
+            [sys.executable, "-m", "learner_export.cli.main", "serve", "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env=environment,
+            text=True,
+        )
+        server = ServerProcess(
+            f"http://127.0.0.1:{port}", process, issue_token(JWT_SECRET, database.admin_id), log
+        )
         try:
             deadline = time.monotonic() + 30
             while True:
@@ -320,8 +339,9 @@ def server_process(database: Database, **env: str) -> Iterator[ServerProcess]:
                 process.wait(timeout=30)
 
 
-async def snapshot_pages(conn: asyncpg.Connection, url: str, settings: Settings, caller: str,
-                         **params: Any) -> tuple[SnapshotPages, ExportParams]:
+async def snapshot_pages(
+    conn: asyncpg.Connection, url: str, settings: Settings, caller: str, **params: Any
+) -> tuple[SnapshotPages, ExportParams]:
     """An export's pages read straight from the database (no HTTP), with helpers from `url`;
     `params` as query parameters (lists repeat)."""
     contract = await load_contract(conn)
@@ -330,22 +350,39 @@ async def snapshot_pages(conn: asyncpg.Connection, url: str, settings: Settings,
         for item in value if isinstance(value, list | tuple) else [value]:
             pairs.append((name, str(item).lower() if isinstance(item, bool) else str(item)))
     parsed = parse_export_params(pairs, contract, time_zones=frozenset({"UTC"}))
-    spec = FORMATS[parsed.format].select(parsed.columns,
-                                         parsed.render_options(settings.xlsx_sheet_rows))
-    pages = SnapshotPages(conn, parsed, settings, caller, spec.select, spec.options,
-                          helpers=DirectConnections(settings, url))
+    spec = FORMATS[parsed.format].select(
+        parsed.columns, parsed.render_options(settings.xlsx_sheet_rows)
+    )
+    pages = SnapshotPages(
+        conn,
+        parsed,
+        settings,
+        caller,
+        spec.select,
+        spec.options,
+        helpers=DirectConnections(settings, url),
+    )
     return pages, parsed
 
 
-async def export_bytes(url: str, caller: str, *, page_size: int = 300, first_page_size: int = 100,
-                       sheet_rows: int = 1_048_576, **params: Any) -> tuple[bytes, int]:
+async def export_bytes(
+    url: str,
+    caller: str,
+    *,
+    page_size: int = 300,
+    first_page_size: int = 100,
+    sheet_rows: int = 1_048_576,
+    **params: Any,
+) -> tuple[bytes, int]:
     """A whole export as the service writes it, without HTTP; and the connections it used."""
-    settings = make_settings(url, page_size=page_size, first_page_size=first_page_size,
-                             xlsx_sheet_rows=sheet_rows)
+    settings = make_settings(
+        url, page_size=page_size, first_page_size=first_page_size, xlsx_sheet_rows=sheet_rows
+    )
     conn = await db.connect(settings, url)
     pages, parsed = await snapshot_pages(conn, url, settings, caller, **params)
-    framer = FORMATS[parsed.format].framer(parsed.columns,
-                                           parsed.render_options(settings.xlsx_sheet_rows))
+    framer = FORMATS[parsed.format].framer(
+        parsed.columns, parsed.render_options(settings.xlsx_sheet_rows)
+    )
     try:
         await pages.open()
         parts = [framer.begin()]
@@ -360,8 +397,11 @@ async def export_bytes(url: str, caller: str, *, page_size: int = 300, first_pag
 
 
 def export_backends(url: str) -> list[dict[str, Any]]:
-    rows = query(url, "SELECT pid, state, xact_start FROM pg_stat_activity"
-                      " WHERE application_name = 'learner-export' AND xact_start IS NOT NULL")
+    rows = query(
+        url,
+        "SELECT pid, state, xact_start FROM pg_stat_activity"
+        " WHERE application_name = 'learner-export' AND xact_start IS NOT NULL",
+    )
     return sorted((dict(r) for r in rows), key=lambda r: r["xact_start"])
 
 
@@ -378,15 +418,37 @@ def sheets(workbook: bytes) -> dict[str, bytes]:
 
 
 # Fixtures that bring a database or a server: a test using none of them is pure code.
-_LIVE_FIXTURES = frozenset({"pg_server", "database", "database_url", "seeded", "big_database",
-                            "start_server", "live", "sql"})
+_LIVE_FIXTURES = frozenset(
+    {
+        "pg_server",
+        "database",
+        "database_url",
+        "seeded",
+        "big_database",
+        "start_server",
+        "live",
+        "sql",
+    }
+)
 
 
 # Modules whose tests run the CLI or a server as processes, or a PostgreSQL of their own.
-_PROCESS_MODULES = frozenset({"test_cli_download", "test_cli_errors", "test_cli_export",
-                              "test_demo", "test_dockerfile", "test_pgbouncer",
-                              "test_resilience", "test_standby", "test_request_size",
-                              "test_nextjs_example", "test_docs_page", "test_fuzz"})
+_PROCESS_MODULES = frozenset(
+    {
+        "test_cli_download",
+        "test_cli_errors",
+        "test_cli_export",
+        "test_demo",
+        "test_dockerfile",
+        "test_pgbouncer",
+        "test_resilience",
+        "test_standby",
+        "test_request_size",
+        "test_nextjs_example",
+        "test_docs_page",
+        "test_fuzz",
+    }
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -394,8 +456,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     `pytest -m pure` runs the fast layer alone."""
     for item in items:
         module = getattr(item, "module", None)
-        if (not _LIVE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
-                and (module is None or module.__name__.rpartition(".")[2]
-                     not in _PROCESS_MODULES)
-                and item.get_closest_marker("slow") is None):
+        if (
+            not _LIVE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+            and (module is None or module.__name__.rpartition(".")[2] not in _PROCESS_MODULES)
+            and item.get_closest_marker("slow") is None
+        ):
             item.add_marker(pytest.mark.pure)

@@ -6,16 +6,26 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from service.columns import Kind
-from service.formats.formula import neutralise
+from learner_export.contract.columns import Kind
+from learner_export.formats.formula import neutralise
 
 # The sample adapter's columns (sql/adapters/sample.sql), written out here as the oracle's own.
 KINDS: dict[str, Kind] = {
-    "learner_id": Kind.UUID, "full_name": Kind.TEXT, "email": Kind.TEXT, "phone": Kind.TEXT,
-    "client_id": Kind.UUID, "client_name": Kind.TEXT, "created_at": Kind.TIMESTAMPTZ,
-    "last_login_at": Kind.TIMESTAMPTZ, "is_active": Kind.BOOL, "job_readiness_tier": Kind.TEXT,
-    "job_readiness_stars": Kind.INT, "modules_total": Kind.INT, "modules_completed": Kind.INT,
-    "progress_percent": Kind.FLOAT, "notes": Kind.TEXT,
+    "learner_id": Kind.UUID,
+    "full_name": Kind.TEXT,
+    "email": Kind.TEXT,
+    "phone": Kind.TEXT,
+    "client_id": Kind.UUID,
+    "client_name": Kind.TEXT,
+    "created_at": Kind.TIMESTAMPTZ,
+    "last_login_at": Kind.TIMESTAMPTZ,
+    "is_active": Kind.BOOL,
+    "job_readiness_tier": Kind.TEXT,
+    "job_readiness_stars": Kind.INT,
+    "modules_total": Kind.INT,
+    "modules_completed": Kind.INT,
+    "progress_percent": Kind.FLOAT,
+    "notes": Kind.TEXT,
 }
 NAMES = list(KINDS)
 

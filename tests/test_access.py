@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from service.auth import issue_token
+from learner_export.auth import issue_token
 from tests.conftest import JWT_SECRET, Database, LiveServer, joined_backends, query
 
 
@@ -24,8 +24,11 @@ def profile(sql: Callable[..., Any]) -> Iterator[Callable[..., str]]:
         made.append(pid)
         sql("INSERT INTO public.profiles (id, role) VALUES ($1, $2)", pid, role)
         for client in clients or []:
-            sql("INSERT INTO public.staff_client_assignments (staff_id, client_id)"
-                " VALUES ($1, $2)", pid, client)
+            sql(
+                "INSERT INTO public.staff_client_assignments (staff_id, client_id) VALUES ($1, $2)",
+                pid,
+                client,
+            )
         return pid
 
     yield make
@@ -35,9 +38,14 @@ def profile(sql: Callable[..., Any]) -> Iterator[Callable[..., str]]:
 
 def export_as(server: LiveServer, pid: str, **params: Any) -> httpx.Response:
     with httpx.Client(base_url=server.url, timeout=60) as client:
-        return client.get("/v1/exports/learners", params={"format": "jsonl", **params},
-                          headers={"Authorization": f"Bearer {issue_token(JWT_SECRET, pid)}",
-                                   "Accept-Encoding": "identity"})
+        return client.get(
+            "/v1/exports/learners",
+            params={"format": "jsonl", **params},
+            headers={
+                "Authorization": f"Bearer {issue_token(JWT_SECRET, pid)}",
+                "Accept-Encoding": "identity",
+            },
+        )
 
 
 def clients(sql: Callable[..., Any]) -> list[str]:
@@ -45,12 +53,19 @@ def clients(sql: Callable[..., Any]) -> list[str]:
 
 
 def learners_of(sql: Callable[..., Any], client_ids: list[str]) -> list[str]:
-    return [r["id"] for r in sql("SELECT id FROM public.learners WHERE client_id = ANY($1::uuid[])"
-                                 " ORDER BY created_at, id", client_ids)]
+    return [
+        r["id"]
+        for r in sql(
+            "SELECT id FROM public.learners WHERE client_id = ANY($1::uuid[])"
+            " ORDER BY created_at, id",
+            client_ids,
+        )
+    ]
 
 
-def test_staff_export_is_limited_to_assigned_clients(live: LiveServer, sql: Any,
-                                                     profile: Callable[..., str]) -> None:
+def test_staff_export_is_limited_to_assigned_clients(
+    live: LiveServer, sql: Any, profile: Callable[..., str]
+) -> None:
     assigned = clients(sql)[:2]
     staff = profile("Staff", assigned)
     response = export_as(live, staff, columns="learner_id,client_id")
@@ -61,12 +76,12 @@ def test_staff_export_is_limited_to_assigned_clients(live: LiveServer, sql: Any,
 
     one = export_as(live, staff, client_id=assigned[1], columns="client_id")
     assert one.status_code == 200
-    assert {orjson.loads(line)["client_id"] for line in one.content.splitlines()} == {
-        assigned[1]}
+    assert {orjson.loads(line)["client_id"] for line in one.content.splitlines()} == {assigned[1]}
 
 
 def test_staff_asking_for_another_client_gets_403_and_no_rows(
-        live: LiveServer, sql: Any, profile: Callable[..., str]) -> None:
+    live: LiveServer, sql: Any, profile: Callable[..., str]
+) -> None:
     mine, other = clients(sql)[:2]
     staff = profile("Staff", [mine])
     response = export_as(live, staff, client_id=[mine, other])
@@ -76,8 +91,7 @@ def test_staff_asking_for_another_client_gets_403_and_no_rows(
     assert b"learner_id" not in response.content
 
 
-def test_staff_without_assignment_gets_403(live: LiveServer, profile: Callable[..., str]
-                                           ) -> None:
+def test_staff_without_assignment_gets_403(live: LiveServer, profile: Callable[..., str]) -> None:
     response = export_as(live, profile("Staff"))
     assert response.status_code == 403
     assert "no clients" in response.json()["detail"]
@@ -88,24 +102,34 @@ def test_admin_scope_header_says_all(live: LiveServer, seeded: str) -> None:
     assert response.headers["x-export-client-scope"] == "all"
 
 
-def test_scope_is_enforced_by_the_database_itself(database_url: str, sql: Any,
-                                                  profile: Callable[..., str]) -> None:
+def test_scope_is_enforced_by_the_database_itself(
+    database_url: str, sql: Any, profile: Callable[..., str]
+) -> None:
     student = profile("Student")
     staff = profile("Staff", clients(sql)[:1])
     for caller, params, message in (
-            (student, "NULL", "role Student may not export"),
-            (staff, f"ARRAY['{clients(sql)[1]}']::uuid[]", "not assigned"),
-            (str(uuid.uuid4()), "NULL", "no profile")):
+        (student, "NULL", "role Student may not export"),
+        (staff, f"ARRAY['{clients(sql)[1]}']::uuid[]", "not assigned"),
+        (str(uuid.uuid4()), "NULL", "no profile"),
+    ):
         with pytest.raises(Exception, match=message):
-            query(database_url, "SELECT count(*) FROM learner_export.get_learner_export_batch("
-                                f"$1::uuid, {params})", caller)
-    rows = query(database_url, "SELECT learner_id FROM learner_export.get_learner_export_batch("
-                               "$1::uuid, p_page_size => 100000)", staff)
+            query(
+                database_url,
+                f"SELECT count(*) FROM learner_export.get_learner_export_batch($1::uuid, {params})",
+                caller,
+            )
+    rows = query(
+        database_url,
+        "SELECT learner_id FROM learner_export.get_learner_export_batch("
+        "$1::uuid, p_page_size => 100000)",
+        staff,
+    )
     assert [r["learner_id"] for r in rows] == learners_of(sql, clients(sql)[:1])
 
 
-def test_role_change_takes_effect_at_once(start_server: Callable[..., LiveServer],
-                                          sql: Any, profile: Callable[..., str]) -> None:
+def test_role_change_takes_effect_at_once(
+    start_server: Callable[..., LiveServer], sql: Any, profile: Callable[..., str]
+) -> None:
     """Who may export is the database's answer at every export (learner_export.export_scope);
     the role cache only labels the audit row."""
     server = start_server(role_cache_ttl_seconds=60.0)
@@ -144,8 +168,9 @@ def test_audit_records_a_completed_export(live: LiveServer, sql: Any, seeded: st
     assert row["ended_at"] is not None and row["duration_ms"] >= 0
 
 
-def test_audit_records_a_denied_export(live: LiveServer, sql: Any,
-                                       profile: Callable[..., str]) -> None:
+def test_audit_records_a_denied_export(
+    live: LiveServer, sql: Any, profile: Callable[..., str]
+) -> None:
     student = profile("Student")
     response = export_as(live, student)
     assert response.status_code == 403
@@ -159,8 +184,7 @@ def big(start_server: Callable[..., LiveServer], big_database: Database) -> Live
     return start_server(big_database, max_concurrent=3, max_concurrent_per_user=2)
 
 
-def test_audit_records_a_disconnect_and_a_failure(big: LiveServer, big_database: Database
-                                                  ) -> None:
+def test_audit_records_a_disconnect_and_a_failure(big: LiveServer, big_database: Database) -> None:
     def sql(statement: str, *args: Any) -> list[Any]:
         return query(big_database.url, statement, *args)
 
@@ -186,8 +210,11 @@ def test_audit_records_a_disconnect_and_a_failure(big: LiveServer, big_database:
 def test_too_many_exports_get_429_at_once(big: LiveServer, big_database: Database) -> None:
     admin_token = big.token
     streams = []
-    with httpx.Client(base_url=big.url, timeout=60, headers={
-            "Authorization": f"Bearer {admin_token}", "Accept-Encoding": "identity"}) as client:
+    with httpx.Client(
+        base_url=big.url,
+        timeout=60,
+        headers={"Authorization": f"Bearer {admin_token}", "Accept-Encoding": "identity"},
+    ) as client:
         try:
             for _ in range(2):
                 stream = client.stream("GET", "/v1/exports/learners", params={"format": "jsonl"})
@@ -207,18 +234,47 @@ def test_too_many_exports_get_429_at_once(big: LiveServer, big_database: Databas
     while big.pool_in_use() and time.monotonic() < deadline:
         time.sleep(0.05)
     with httpx.Client(base_url=big.url, timeout=60) as client:
-        again = client.get("/v1/exports/learners", params={"limit": "1"},
-                           headers={"Authorization": f"Bearer {admin_token}"})
+        again = client.get(
+            "/v1/exports/learners",
+            params={"limit": "1"},
+            headers={"Authorization": f"Bearer {admin_token}"},
+        )
     assert again.status_code == 200
 
 
-@pytest.mark.parametrize("value", ["' OR 1=1 --", "'); DROP TABLE learners; --", "\\x00",
-                                   "%00", "😀" * 1000, "a" * 4097, "$1", "1e309", "NaN"])
-@pytest.mark.parametrize("name", ["format", "client_id", "created_from", "created_to", "active",
-                                  "columns", "limit", "bom", "escape_formulas", "after",
-                                  "cursor"])
-def test_hostile_values_in_every_parameter_get_400(live: LiveServer, sql: Any, name: str,
-                                                   value: str) -> None:
+@pytest.mark.parametrize(
+    "value",
+    [
+        "' OR 1=1 --",
+        "'); DROP TABLE learners; --",
+        "\\x00",
+        "%00",
+        "😀" * 1000,
+        "a" * 4097,
+        "$1",
+        "1e309",
+        "NaN",
+    ],
+)
+@pytest.mark.parametrize(
+    "name",
+    [
+        "format",
+        "client_id",
+        "created_from",
+        "created_to",
+        "active",
+        "columns",
+        "limit",
+        "bom",
+        "escape_formulas",
+        "after",
+        "cursor",
+    ],
+)
+def test_hostile_values_in_every_parameter_get_400(
+    live: LiveServer, sql: Any, name: str, value: str
+) -> None:
     before = sql("SELECT count(*) AS n FROM public.learners")[0]["n"]
     with live.client() as client:
         response = client.get("/v1/exports/learners", params={name: value})

@@ -11,14 +11,14 @@ import httpx
 import orjson
 import pytest
 
-from service.audit import (
+from learner_export.audit import (
     MAX_FILTERS_BYTES,
     RefusalLimiter,
     capped_filters,
     first_throttle,
 )
-from service.auth import issue_token
-from service.errors import TooManyExports
+from learner_export.auth import issue_token
+from learner_export.errors import TooManyExports
 from tests.conftest import JWT_SECRET, LiveServer
 
 IDS = [str(uuid.UUID(int=i)) for i in range(1000)]
@@ -62,21 +62,28 @@ def profile(sql: Callable[..., Any], role: str) -> str:
 
 
 def rows_of(sql: Callable[..., Any], caller: str) -> list[Any]:
-    return list(sql("SELECT outcome, detail, via_link, request_id, filters::text AS filters,"
-                    " pg_column_size(t.*) AS size FROM learner_export.export_audit t"
-                    " WHERE caller_id = $1", caller))
+    return list(
+        sql(
+            "SELECT outcome, detail, via_link, request_id, filters::text AS filters,"
+            " pg_column_size(t.*) AS size FROM learner_export.export_audit t"
+            " WHERE caller_id = $1",
+            caller,
+        )
+    )
 
 
-def test_a_refused_user_cannot_flood_the_audit_table(start_server: Callable[..., LiveServer],
-                                                      sql: Callable[..., Any]) -> None:
+def test_a_refused_user_cannot_flood_the_audit_table(
+    start_server: Callable[..., LiveServer], sql: Callable[..., Any]
+) -> None:
     server = start_server(refusals_per_minute=10)
     student = profile(sql, "Student")
     query = [("client_id", i) for i in IDS]
     headers = {"Authorization": "Bearer " + issue_token(JWT_SECRET, student)}
     try:
         with httpx.Client(base_url=server.url, timeout=30, headers=headers) as client:
-            statuses = [client.get("/v1/exports/learners", params=query).status_code
-                        for _ in range(40)]
+            statuses = [
+                client.get("/v1/exports/learners", params=query).status_code for _ in range(40)
+            ]
         rows = rows_of(sql, student)
     finally:
         sql("DELETE FROM public.profiles WHERE id = $1", student)
@@ -93,11 +100,17 @@ def test_a_refused_user_cannot_flood_the_audit_table(start_server: Callable[...,
 def test_post_auth_400_is_recorded(live: LiveServer, sql: Callable[..., Any]) -> None:
     request_id = "bad-" + uuid.uuid4().hex
     with live.client() as client:
-        response = client.get("/v1/exports/learners", params={"limit": "18446744073709551616"},
-                              headers={"X-Request-Id": request_id})
+        response = client.get(
+            "/v1/exports/learners",
+            params={"limit": "18446744073709551616"},
+            headers={"X-Request-Id": request_id},
+        )
     assert response.status_code == 400
-    rows = sql("SELECT outcome, detail, filters::text AS filters"
-               " FROM learner_export.export_audit WHERE request_id = $1", request_id)
+    rows = sql(
+        "SELECT outcome, detail, filters::text AS filters"
+        " FROM learner_export.export_audit WHERE request_id = $1",
+        request_id,
+    )
     assert len(rows) == 1
     assert rows[0]["outcome"] == "denied"
     assert "400 invalid_parameter" in rows[0]["detail"]
@@ -109,8 +122,10 @@ def test_refused_link_mint_is_recorded(live: LiveServer, sql: Callable[..., Any]
     try:
         with httpx.Client(base_url=live.url, timeout=30) as client:
             response = client.post(
-                "/v1/exports/learners/links", json={"format": "csv"},
-                headers={"Authorization": "Bearer " + issue_token(JWT_SECRET, student)})
+                "/v1/exports/learners/links",
+                json={"format": "csv"},
+                headers={"Authorization": "Bearer " + issue_token(JWT_SECRET, student)},
+            )
         rows = rows_of(sql, student)
     finally:
         sql("DELETE FROM public.profiles WHERE id = $1", student)
@@ -120,11 +135,13 @@ def test_refused_link_mint_is_recorded(live: LiveServer, sql: Callable[..., Any]
 
 
 @pytest.mark.parametrize("given", ["cli-0123456789abcdef", "CLI-x"])
-def test_a_request_cannot_pose_as_the_cli(live: LiveServer, sql: Callable[..., Any],
-                                          given: str) -> None:
+def test_a_request_cannot_pose_as_the_cli(
+    live: LiveServer, sql: Callable[..., Any], given: str
+) -> None:
     with live.client() as client:
-        response = client.get("/v1/exports/learners", params={"limit": "1"},
-                              headers={"X-Request-Id": given})
+        response = client.get(
+            "/v1/exports/learners", params={"limit": "1"}, headers={"X-Request-Id": given}
+        )
     assert response.status_code == 200
     assert not response.headers["x-request-id"].lower().startswith("cli-")
     export = response.headers["x-export-id"]

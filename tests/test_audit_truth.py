@@ -14,17 +14,19 @@ from tests.conftest import BIG_LEARNERS, Database, LiveServer, query, wait_for
 
 
 def audit(url: str, export_id: str) -> dict[str, Any]:
-    return dict(query(url, "SELECT * FROM learner_export.export_audit WHERE id = $1",
-                      export_id)[0])
+    return dict(query(url, "SELECT * FROM learner_export.export_audit WHERE id = $1", export_id)[0])
 
 
-def test_a_cut_export_counts_only_what_left(start_server: Callable[..., LiveServer],
-                                            big_database: Database) -> None:
+def test_a_cut_export_counts_only_what_left(
+    start_server: Callable[..., LiveServer], big_database: Database
+) -> None:
     """A client that takes one chunk and goes: the row counts what was handed on, far less
     than the export, and the bytes match whole pages (never more than the export)."""
     server = start_server(big_database)
-    with server.client() as client, client.stream(
-            "GET", "/v1/exports/learners", params={"format": "jsonl"}) as response:
+    with (
+        server.client() as client,
+        client.stream("GET", "/v1/exports/learners", params={"format": "jsonl"}) as response,
+    ):
         export_id = response.headers["x-export-id"]
         next(response.iter_raw())
     assert wait_for(lambda: audit(big_database.url, export_id)["outcome"] != "started")
@@ -34,25 +36,27 @@ def test_a_cut_export_counts_only_what_left(start_server: Callable[..., LiveServ
     assert 0 < row["bytes_sent"] < 20_000_000
 
 
-def test_a_finish_that_cannot_be_written_is_seen(start_server: Callable[..., LiveServer],
-                                                 database: Database,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_a_finish_that_cannot_be_written_is_seen(
+    start_server: Callable[..., LiveServer], database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
     server = start_server(database)
-    query(database.url, "REVOKE UPDATE ON learner_export.export_audit FROM"
-                        " learner_export_service")
+    query(database.url, "REVOKE UPDATE ON learner_export.export_audit FROM learner_export_service")
     try:
-        with caplog.at_level(logging.ERROR, logger="learner_export.audit"), \
-                server.client() as client:
+        with (
+            caplog.at_level(logging.ERROR, logger="learner_export.audit"),
+            server.client() as client,
+        ):
             response = client.get("/v1/exports/learners", params={"limit": "5"})
             assert response.status_code == 200  # the caller got the whole export
             deadline = time.monotonic() + 10
-            while ("could not complete the audit row" not in caplog.text
-                   and time.monotonic() < deadline):
+            while (
+                "could not complete the audit row" not in caplog.text
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.05)
             metrics = client.get("/metrics").text
     finally:
-        query(database.url, "GRANT UPDATE ON learner_export.export_audit TO"
-                            " learner_export_service")
+        query(database.url, "GRANT UPDATE ON learner_export.export_audit TO learner_export_service")
     assert "could not complete the audit row" in caplog.text
     assert 'learner_export_failures_total{kind="audit_not_completed"} 1.0' in metrics
     assert audit(database.url, response.headers["x-export-id"])["outcome"] == "started"

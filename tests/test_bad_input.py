@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from service.contract import Contract
-from service.errors import InvalidParameter
-from service.params import parse_export_params
+from learner_export.contract import Contract
+from learner_export.errors import InvalidParameter
+from learner_export.params import parse_export_params
 from tests.conftest import LiveServer
 
 HUGE = "18446744073709551616"  # 2^64: no bigint, and orjson cannot write it
@@ -52,18 +52,22 @@ def test_out_of_range_input_is_refused_before_the_database(query: str, bad: str)
     assert bad in {p["parameter"] for p in refused.value.detail}
 
 
-@pytest.mark.parametrize("body", [
-    {"limit": int(HUGE)},
-    {"limit": 2**63},
-    {"created_from": "0001-01-01T00:00:00+14:00"},
-    {"limit": [1, 2]},
-    {"client_id": "not-a-list"},
-    {"client_id": [{"a": 1}]},
-    {"columns": 5},
-    {"expires_in": 2**70},
-])
-def test_a_link_that_could_not_run_is_refused_at_mint(live: LiveServer, body: dict[str, Any]
-                                                      ) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"limit": int(HUGE)},
+        {"limit": 2**63},
+        {"created_from": "0001-01-01T00:00:00+14:00"},
+        {"limit": [1, 2]},
+        {"client_id": "not-a-list"},
+        {"client_id": [{"a": 1}]},
+        {"columns": 5},
+        {"expires_in": 2**70},
+    ],
+)
+def test_a_link_that_could_not_run_is_refused_at_mint(
+    live: LiveServer, body: dict[str, Any]
+) -> None:
     with live.client() as client:
         response = client.post("/v1/exports/learners/links", json=body)
     assert response.status_code in (400, 422), response.text
@@ -73,16 +77,20 @@ def test_a_link_that_could_not_run_is_refused_at_mint(live: LiveServer, body: di
 
 def test_json_body_of_the_wrong_shape_is_a_4xx(live: LiveServer) -> None:
     with live.client() as client:
-        for content in (b"[]", b"null", b"\"x\"", b"{", b"{\"limit\": 1e400}"):
-            response = client.post("/v1/exports/learners/links", content=content,
-                                   headers={"Content-Type": "application/json"})
+        for content in (b"[]", b"null", b'"x"', b"{", b'{"limit": 1e400}'):
+            response = client.post(
+                "/v1/exports/learners/links",
+                content=content,
+                headers={"Content-Type": "application/json"},
+            )
             assert 400 <= response.status_code < 500, (content, response.text)
             assert "error" in response.json()
 
 
 def test_huge_client_id_list_is_a_400(live: LiveServer) -> None:
     ids = "&".join(f"client_id=00000000-0000-0000-0000-{i:012d}" for i in range(1001))
-    with httpx.Client(base_url=live.url, timeout=30,
-                      headers={"Authorization": f"Bearer {live.token}"}) as client:
+    with httpx.Client(
+        base_url=live.url, timeout=30, headers={"Authorization": f"Bearer {live.token}"}
+    ) as client:
         response = client.get(f"/v1/exports/learners?{ids}")
     assert response.status_code == 400

@@ -12,14 +12,15 @@ from typing import Any
 import httpx
 import pytest
 
-from service.api.browser import error_page, wants_html
-from service.auth import issue_token
-from service.links import LinkSigner, parse_secrets
+from learner_export.api.browser import error_page, wants_html
+from learner_export.auth import issue_token
+from learner_export.links import LinkSigner, parse_secrets
 from tests.chromium import browser, needs_chromium
 from tests.conftest import JWT_SECRET, LINK_SECRETS, LiveServer
 
-BROWSER_ACCEPT = ("text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,"
-                  "image/webp,*/*;q=0.8")
+BROWSER_ACCEPT = (
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+)
 DOWNLOAD = "/v1/exports/learners/download"
 
 
@@ -57,8 +58,9 @@ def test_tampered_link_in_a_browser_gets_a_page(live: LiveServer, seeded: str) -
     assert "signature invalid" in response.text
 
 
-@pytest.mark.parametrize("accept", [None, "*/*", "application/json", "text/csv",
-                                    "text/html;q=0, */*"])
+@pytest.mark.parametrize(
+    "accept", [None, "*/*", "application/json", "text/csv", "text/html;q=0, */*"]
+)
 def test_api_clients_keep_the_json(live: LiveServer, seeded: str, accept: str | None) -> None:
     headers = {"Accept": accept} if accept else {}
     response = httpx.get(expired(live, seeded), headers=headers)
@@ -74,8 +76,11 @@ def test_only_the_download_link_answers_html(live: LiveServer) -> None:
 
 
 def test_error_page_escapes_what_it_shows() -> None:
-    page = error_page(400, "invalid_parameter<x>",
-                      [{"parameter": "<script>alert(1)</script>", "message": "a & b"}])
+    page = error_page(
+        400,
+        "invalid_parameter<x>",
+        [{"parameter": "<script>alert(1)</script>", "message": "a & b"}],
+    )
     body = bytes(page.body).decode()
     assert "<script>" not in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt;: a &amp; b" in body
@@ -87,33 +92,56 @@ def test_error_page_escapes_what_it_shows() -> None:
 def _request(path: str, accept: str) -> Any:
     from starlette.requests import Request
 
-    return Request({"type": "http", "method": "GET", "path": path, "query_string": b"",
-                    "headers": [(b"accept", accept.encode())]})
+    return Request(
+        {
+            "type": "http",
+            "method": "GET",
+            "path": path,
+            "query_string": b"",
+            "headers": [(b"accept", accept.encode())],
+        }
+    )
 
 
-@pytest.mark.parametrize(("accept", "html"), [
-    (BROWSER_ACCEPT, True), ("application/xhtml+xml", True), ("TEXT/HTML; q=0.5", True),
-    ("text/html;q=0", False), ("text/html;q=x", False), ("*/*", False), ("", False),
-])
+@pytest.mark.parametrize(
+    ("accept", "html"),
+    [
+        (BROWSER_ACCEPT, True),
+        ("application/xhtml+xml", True),
+        ("TEXT/HTML; q=0.5", True),
+        ("text/html;q=0", False),
+        ("text/html;q=x", False),
+        ("*/*", False),
+        ("", False),
+    ],
+)
 def test_wants_html_reads_the_accept_header(accept: str, html: bool) -> None:
     assert wants_html(_request(DOWNLOAD, accept)) is html
     assert wants_html(_request("/v1/exports/learners", accept)) is False
 
 
 @needs_chromium
-def test_chromium_shows_each_refusal(start_server: Callable[..., LiveServer], seeded: str,
-                                     sql: Any) -> None:
+def test_chromium_shows_each_refusal(
+    start_server: Callable[..., LiveServer], seeded: str, sql: Any
+) -> None:
     server = start_server(role_cache_ttl_seconds=0)
     admin = str(uuid.uuid4())
     sql("INSERT INTO public.profiles (id, role) VALUES ($1, 'Admin')", admin)
     try:
-        demoted = server.url + httpx.post(
-            server.url + "/v1/exports/learners/links", json={"limit": 1},
-            headers={"Authorization": f"Bearer {issue_token(JWT_SECRET, admin)}"}).json()["url"]
+        demoted = (
+            server.url
+            + httpx.post(
+                server.url + "/v1/exports/learners/links",
+                json={"limit": 1},
+                headers={"Authorization": f"Bearer {issue_token(JWT_SECRET, admin)}"},
+            ).json()["url"]
+        )
         sql("UPDATE public.profiles SET role = 'Student' WHERE id = $1", admin)
-        cases = [(expired(server, seeded), 410, "This download link has expired"),
-                 (tampered(server, seeded), 403, "This download link cannot be used"),
-                 (demoted, 403, "may not export learners")]
+        cases = [
+            (expired(server, seeded), 410, "This download link has expired"),
+            (tampered(server, seeded), 403, "This download link cannot be used"),
+            (demoted, 403, "may not export learners"),
+        ]
         with browser() as chromium:
             page = chromium.new_page(viewport={"width": 800, "height": 420})
             for number, (url, status, text) in enumerate(cases):

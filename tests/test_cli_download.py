@@ -17,8 +17,8 @@ import httpx
 import orjson
 import pytest
 
-from service import download
-from service.record_ends import CsvRecordEnds, JsonlRecordEnds
+from learner_export.cli import download
+from learner_export.cli.record_ends import CsvRecordEnds, JsonlRecordEnds
 from tests.conftest import BIG_LEARNERS, Database, LiveServer, joined_backends, query
 from tests.test_cli_export import (
     cells,
@@ -45,18 +45,22 @@ def token_env(server: LiveServer) -> dict[str, str]:
     return cli_env(EXPORT_TOKEN=server.token)
 
 
-@pytest.mark.parametrize("query_string", [
-    "format=csv",
-    "format=jsonl",
-    "format=csv&columns=learner_id,notes,full_name",
-    "format=jsonl&active=false&limit=777",
-    "format=csv&cursor=false&bom=true",
-    "format=csv&bom=true&escape_formulas=false",
-    "format=csv&cursor=true&limit=300",
-    "format=jsonl&cursor=true&limit=300",
-])
-def test_download_gives_the_bytes_of_a_direct_get(live: LiveServer, tmp_path: Path,
-                                                  query_string: str) -> None:
+@pytest.mark.parametrize(
+    "query_string",
+    [
+        "format=csv",
+        "format=jsonl",
+        "format=csv&columns=learner_id,notes,full_name",
+        "format=jsonl&active=false&limit=777",
+        "format=csv&cursor=false&bom=true",
+        "format=csv&bom=true&escape_formulas=false",
+        "format=csv&cursor=true&limit=300",
+        "format=jsonl&cursor=true&limit=300",
+    ],
+)
+def test_download_gives_the_bytes_of_a_direct_get(
+    live: LiveServer, tmp_path: Path, query_string: str
+) -> None:
     # The seed's notes and names hold commas, quotes, CR, LF and CRLF: a cursor column added
     # for resuming and stripped at the end must leave exactly the plain export's bytes.
     url = export_url(live, query_string)
@@ -72,8 +76,9 @@ def test_download_gives_the_bytes_of_a_direct_get(live: LiveServer, tmp_path: Pa
 
 
 def test_download_names_the_file_as_the_server_does(live: LiveServer, tmp_path: Path) -> None:
-    result = cli("download", export_url(live, "format=jsonl&limit=5"), cwd=tmp_path,
-                 env=token_env(live))
+    result = cli(
+        "download", export_url(live, "format=jsonl&limit=5"), cwd=tmp_path, env=token_env(live)
+    )
     assert result.returncode == 0, result.stderr
     (saved,) = list(tmp_path.iterdir())
     assert saved.name.startswith("learners-") and saved.suffix == ".jsonl"
@@ -91,7 +96,8 @@ def test_download_xlsx(live: LiveServer, tmp_path: Path) -> None:
 def test_download_progress_bar_on_a_terminal(live: LiveServer, tmp_path: Path) -> None:
     code, shown = run_on_terminal(
         ["download", export_url(live, "format=csv&limit=2500"), "-o", str(tmp_path / "l.csv")],
-        env=token_env(live))
+        env=token_env(live),
+    )
     assert code == 0, shown
     text = shown.decode()
     assert "\r" in text
@@ -99,19 +105,26 @@ def test_download_progress_bar_on_a_terminal(live: LiveServer, tmp_path: Path) -
     assert (tmp_path / "l.csv").exists()
 
 
-@pytest.mark.parametrize(("query_string", "token", "status", "error"), [
-    ("format=pdf", "good", 400, b'"invalid_parameter"'),
-    ("format=csv", "bad", 401, b'"unauthorized"'),
-    ("format=csv", None, 401, b"no token given"),
-])
-def test_http_errors_exit_1_with_the_servers_error(live: LiveServer, tmp_path: Path,
-                                                   query_string: str, token: str | None,
-                                                   status: int, error: bytes) -> None:
+@pytest.mark.parametrize(
+    ("query_string", "token", "status", "error"),
+    [
+        ("format=pdf", "good", 400, b'"invalid_parameter"'),
+        ("format=csv", "bad", 401, b'"unauthorized"'),
+        ("format=csv", None, 401, b"no token given"),
+    ],
+)
+def test_http_errors_exit_1_with_the_servers_error(
+    live: LiveServer,
+    tmp_path: Path,
+    query_string: str,
+    token: str | None,
+    status: int,
+    error: bytes,
+) -> None:
     env = cli_env()
     if token:
         env["EXPORT_TOKEN"] = live.token if token == "good" else "not.a.token"
-    result = cli("download", export_url(live, query_string), "-o", str(tmp_path / "x"),
-                 env=env)
+    result = cli("download", export_url(live, query_string), "-o", str(tmp_path / "x"), env=env)
     assert result.returncode == 1
     assert f"HTTP {status}".encode() in result.stderr
     assert error in result.stderr
@@ -119,20 +132,29 @@ def test_http_errors_exit_1_with_the_servers_error(live: LiveServer, tmp_path: P
 
 
 def test_unreachable_service_exits_1(tmp_path: Path) -> None:
-    result = cli("download", "http://127.0.0.1:9/v1/exports/learners", "-o",
-                 str(tmp_path / "x"), env=cli_env())
+    result = cli(
+        "download",
+        "http://127.0.0.1:9/v1/exports/learners",
+        "-o",
+        str(tmp_path / "x"),
+        env=cli_env(),
+    )
     assert result.returncode == 1
     assert b"cannot download" in result.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["URL?format=xlsx", "-o", "x.xlsx", "--resume"], b"cannot be resumed"),
-    (["URL?format=csv", "--resume"], b"--resume needs -o FILE"),
-    (["ftp://example.org/x", "-o", "x"], b"not an http(s) URL"),
-    ([], b"the following arguments are required: URL"),
-])
-def test_usage_errors_exit_2(live: LiveServer, tmp_path: Path, args: list[str],
-                             message: bytes) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["URL?format=xlsx", "-o", "x.xlsx", "--resume"], b"cannot be resumed"),
+        (["URL?format=csv", "--resume"], b"--resume needs -o FILE"),
+        (["ftp://example.org/x", "-o", "x"], b"not an http(s) URL"),
+        ([], b"the following arguments are required: URL"),
+    ],
+)
+def test_usage_errors_exit_2(
+    live: LiveServer, tmp_path: Path, args: list[str], message: bytes
+) -> None:
     args = [a.replace("URL", export_url(live, "")[:-1]) for a in args]
     result = cli("download", *args, cwd=tmp_path, env=token_env(live))
     assert result.returncode == 2
@@ -144,8 +166,10 @@ def test_record_ends_agree_with_the_csv_module_for_any_split() -> None:
     rng = random.Random(6)
     alphabet = ["a", ",", '"', "\r", "\n", "\r\n", "é", " ", "'="]
     for _ in range(200):
-        rows = [["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 5)))
-                 for _ in range(3)] for _ in range(rng.randint(0, 6))]
+        rows = [
+            ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 5))) for _ in range(3)]
+            for _ in range(rng.randint(0, 6))
+        ]
         ends = []
         data = b""
         for row in rows:
@@ -158,7 +182,7 @@ def test_record_ends_agree_with_the_csv_module_for_any_split() -> None:
             position = 0
             while position < cut:
                 step = rng.randint(1, 7)
-                scanner.feed(data[position:min(position + step, cut)])
+                scanner.feed(data[position : min(position + step, cut)])
                 position += step
             complete = [e for e in ends if e <= cut]
             assert scanner.records == len(complete)
@@ -182,7 +206,7 @@ def _stripped(stripper: download.CursorStripper, data: bytes, rng: random.Random
     position = 0
     while position < len(data):
         step = rng.choice([1, 2, 3, 7, 64, 4096])
-        out += stripper.feed(data[position:position + step])
+        out += stripper.feed(data[position : position + step])
         position += step
     return out + stripper.close()
 
@@ -191,25 +215,29 @@ def test_cursor_stripper_gives_the_export_without_cursor_for_any_split() -> None
     rng = random.Random(15)
     alphabet = ["a", ",", '"', "\r", "\n", "\r\n", "é", " ", "=1", ",abc\r\n", '""']
     for case in range(300):
-        rows = [["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4)))
-                 for _ in range(3)] for _ in range(rng.randint(0, 8))]
-        cursors = ["".join(rng.choice("AZaz09_-") for _ in range(rng.randint(1, 40)))
-                   for _ in rows]
+        rows = [
+            ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4))) for _ in range(3)]
+            for _ in range(rng.randint(0, 8))
+        ]
+        cursors = ["".join(rng.choice("AZaz09_-") for _ in range(rng.randint(1, 40))) for _ in rows]
         bom = case % 3 == 0
         header = ["learner_id", "notes", "full_name"]
         plain = _csv_bytes([header, *rows], bom)
-        with_cursor = _csv_bytes([[*header, "_cursor"],
-                                  *[[*row, c] for row, c in zip(rows, cursors, strict=True)]],
-                                 bom)
+        with_cursor = _csv_bytes(
+            [[*header, "_cursor"], *[[*row, c] for row, c in zip(rows, cursors, strict=True)]], bom
+        )
         assert _stripped(download.CursorStripper("csv"), with_cursor, rng) == plain
         lines = [{"learner_id": row[0], "notes": row[1], "n": i} for i, row in enumerate(rows)]
         jsonl = b"".join(orjson.dumps(line) + b"\n" for line in lines)
-        jsonl_cursor = b"".join(orjson.dumps({**line, "_cursor": c}) + b"\n"
-                                for line, c in zip(lines, cursors, strict=True))
+        jsonl_cursor = b"".join(
+            orjson.dumps({**line, "_cursor": c}) + b"\n"
+            for line, c in zip(lines, cursors, strict=True)
+        )
         assert _stripped(download.CursorStripper("jsonl"), jsonl_cursor, rng) == jsonl
     # A CSV whose header has no cursor column is left as it is; so is a cut last record.
-    assert _stripped(download.CursorStripper("csv"), b"a,b\r\n1,x2\r\n3,", rng) \
-        == b"a,b\r\n1,x2\r\n3,"
+    assert (
+        _stripped(download.CursorStripper("csv"), b"a,b\r\n1,x2\r\n3,", rng) == b"a,b\r\n1,x2\r\n3,"
+    )
 
 
 # Resuming ------------------------------------------------------------------------------------
@@ -222,8 +250,8 @@ def quoted_line_break(reference: bytes) -> int:
     every CRLF (or LF) for the end of a record would go wrong."""
     ends = CsvRecordEnds()
     for offset in range(200, len(reference)):
-        if reference[offset - 1:offset] == b"\n":
-            ends.feed(reference[ends.offset:offset])
+        if reference[offset - 1 : offset] == b"\n":
+            ends.feed(reference[ends.offset : offset])
             if ends.last_end != offset:
                 return offset
     raise AssertionError("no line break inside a quoted field in the seed")
@@ -236,14 +264,14 @@ def cut_points(reference: bytes, fmt: str) -> list[int]:
     header = reference.index(sep) + len(sep)
     row_end = reference.index(sep, len(reference) // 3) + len(sep)
     points = [
-        0,                       # nothing yet
-        header // 2,             # inside the header (CSV) or the first row
-        header,                  # the header (or the first row) complete, nothing more
-        row_end,                 # exactly at the end of a row
-        row_end - 1,             # between the CR and the LF (CSV), or just before the LF
-        len(reference) // 2,     # somewhere mid-row
-        len(reference) - 1,      # all but the last byte
-        len(reference),          # complete: the limit is already reached
+        0,  # nothing yet
+        header // 2,  # inside the header (CSV) or the first row
+        header,  # the header (or the first row) complete, nothing more
+        row_end,  # exactly at the end of a row
+        row_end - 1,  # between the CR and the LF (CSV), or just before the LF
+        len(reference) // 2,  # somewhere mid-row
+        len(reference) - 1,  # all but the last byte
+        len(reference),  # complete: the limit is already reached
     ]
     if fmt == "csv":
         points.append(quoted_line_break(reference))
@@ -252,7 +280,8 @@ def cut_points(reference: bytes, fmt: str) -> list[int]:
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_resume_after_a_cut_at_any_byte_gives_the_uninterrupted_export(
-        live: LiveServer, tmp_path: Path, fmt: str) -> None:
+    live: LiveServer, tmp_path: Path, fmt: str
+) -> None:
     url = export_url(live, f"format={fmt}&{RESUME_QUERY}")
     reference = direct_get(live, url + "&cursor=true")
     plain = direct_get(live, url)
@@ -267,8 +296,14 @@ def test_resume_after_a_cut_at_any_byte_gives_the_uninterrupted_export(
             assert point.keep <= cut
             if fmt == "jsonl":
                 assert point.rows == reference[:cut].count(b"\n")
-        saved = download.fetch(url, output=target, token=live.token, resume=True,
-                               progress_stream=None, note=notes.append)
+        saved = download.fetch(
+            url,
+            output=target,
+            token=live.token,
+            resume=True,
+            progress_stream=None,
+            note=notes.append,
+        )
         assert saved == target
         assert target.read_bytes() == plain, f"cut at {cut} of {len(reference)}"
         assert not download.partial_path(target).exists()
@@ -283,7 +318,7 @@ def test_resume_from_the_command_line(live: LiveServer, tmp_path: Path, fmt: str
     reference = direct_get(live, url + "&cursor=true")
     target = tmp_path / f"learners.{fmt}"
     # A file another client (curl, with cursor=true) left cut mid-row, under the final name.
-    target.write_bytes(reference[:len(reference) * 2 // 3])
+    target.write_bytes(reference[: len(reference) * 2 // 3])
     result = cli("download", url, "-o", str(target), "--resume", env=token_env(live))
     assert result.returncode == 0, result.stderr
     assert result.stderr == b""
@@ -292,28 +327,35 @@ def test_resume_from_the_command_line(live: LiveServer, tmp_path: Path, fmt: str
 
 
 def test_resume_of_a_file_curl_left_without_cursor_names_that_file(
-        live: LiveServer, tmp_path: Path) -> None:
+    live: LiveServer, tmp_path: Path
+) -> None:
     url = export_url(live, f"format=csv&{RESUME_QUERY}")
     plain = direct_get(live, url)
     target = tmp_path / "learners.csv"
-    target.write_bytes(plain[:len(plain) // 2])  # curl's cut download: no cursor to go on
+    target.write_bytes(plain[: len(plain) // 2])  # curl's cut download: no cursor to go on
     result = cli("download", url, "-o", str(target), "--resume", env=token_env(live))
     assert result.returncode == 0, result.stderr
     assert result.stderr.decode() == (
         f"learner-export: cannot resume {target}: it has no _cursor column; downloading it "
-        "again from the start\n")
+        "again from the start\n"
+    )
     assert b".partial" not in result.stderr
     assert target.read_bytes() == plain
     assert leftovers(tmp_path) == []
 
 
-def test_resume_refuses_a_partial_file_of_other_columns(live: LiveServer, tmp_path: Path
-                                                        ) -> None:
+def test_resume_refuses_a_partial_file_of_other_columns(live: LiveServer, tmp_path: Path) -> None:
     other = direct_get(live, export_url(live, "format=csv&columns=learner_id&cursor=true"))
     target = tmp_path / "l.csv"
     download.partial_path(target).write_bytes(other[:5000])
-    result = cli("download", export_url(live, "format=csv&columns=notes"), "-o", str(target),
-                 "--resume", env=token_env(live))
+    result = cli(
+        "download",
+        export_url(live, "format=csv&columns=notes"),
+        "-o",
+        str(target),
+        "--resume",
+        env=token_env(live),
+    )
     assert result.returncode == 1
     assert b"columns differ" in result.stderr
     assert not target.exists()
@@ -327,7 +369,7 @@ def test_a_partial_file_without_cursor_starts_over(live: LiveServer, tmp_path: P
     download.partial_path(target).write_bytes(reference[:3000])
     result = cli("download", url, "-o", str(target), "--resume", env=token_env(live))
     assert result.returncode == 0, result.stderr
-    assert (f"cannot resume {download.partial_path(target)}: ".encode() in result.stderr)
+    assert f"cannot resume {download.partial_path(target)}: ".encode() in result.stderr
     assert b"downloading it again from the start" in result.stderr
     assert target.read_bytes() == reference
 
@@ -338,13 +380,17 @@ def big(start_server: Callable[..., LiveServer], big_database: Database) -> Live
 
 
 def test_cut_transfer_exits_1_keeps_the_partial_file_and_resumes(
-        big: LiveServer, big_database: Database, tmp_path: Path) -> None:
+    big: LiveServer, big_database: Database, tmp_path: Path
+) -> None:
     url = export_url(big, "format=jsonl")
     target = tmp_path / "learners.jsonl"
     partial = download.partial_path(target)
-    process = subprocess.Popen(cli_command("download", url, "-o", str(target)),
-                               env=token_env(big), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        cli_command("download", url, "-o", str(target)),
+        env=token_env(big),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 30
     while not (partial.exists() and partial.stat().st_size > 0):
         assert time.monotonic() < deadline and process.poll() is None, process.communicate()
@@ -365,10 +411,11 @@ def test_cut_transfer_exits_1_keeps_the_partial_file_and_resumes(
 
     result = cli("download", url, "-o", str(target), "--resume", env=token_env(big))
     assert result.returncode == 0, result.stderr
-    rows: list[dict[str, Any]] = [orjson.loads(line)
-                                  for line in target.read_bytes().splitlines()]
-    expected = [r["id"] for r in query(big_database.url,
-                                       "SELECT id FROM public.learners ORDER BY created_at, id")]
+    rows: list[dict[str, Any]] = [orjson.loads(line) for line in target.read_bytes().splitlines()]
+    expected = [
+        r["id"]
+        for r in query(big_database.url, "SELECT id FROM public.learners ORDER BY created_at, id")
+    ]
     assert len(expected) == BIG_LEARNERS
     assert [r["learner_id"] for r in rows] == expected
     assert not partial.exists()
@@ -380,7 +427,10 @@ def test_ctrl_c_exits_130_and_keeps_the_partial_file(big: LiveServer, tmp_path: 
     url = export_url(big, "format=csv&columns=learner_id,notes,created_at")
     process = subprocess.Popen(
         cli_command("download", url, "-o", str(target)),
-        env=token_env(big), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        env=token_env(big),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 30
     while not (partial.exists() and partial.stat().st_size > 0):
         assert time.monotonic() < deadline and process.poll() is None, process.communicate()
@@ -397,7 +447,8 @@ def test_ctrl_c_exits_130_and_keeps_the_partial_file(big: LiveServer, tmp_path: 
     # The hint is a command to paste: the URL as given (quoted for the shell), the user's -o.
     assert err.decode().endswith(
         f"the rows so far are in {partial}; continue it with: learner-export download "
-        f"'{url}' -o {target} --resume\n"), err
+        f"'{url}' -o {target} --resume\n"
+    ), err
     assert b" URL " not in err
     result = cli("download", url, "-o", str(target), "--resume", env=token_env(big))
     assert result.returncode == 0, result.stderr

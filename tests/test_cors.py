@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from service.config import Settings
+from learner_export.config import Settings
 from tests.chromium import StaticPage, browser, needs_chromium
 from tests.conftest import LiveServer
 from tests.reference import NAMES
@@ -32,43 +32,58 @@ def server(start_server: Callable[..., LiveServer], admin_page: StaticPage) -> L
     return start_server(cors_origins=f"{ADMIN_UI}, {admin_page.origin}")
 
 
-def preflight(server: LiveServer, path: str, origin: str, method: str,
-              headers: str) -> httpx.Response:
-    return httpx.options(server.url + path, headers={
-        "Origin": origin, "Access-Control-Request-Method": method,
-        "Access-Control-Request-Headers": headers})
+def preflight(
+    server: LiveServer, path: str, origin: str, method: str, headers: str
+) -> httpx.Response:
+    return httpx.options(
+        server.url + path,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": headers,
+        },
+    )
 
 
 def cors_headers(response: httpx.Response) -> set[str]:
     return {name for name in response.headers if name.startswith("access-control-")}
 
 
-@pytest.mark.parametrize(("path", "method", "headers"), [
-    ("/v1/exports/learners/links", "POST", "authorization,content-type,x-request-id"),
-    ("/v1/exports/learners", "GET", "authorization,prefer"),
-    ("/v1/exports/learners", "HEAD", "authorization"),
-])
-def test_preflight_from_the_admin_ui_is_allowed(server: LiveServer, path: str, method: str,
-                                                headers: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "method", "headers"),
+    [
+        ("/v1/exports/learners/links", "POST", "authorization,content-type,x-request-id"),
+        ("/v1/exports/learners", "GET", "authorization,prefer"),
+        ("/v1/exports/learners", "HEAD", "authorization"),
+    ],
+)
+def test_preflight_from_the_admin_ui_is_allowed(
+    server: LiveServer, path: str, method: str, headers: str
+) -> None:
     response = preflight(server, path, ADMIN_UI, method, headers)
     assert response.status_code == 204
     assert response.headers["access-control-allow-origin"] == ADMIN_UI
     assert method in response.headers["access-control-allow-methods"]
-    allowed = {h.strip().lower() for h in response.headers["access-control-allow-headers"]
-               .split(",")}
+    allowed = {
+        h.strip().lower() for h in response.headers["access-control-allow-headers"].split(",")
+    }
     assert set(headers.split(",")) <= allowed
     assert "access-control-allow-credentials" not in response.headers
     assert "Origin" in response.headers["vary"]
 
 
-@pytest.mark.parametrize(("origin", "method", "headers", "reason"), [
-    (OTHER, "POST", "authorization,content-type", "not in EXPORT_CORS_ORIGINS"),
-    (ADMIN_UI + ":8443", "POST", "authorization", "not in EXPORT_CORS_ORIGINS"),
-    (ADMIN_UI, "DELETE", "authorization", "method DELETE"),
-    (ADMIN_UI, "POST", "authorization,cookie,x-debug", "cookie, x-debug"),
-])
+@pytest.mark.parametrize(
+    ("origin", "method", "headers", "reason"),
+    [
+        (OTHER, "POST", "authorization,content-type", "not in EXPORT_CORS_ORIGINS"),
+        (ADMIN_UI + ":8443", "POST", "authorization", "not in EXPORT_CORS_ORIGINS"),
+        (ADMIN_UI, "DELETE", "authorization", "method DELETE"),
+        (ADMIN_UI, "POST", "authorization,cookie,x-debug", "cookie, x-debug"),
+    ],
+)
 def test_preflight_that_cannot_be_allowed_is_refused_without_cors_headers(
-        server: LiveServer, origin: str, method: str, headers: str, reason: str) -> None:
+    server: LiveServer, origin: str, method: str, headers: str, reason: str
+) -> None:
     response = preflight(server, "/v1/exports/learners/links", origin, method, headers)
     assert response.status_code == 403
     assert response.json()["error"] == "cors_refused"
@@ -78,28 +93,34 @@ def test_preflight_that_cannot_be_allowed_is_refused_without_cors_headers(
 
 def test_allowed_origin_reads_the_exposed_headers(server: LiveServer) -> None:
     with server.client() as client:
-        response = client.get("/v1/exports/learners", params={"limit": "2"},
-                              headers={"Origin": ADMIN_UI, "Prefer": "count=exact"})
+        response = client.get(
+            "/v1/exports/learners",
+            params={"limit": "2"},
+            headers={"Origin": ADMIN_UI, "Prefer": "count=exact"},
+        )
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == ADMIN_UI
-    exposed = {h.strip().lower() for h in response.headers["access-control-expose-headers"]
-               .split(",")}
+    exposed = {
+        h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")
+    }
     assert exposed == EXPOSED
     assert "access-control-allow-credentials" not in response.headers
 
 
 def test_errors_reach_the_allowed_origin_too(server: LiveServer) -> None:
     """A 401 the page cannot read would look like a network failure to the admin UI."""
-    response = httpx.post(server.url + "/v1/exports/learners/links", json={},
-                          headers={"Origin": ADMIN_UI})
+    response = httpx.post(
+        server.url + "/v1/exports/learners/links", json={}, headers={"Origin": ADMIN_UI}
+    )
     assert response.status_code == 401
     assert response.headers["access-control-allow-origin"] == ADMIN_UI
 
 
 def test_other_origins_get_no_cors_headers(server: LiveServer, live: LiveServer) -> None:
     with server.client() as client:
-        response = client.get("/v1/exports/learners", params={"limit": "1"},
-                              headers={"Origin": OTHER})
+        response = client.get(
+            "/v1/exports/learners", params={"limit": "1"}, headers={"Origin": OTHER}
+        )
     assert response.status_code == 200
     assert cors_headers(response) == set()
     # The default: no origin at all is allowed.
@@ -107,8 +128,16 @@ def test_other_origins_get_no_cors_headers(server: LiveServer, live: LiveServer)
     assert preflight(live, "/v1/exports/learners", ADMIN_UI, "GET", "").status_code == 403
 
 
-@pytest.mark.parametrize("bad", ["https://admin.example.com/", "*", "admin.example.com",
-                                 "https://Admin.example.com", "https://a.example.com/path"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "https://admin.example.com/",
+        "*",
+        "admin.example.com",
+        "https://Admin.example.com",
+        "https://a.example.com/path",
+    ],
+)
 def test_an_origin_that_could_never_match_is_a_configuration_error(bad: str) -> None:
     with pytest.raises(ValueError, match="not an exact origin"):
         Settings(cors_origins=f"https://ok.example.com,{bad}")
@@ -158,8 +187,9 @@ def _run_page(page_server: StaticPage, server: LiveServer) -> tuple[str, bytes |
     with browser() as chromium:
         page = chromium.new_context(accept_downloads=True).new_page()
         page.goto(page_server.origin + "/")
-        page.wait_for_function("document.getElementById('status').textContent !== 'working'",
-                               timeout=30_000)
+        page.wait_for_function(
+            "document.getElementById('status').textContent !== 'working'", timeout=30_000
+        )
         status = page.inner_text("#status")
         if status.startswith("failed"):
             return status, None
@@ -173,8 +203,9 @@ def _run_page(page_server: StaticPage, server: LiveServer) -> tuple[str, bytes |
 
 
 @needs_chromium
-def test_the_admin_page_mints_a_link_and_downloads_it(server: LiveServer,
-                                                      admin_page: StaticPage) -> None:
+def test_the_admin_page_mints_a_link_and_downloads_it(
+    server: LiveServer, admin_page: StaticPage
+) -> None:
     status, content = _run_page(admin_page, server)
     reported = json.loads(status)
     assert reported["status"] == 200

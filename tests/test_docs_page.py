@@ -18,8 +18,9 @@ SCREENSHOT = Path("/tmp/learner-export-docs.png")
 def test_docs_uses_only_local_assets(live: LiveServer) -> None:
     page = httpx.get(live.url + "/docs")
     assert page.status_code == 200
-    urls = re.findall(r'(?:src|href)="([^"]+)"', page.text) + \
-        re.findall(r"url: '([^']+)'", page.text)
+    urls = re.findall(r'(?:src|href)="([^"]+)"', page.text) + re.findall(
+        r"url: '([^']+)'", page.text
+    )
     assert len(urls) >= 4  # script, stylesheet, icon, the OpenAPI document
     for url in urls:
         assert not urlsplit(url).netloc, f"{url} is not served by the service"

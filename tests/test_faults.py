@@ -41,9 +41,12 @@ def terminate_export_backend(url: str, which: int = 0) -> None:
 @pytest.mark.parametrize("which", [0, 1], ids=["first", "helper"])
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "xlsx"])
 def test_backend_killed_mid_stream_gives_an_incomplete_transfer(
-        big: LiveServer, big_database: Database, fmt: str, which: int) -> None:
-    with big.client() as client, client.stream(
-            "GET", "/v1/exports/learners", params={"format": fmt}) as response:
+    big: LiveServer, big_database: Database, fmt: str, which: int
+) -> None:
+    with (
+        big.client() as client,
+        client.stream("GET", "/v1/exports/learners", params={"format": fmt}) as response,
+    ):
         assert response.status_code == 200
         chunks = response.iter_bytes()
         next(chunks)
@@ -63,10 +66,20 @@ def test_backend_killed_mid_stream_gives_an_incomplete_transfer(
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_reports_the_cut_transfer(big: LiveServer, big_database: Database) -> None:
     curl = subprocess.Popen(
-        ["curl", "-sS", "--limit-rate", "2M", "-o", "/dev/null",
-         "-H", f"Authorization: Bearer {big.token}",
-         f"{big.url}/v1/exports/learners?format=csv"],
-        stderr=subprocess.PIPE, text=True)
+        [
+            "curl",
+            "-sS",
+            "--limit-rate",
+            "2M",
+            "-o",
+            "/dev/null",
+            "-H",
+            f"Authorization: Bearer {big.token}",
+            f"{big.url}/v1/exports/learners?format=csv",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 10
     while not export_backends(big_database.url) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -76,26 +89,32 @@ def test_curl_reports_the_cut_transfer(big: LiveServer, big_database: Database) 
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "xlsx"])
-def test_client_disconnect_releases_the_connection(big: LiveServer, big_database: Database,
-                                                   fmt: str) -> None:
+def test_client_disconnect_releases_the_connection(
+    big: LiveServer, big_database: Database, fmt: str
+) -> None:
     for _ in range(3):
-        with big.client() as client, client.stream(
-                "GET", "/v1/exports/learners", params={"format": fmt}) as response:
+        with (
+            big.client() as client,
+            client.stream("GET", "/v1/exports/learners", params={"format": fmt}) as response,
+        ):
             assert response.status_code == 200
             next(response.iter_raw())
         # Leaving the block closes the connection mid-download.
     wait_until_released(big, big_database.url)
     assert big.pool_in_use() == 0
     assert export_backends(big_database.url) == []
-    idle = query(big_database.url,
-                 "SELECT count(*) AS n FROM pg_stat_activity"
-                 " WHERE application_name = 'learner-export' AND state = 'idle in transaction'")
+    idle = query(
+        big_database.url,
+        "SELECT count(*) AS n FROM pg_stat_activity"
+        " WHERE application_name = 'learner-export' AND state = 'idle in transaction'",
+    )
     assert idle[0]["n"] == 0
 
 
 def test_complete_download_after_faults(big: LiveServer) -> None:
     with big.client() as client:
-        response = client.get("/v1/exports/learners", params={"format": "jsonl",
-                                                               "columns": "learner_id"})
+        response = client.get(
+            "/v1/exports/learners", params={"format": "jsonl", "columns": "learner_id"}
+        )
     assert response.status_code == 200
     assert response.content.count(b"\n") == BIG_LEARNERS

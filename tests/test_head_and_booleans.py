@@ -7,16 +7,19 @@ import io
 
 import pytest
 
-from service.contract import Contract
-from service.errors import InvalidParameter
-from service.params import parse_export_params
+from learner_export.contract import Contract
+from learner_export.errors import InvalidParameter
+from learner_export.params import parse_export_params
 from tests.conftest import LiveServer
 
 
 def test_head_answers_the_headers_with_the_count(live: LiveServer, sql: object) -> None:
     with live.client() as client:
-        head = client.head("/v1/exports/learners", params={"format": "csv", "active": "true"},
-                           headers={"Prefer": "count=exact"})
+        head = client.head(
+            "/v1/exports/learners",
+            params={"format": "csv", "active": "true"},
+            headers={"Prefer": "count=exact"},
+        )
         got = client.get("/v1/exports/learners", params={"format": "csv", "active": "true"})
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-type"] == "text/csv; charset=utf-8"
@@ -39,6 +42,7 @@ def test_only_true_and_false_are_booleans(word: str) -> None:
 
 
 def test_true_and_false_are() -> None:
-    params = parse_export_params([("active", "false"), ("bom", "true")], Contract(()),
-                                 time_zones=frozenset({"UTC"}))
+    params = parse_export_params(
+        [("active", "false"), ("bom", "true")], Contract(()), time_zones=frozenset({"UTC"})
+    )
     assert params.active is False and params.bom is True

@@ -33,7 +33,9 @@ def client_with(sql: Callable[..., Any]) -> Iterator[Callable[[int, int], str]]:
             " SELECT $1, 'learner ' || i,"
             "        timestamptz '2031-01-01' + (i % $3) * interval '1 second'"
             "   FROM generate_series(1, $2) AS i",
-            client_id, n, distinct,
+            client_id,
+            n,
+            distinct,
         )
         return client_id
 
@@ -45,33 +47,39 @@ def client_with(sql: Callable[..., Any]) -> Iterator[Callable[[int, int], str]]:
 
 def exported_ids(server: LiveServer, **params: Any) -> list[str]:
     with server.client() as client:
-        response = client.get("/v1/exports/learners",
-                              params={"format": "jsonl", "columns": "learner_id", **params})
+        response = client.get(
+            "/v1/exports/learners", params={"format": "jsonl", "columns": "learner_id", **params}
+        )
     assert response.status_code == 200, response.text
     return [orjson.loads(line)["learner_id"] for line in response.content.splitlines()]
 
 
 def expected_ids(sql: Callable[..., Any], client_id: str) -> list[str]:
-    rows = sql("SELECT id FROM public.learners WHERE client_id = $1 ORDER BY created_at, id",
-               client_id)
+    rows = sql(
+        "SELECT id FROM public.learners WHERE client_id = $1 ORDER BY created_at, id", client_id
+    )
     return [r["id"] for r in rows]
 
 
 @pytest.mark.parametrize(
     ("learners", "distinct"),
     [
-        (0, 1),            # empty result
-        (1, 1),            # one row
-        (PAGE, PAGE),      # exactly one page
-        (PAGE + 1, 3),     # one page plus one row
-        (2 * PAGE, 2),     # exactly two pages
-        (37, 1),           # many pages, every row sharing one created_at
-        (53, 4),           # many pages, ties crossing page boundaries
+        (0, 1),  # empty result
+        (1, 1),  # one row
+        (PAGE, PAGE),  # exactly one page
+        (PAGE + 1, 3),  # one page plus one row
+        (2 * PAGE, 2),  # exactly two pages
+        (37, 1),  # many pages, every row sharing one created_at
+        (53, 4),  # many pages, ties crossing page boundaries
     ],
 )
-def test_every_row_once_in_key_order(tiny_pages: LiveServer, sql: Callable[..., Any],
-                                     client_with: Callable[[int, int], str], learners: int,
-                                     distinct: int) -> None:
+def test_every_row_once_in_key_order(
+    tiny_pages: LiveServer,
+    sql: Callable[..., Any],
+    client_with: Callable[[int, int], str],
+    learners: int,
+    distinct: int,
+) -> None:
     client_id = client_with(learners, distinct)
     got = exported_ids(tiny_pages, client_id=client_id)
     assert got == expected_ids(sql, client_id)
@@ -79,15 +87,20 @@ def test_every_row_once_in_key_order(tiny_pages: LiveServer, sql: Callable[..., 
 
 
 @pytest.mark.parametrize("limit", [0, 1, PAGE - 1, PAGE, PAGE + 1, 2 * PAGE + 3])
-def test_limit_cuts_at_any_point(tiny_pages: LiveServer, sql: Callable[..., Any],
-                                 client_with: Callable[[int, int], str], limit: int) -> None:
+def test_limit_cuts_at_any_point(
+    tiny_pages: LiveServer,
+    sql: Callable[..., Any],
+    client_with: Callable[[int, int], str],
+    limit: int,
+) -> None:
     client_id = client_with(23, 2)
     got = exported_ids(tiny_pages, client_id=client_id, limit=limit)
     assert got == expected_ids(sql, client_id)[:limit]
 
 
-def test_whole_export_matches_across_page_sizes(live: LiveServer, tiny_pages: LiveServer,
-                                                sql: Callable[..., Any]) -> None:
+def test_whole_export_matches_across_page_sizes(
+    live: LiveServer, tiny_pages: LiveServer, sql: Callable[..., Any]
+) -> None:
     everyone = [r["id"] for r in sql("SELECT id FROM public.learners ORDER BY created_at, id")]
     assert exported_ids(live) == everyone
     assert exported_ids(tiny_pages, limit=len(everyone)) == everyone

@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from service import logs
+from learner_export import logs
 from tests.conftest import JWT_SECRET, Database, _free_port, server_process, wait_for
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -28,15 +28,24 @@ class Terminal(io.StringIO):
 
 
 def record(message: str = "request", **extra: Any) -> logging.LogRecord:
-    entry = logging.LogRecord("learner_export.http", logging.INFO, __file__, 1, message, (),
-                              None)
+    entry = logging.LogRecord("learner_export.http", logging.INFO, __file__, 1, message, (), None)
     entry.__dict__.update(extra)
     return entry
 
 
-FIELDS = {"method": "GET", "path": "/v1/exports/learners", "status": 200, "duration_ms": 12.5,
-          "outcome": "client went away", "rows": 0, "client_ids": ["a", "b"], "note": "",
-          "quoted": 'say "hi"', "empty": None, "flag": True}
+FIELDS = {
+    "method": "GET",
+    "path": "/v1/exports/learners",
+    "status": 200,
+    "duration_ms": 12.5,
+    "outcome": "client went away",
+    "rows": 0,
+    "client_ids": ["a", "b"],
+    "note": "",
+    "quoted": 'say "hi"',
+    "empty": None,
+    "flag": True,
+}
 
 
 def test_text_keeps_every_field() -> None:
@@ -45,12 +54,16 @@ def test_text_keeps_every_field() -> None:
         line = logs.TextFormatter().format(record(**FIELDS, color_message="\x1b[1mx\x1b[0m"))
     finally:
         logs.request_id.reset(token)
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} INFO    learner_export\.http "
-                        r"request .*", line), line
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} INFO    learner_export\.http "
+        r"request .*",
+        line,
+    ), line
     assert line.endswith(
         ' method=GET path=/v1/exports/learners status=200 duration_ms=12.5 outcome="client went '
         'away" rows=0 client_ids=["a","b"] note="" quoted="say \\"hi\\"" empty=null flag=true '
-        "request_id=req-1")
+        "request_id=req-1"
+    )
     assert "\x1b" not in line  # uvicorn's coloured copy of a message is not a field
 
 
@@ -69,15 +82,19 @@ def test_json_keeps_every_field() -> None:
     assert "color_message" not in entry
 
 
-@pytest.mark.parametrize(("setting", "terminal", "kind", "colour"), [
-    ("auto", False, logs.JsonFormatter, False),
-    ("auto", True, logs.TextFormatter, True),
-    ("json", True, logs.JsonFormatter, False),
-    ("text", False, logs.TextFormatter, False),
-    ("text", True, logs.TextFormatter, True),
-])
-def test_the_format_follows_the_stream(setting: str, terminal: bool,
-                                       kind: type[logging.Formatter], colour: bool) -> None:
+@pytest.mark.parametrize(
+    ("setting", "terminal", "kind", "colour"),
+    [
+        ("auto", False, logs.JsonFormatter, False),
+        ("auto", True, logs.TextFormatter, True),
+        ("json", True, logs.JsonFormatter, False),
+        ("text", False, logs.TextFormatter, False),
+        ("text", True, logs.TextFormatter, True),
+    ],
+)
+def test_the_format_follows_the_stream(
+    setting: str, terminal: bool, kind: type[logging.Formatter], colour: bool
+) -> None:
     stream = Terminal() if terminal else io.StringIO()
     formatter = logs.formatter_for(setting, stream)
     assert type(formatter) is kind
@@ -127,8 +144,12 @@ def test_a_server_on_a_terminal_logs_readable_coloured_text(database: Database) 
     master, slave = os.openpty()
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, env=env)
+            [sys.executable, "-m", "learner_export.cli.main", "serve", "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=slave,
+            env=env,
+        )
     finally:
         os.close(slave)
     shown = bytearray()
@@ -146,6 +167,7 @@ def test_a_server_on_a_terminal_logs_readable_coloured_text(database: Database) 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
+
         def healthy() -> bool:
             try:
                 return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success

@@ -17,8 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from service import db
-from service.config import Settings
+from learner_export import db, sql
 from tests.conftest import (
     SERVICE_LOGIN_SQL,
     _admin,
@@ -29,7 +28,7 @@ from tests.conftest import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SQL_DIR = ROOT / "sql"
+SQL_DIR = ROOT / "learner_export" / "sql"
 SAMPLE_ADAPTER = SQL_DIR / "adapters" / "sample.sql"
 OLD_LAYOUT = "f22a0a3"  # the last commit whose migrations kept everything in public
 
@@ -121,15 +120,20 @@ def catalogue(url: str) -> list[str]:
 async def _migrate(url: str, adapter: Path | None = None) -> list[str]:
     conn = await asyncpg.connect(url)
     try:
-        return await db.migrate(conn, SQL_DIR, adapter)
+        return await db.migrate(conn, adapter)
     finally:
         await conn.close()
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "service.cli", *args],
-                          env={**os.environ, "DATABASE_URL": url}, capture_output=True,
-                          text=True, timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "learner_export.cli.main", *args],
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
 
 
 def test_migrate_leaves_an_existing_platform_untouched(pg_server: str) -> None:
@@ -156,22 +160,30 @@ def test_the_catalogue_dump_sees_a_change_outside_the_schema(pg_server: str) -> 
         run(_admin(url, "ALTER TABLE public.profiles ALTER tenant SET DEFAULT 'x'"))
         assert catalogue(url) != before
         changed = catalogue(url)
-        run(_admin(url, "GRANT EXECUTE ON FUNCTION public.get_learner_export_batch(uuid)"
-                        " TO PUBLIC"))
+        run(
+            _admin(url, "GRANT EXECUTE ON FUNCTION public.get_learner_export_batch(uuid) TO PUBLIC")
+        )
         assert catalogue(url) != changed
 
 
 def _old_file(path: str) -> str:
     try:
-        return subprocess.run(["git", "-C", str(ROOT), "show", f"{OLD_LAYOUT}:{path}"],
-                              capture_output=True, text=True, check=True).stdout
+        return subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{OLD_LAYOUT}:{path}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
         pytest.skip(f"the first layout's SQL is not in this checkout's history: {exc}")
 
 
 def _old_migrations() -> list[tuple[str, str]]:
-    names = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", OLD_LAYOUT,
-                            "sql/"], capture_output=True, text=True).stdout.split()
+    names = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-tree", "--name-only", OLD_LAYOUT, "sql/"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     files = sorted(n for n in names if n.endswith(".sql"))
     if not files:
         pytest.skip("the first layout's SQL is not in this checkout's history")
@@ -183,21 +195,25 @@ async def _old_layout(url: str, learners: int) -> str:
     public.schema_migrations, seeded with its own seeder, an admin and one audit row."""
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("CREATE TABLE public.schema_migrations (name text PRIMARY KEY,"
-                           " applied_at timestamptz DEFAULT now())")
+        await conn.execute(
+            "CREATE TABLE public.schema_migrations (name text PRIMARY KEY,"
+            " applied_at timestamptz DEFAULT now())"
+        )
         for name, text in _old_migrations():
             async with conn.transaction():
                 await conn.execute(text)
-                await conn.execute("INSERT INTO public.schema_migrations (name) VALUES ($1)",
-                                   name)
+                await conn.execute("INSERT INTO public.schema_migrations (name) VALUES ($1)", name)
         async with conn.transaction():
             await conn.execute(_old_file("sql/seed/demo_data.sql"))
             await conn.execute("SELECT pg_temp.learner_export_seed($1, 3, 11)", learners)
         admin = str(uuid.uuid4())
         await conn.execute("INSERT INTO public.profiles (id, role) VALUES ($1, 'Admin')", admin)
-        await conn.execute("INSERT INTO public.export_audit (id, caller_id, request_id, outcome)"
-                           " VALUES ($1, $2, 'old-request', 'completed')", str(uuid.uuid4()),
-                           admin)
+        await conn.execute(
+            "INSERT INTO public.export_audit (id, caller_id, request_id, outcome)"
+            " VALUES ($1, $2, 'old-request', 'completed')",
+            str(uuid.uuid4()),
+            admin,
+        )
         return admin
     finally:
         await conn.close()
@@ -206,20 +222,34 @@ async def _old_layout(url: str, learners: int) -> str:
 def test_a_database_of_the_first_layout_is_upgraded(pg_server: str) -> None:
     with empty_database(pg_server) as url:
         admin = run(_old_layout(url, learners=250))
-        old_functions = query(url, "SELECT proname FROM pg_proc WHERE pronamespace ="
-                                   " 'public'::regnamespace AND proname LIKE '%learner_export%'")
+        old_functions = query(
+            url,
+            "SELECT proname FROM pg_proc WHERE pronamespace ="
+            " 'public'::regnamespace AND proname LIKE '%learner_export%'",
+        )
         assert old_functions  # the first layout's functions were there
 
         applied = run(_migrate(url, SAMPLE_ADAPTER))
         assert applied == ["001_service_schema.sql", "adapter sample.sql"]
         run(_admin(url, SERVICE_LOGIN_SQL))
 
-        assert query(url, "SELECT proname FROM pg_proc WHERE pronamespace ="
-                          " 'public'::regnamespace AND proname LIKE '%learner_export%'") == []
-        assert query(url, "SELECT to_regclass('public.export_audit') IS NULL,"
-                          " to_regclass('public.schema_migrations') IS NULL")[0] == (True, True)
-        assert [r["request_id"] for r in query(
-            url, "SELECT request_id FROM learner_export.export_audit")] == ["old-request"]
+        assert (
+            query(
+                url,
+                "SELECT proname FROM pg_proc WHERE pronamespace ="
+                " 'public'::regnamespace AND proname LIKE '%learner_export%'",
+            )
+            == []
+        )
+        assert query(
+            url,
+            "SELECT to_regclass('public.export_audit') IS NULL,"
+            " to_regclass('public.schema_migrations') IS NULL",
+        )[0] == (True, True)
+        assert [
+            r["request_id"]
+            for r in query(url, "SELECT request_id FROM learner_export.export_audit")
+        ] == ["old-request"]
 
         body, _ = run(export_bytes(url, admin, format="csv"))
         rows = list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"))))
@@ -235,8 +265,13 @@ def test_db_check_names_what_a_database_without_an_adapter_lacks(pg_server: str)
         result = cli(url, "db", "check")
         assert result.returncode == 1
         assert "Traceback" not in result.stdout + result.stderr
-        for name in ("caller_role", "export_scope", "get_learner_export_batch",
-                     "count_learner_export", "learner_export_page_ends"):
+        for name in (
+            "caller_role",
+            "export_scope",
+            "get_learner_export_batch",
+            "count_learner_export",
+            "learner_export_page_ends",
+        ):
             assert f"learner_export.{name} is missing" in result.stdout
         assert "contract NOT met" in result.stdout
 
@@ -250,31 +285,42 @@ def _adapter_with(tmp_path: Path, old: str, new: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("pg_type", "value"), [("jsonb", "'{}'::jsonb"),
-                                                ("integer[]", "ARRAY[1]")])
-def test_db_check_names_an_unsupported_column(pg_server: str, tmp_path: Path, pg_type: str,
-                                              value: str) -> None:
+@pytest.mark.parametrize(
+    ("pg_type", "value"), [("jsonb", "'{}'::jsonb"), ("integer[]", "ARRAY[1]")]
+)
+def test_db_check_names_an_unsupported_column(
+    pg_server: str, tmp_path: Path, pg_type: str, value: str
+) -> None:
     adapter = _adapter_with(
-        tmp_path, "    notes                text\n)",
-        f"    notes                text,\n    extra                {pg_type}\n)")
-    adapter.write_text(adapter.read_text().replace("               l.notes\n",
-                                                   f"               l.notes, {value}\n"))
+        tmp_path,
+        "    notes                text\n)",
+        f"    notes                text,\n    extra                {pg_type}\n)",
+    )
+    adapter.write_text(
+        adapter.read_text().replace(
+            "               l.notes\n", f"               l.notes, {value}\n"
+        )
+    )
     with empty_database(pg_server) as url:
         run(_admin(url, (SQL_DIR / "sample" / "schema.sql").read_text()))
         assert cli(url, "db", "migrate", "--adapter", str(adapter)).returncode == 0
         result = cli(url, "db", "check")
         assert result.returncode == 1, result.stdout
         assert "Traceback" not in result.stdout + result.stderr
-        assert f"column extra of learner_export.get_learner_export_batch has type {pg_type}" \
+        assert (
+            f"column extra of learner_export.get_learner_export_batch has type {pg_type}"
             in result.stdout
+        )
 
 
 def test_db_check_names_a_function_without_security_definer_or_search_path(
-        pg_server: str, tmp_path: Path) -> None:
+    pg_server: str, tmp_path: Path
+) -> None:
     adapter = _adapter_with(
         tmp_path,
         "RETURNS text\nLANGUAGE sql\nSTABLE\nSECURITY DEFINER\nSET search_path = ''\n",
-        "RETURNS text\nLANGUAGE sql\nSTABLE\n")
+        "RETURNS text\nLANGUAGE sql\nSTABLE\n",
+    )
     with empty_database(pg_server) as url:
         run(_admin(url, (SQL_DIR / "sample" / "schema.sql").read_text()))
         assert cli(url, "db", "migrate", "--adapter", str(adapter)).returncode == 0
@@ -295,4 +341,4 @@ def test_db_migrate_refuses_a_missing_adapter_file(pg_server: str, tmp_path: Pat
 
 def test_the_tests_use_the_shipped_sql() -> None:
     """The sample adapter the tests use is the one the service ships."""
-    assert Settings().sql_dir.resolve() == SQL_DIR
+    assert Path(str(sql.SAMPLE_ADAPTER)).resolve() == SAMPLE_ADAPTER.resolve()

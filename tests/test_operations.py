@@ -23,27 +23,34 @@ from tests.conftest import JWT_SECRET, Database, LiveServer
 
 def raw_download(server: LiveServer, encoding: str, **params: Any) -> httpx.Response:
     with server.client() as client:
-        response = client.get("/v1/exports/learners", params=params,
-                              headers={"Accept-Encoding": encoding})
+        response = client.get(
+            "/v1/exports/learners", params=params, headers={"Accept-Encoding": encoding}
+        )
         assert response.status_code == 200, response.text
         return response
 
 
 def zstd_decode(data: bytes) -> bytes:
     if shutil.which("zstd"):  # the reference implementation, independent of our library
-        return subprocess.run(["zstd", "-dc"], input=data, capture_output=True,
-                              check=True).stdout
+        return subprocess.run(["zstd", "-dc"], input=data, capture_output=True, check=True).stdout
     return zstandard.ZstdDecompressor().decompressobj().decompress(data)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 @pytest.mark.parametrize("encoding", ["zstd", "gzip"])
-def test_compressed_export_decodes_to_the_plain_one(live: LiveServer, fmt: str,
-                                                    encoding: str) -> None:
+def test_compressed_export_decodes_to_the_plain_one(
+    live: LiveServer, fmt: str, encoding: str
+) -> None:
     plain = raw_download(live, "identity", format=fmt).content
-    with live.client() as client, client.stream(
-            "GET", "/v1/exports/learners", params={"format": fmt},
-            headers={"Accept-Encoding": encoding}) as response:
+    with (
+        live.client() as client,
+        client.stream(
+            "GET",
+            "/v1/exports/learners",
+            params={"format": fmt},
+            headers={"Accept-Encoding": encoding},
+        ) as response,
+    ):
         assert response.headers["content-encoding"] == encoding
         assert "Accept-Encoding" in response.headers["vary"]
         packed = b"".join(response.iter_raw())
@@ -61,14 +68,28 @@ def test_compressed_export_decodes_to_the_plain_one(live: LiveServer, fmt: str,
         assert not stream.eof
 
 
-@pytest.mark.parametrize(("accept", "chosen"), [
-    ("gzip, deflate", "gzip"), ("zstd;q=0.1, gzip;q=0.9", "zstd"), ("*", "zstd"),
-    ("zstd;q=0, gzip", "gzip"), ("br", None), ("gzip;q=0, zstd;q=0", None), ("identity", None),
-])
+@pytest.mark.parametrize(
+    ("accept", "chosen"),
+    [
+        ("gzip, deflate", "gzip"),
+        ("zstd;q=0.1, gzip;q=0.9", "zstd"),
+        ("*", "zstd"),
+        ("zstd;q=0, gzip", "gzip"),
+        ("br", None),
+        ("gzip;q=0, zstd;q=0", None),
+        ("identity", None),
+    ],
+)
 def test_accept_encoding_negotiation(live: LiveServer, accept: str, chosen: str | None) -> None:
-    with live.client() as client, client.stream(
-            "GET", "/v1/exports/learners", params={"limit": "5"},
-            headers={"Accept-Encoding": accept}) as response:
+    with (
+        live.client() as client,
+        client.stream(
+            "GET",
+            "/v1/exports/learners",
+            params={"limit": "5"},
+            headers={"Accept-Encoding": accept},
+        ) as response,
+    ):
         assert response.headers.get("content-encoding") == chosen
 
 
@@ -106,8 +127,9 @@ def test_metrics_move_by_the_rows_and_bytes_sent(live: LiveServer) -> None:
     assert 'learner_export_pool_connections{state="max"}' in after
 
 
-def test_metrics_count_disconnects(live: LiveServer, big_database: Database,
-                                   start_server: Any) -> None:
+def test_metrics_count_disconnects(
+    live: LiveServer, big_database: Database, start_server: Any
+) -> None:
     big: LiveServer = start_server(big_database)
     before = metric_values(big)
     with big.client() as client, client.stream("GET", "/v1/exports/learners") as response:
@@ -129,10 +151,14 @@ def test_logs_are_json_lines_with_request_ids_and_no_secrets(database: Database)
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": database.url, "EXPORT_JWT_SECRET": JWT_SECRET}
     server = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, text=True,
-        start_new_session=True)
-    from service.auth import issue_token
+        [sys.executable, "-m", "learner_export.cli.main", "serve", "--port", str(port)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=env,
+        text=True,
+        start_new_session=True,
+    )
+    from learner_export.auth import issue_token
 
     token = issue_token(JWT_SECRET, database.admin_id)
     try:
@@ -144,11 +170,14 @@ def test_logs_are_json_lines_with_request_ids_and_no_secrets(database: Database)
             except httpx.TransportError:
                 time.sleep(0.1)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            ok = client.get("/v1/exports/learners", params={"format": "jsonl", "limit": "50"},
-                            headers={"Authorization": f"Bearer {token}",
-                                     "X-Request-Id": "trace-42"})
-            denied = client.get("/v1/exports/learners",
-                                headers={"Authorization": f"Bearer {token}x"})
+            ok = client.get(
+                "/v1/exports/learners",
+                params={"format": "jsonl", "limit": "50"},
+                headers={"Authorization": f"Bearer {token}", "X-Request-Id": "trace-42"},
+            )
+            denied = client.get(
+                "/v1/exports/learners", headers={"Authorization": f"Bearer {token}x"}
+            )
         assert ok.status_code == 200 and denied.status_code == 401
         emails = re.findall(rb'"email":"([^"]+)"', ok.content)
         assert emails
@@ -172,13 +201,29 @@ def test_openapi_describes_every_parameter_and_error(live: LiveServer) -> None:
         assert "swagger" in client.get("/docs").text.lower()
     export = spec["paths"]["/v1/exports/learners"]["get"]
     names = {p["name"].lower() for p in export["parameters"]}
-    assert names >= {"format", "client_id", "created_from", "created_to", "active", "columns",
-                     "limit", "tz", "bom", "escape_formulas", "cursor", "after", "prefer",
-                     "accept-encoding"}
+    assert names >= {
+        "format",
+        "client_id",
+        "created_from",
+        "created_to",
+        "active",
+        "columns",
+        "limit",
+        "tz",
+        "bom",
+        "escape_formulas",
+        "cursor",
+        "after",
+        "prefer",
+        "accept-encoding",
+    }
     types = {p["name"]: p["schema"] for p in export["parameters"]}
     assert types["format"]["enum"] == ["csv", "jsonl", "xlsx", "parquet"]
-    assert types["client_id"] == {"type": "array", "items": {"type": "string", "format": "uuid"},
-                                  "maxItems": 1000}
+    assert types["client_id"] == {
+        "type": "array",
+        "items": {"type": "string", "format": "uuid"},
+        "maxItems": 1000,
+    }
     assert types["limit"]["type"] == "integer" and types["active"]["type"] == "boolean"
     assert types["created_from"]["format"] == "date-time"
     assert export["security"] == [{"bearerAuth": []}]
@@ -186,7 +231,8 @@ def test_openapi_describes_every_parameter_and_error(live: LiveServer) -> None:
     assert all(p.get("description") for p in export["parameters"])
     assert set(export["responses"]) == {"200", "400", "401", "403", "429", "503"}
     assert "`learner_id`" in next(
-        p["description"] for p in export["parameters"] if p["name"] == "columns")
+        p["description"] for p in export["parameters"] if p["name"] == "columns"
+    )
     assert "text/csv; charset=utf-8" in export["responses"]["200"]["content"]
     error = export["responses"]["400"]["content"]["application/json"]["schema"]["$ref"]
     assert error.endswith("/InvalidParameterBody")

@@ -13,17 +13,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from service.columns import Column, Kind
-from service.formats import RenderOptions
-from service.formats.parquet import ROW_GROUP_ROWS, ParquetFramer
+from learner_export.contract.columns import Column, Kind
+from learner_export.formats import RenderOptions
+from learner_export.formats.parquet import ROW_GROUP_ROWS, ParquetFramer
 from tests.conftest import BIG_LEARNERS, SEED_LEARNERS, Database, LiveServer, export_backends
 from tests.reference import KINDS, NAMES, reference_rows
 
 MAGIC = b"PAR1"
 # What each kind of the sample adapter's columns is stored as.
 ARROW_TYPES: dict[Kind, pa.DataType] = {
-    Kind.UUID: pa.string(), Kind.TEXT: pa.string(), Kind.INT: pa.int64(),
-    Kind.FLOAT: pa.float64(), Kind.BOOL: pa.bool_(),
+    Kind.UUID: pa.string(),
+    Kind.TEXT: pa.string(),
+    Kind.INT: pa.int64(),
+    Kind.FLOAT: pa.float64(),
+    Kind.BOOL: pa.bool_(),
 }
 
 
@@ -38,8 +41,9 @@ def download(live: LiveServer, **params: Any) -> bytes:
 
 def expected(row: dict[str, Any], names: list[str]) -> dict[str, Any]:
     """A reference row as a Parquet reader gives it back: uuids as text, the rest as stored."""
-    return {n: str(row[n]) if KINDS[n] is Kind.UUID and row[n] is not None else row[n]
-            for n in names}
+    return {
+        n: str(row[n]) if KINDS[n] is Kind.UUID and row[n] is not None else row[n] for n in names
+    }
 
 
 def check_schema(schema: pa.Schema, names: list[str], tz: str) -> None:
@@ -65,8 +69,9 @@ def with_duckdb(body: bytes, folder: Path) -> list[dict[str, Any]]:
         return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
 
 
-def assert_same_rows(got: list[dict[str, Any]], want: list[dict[str, Any]], names: list[str]
-                     ) -> None:
+def assert_same_rows(
+    got: list[dict[str, Any]], want: list[dict[str, Any]], names: list[str]
+) -> None:
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
         assert list(g) == names
@@ -81,8 +86,9 @@ def assert_same_rows(got: list[dict[str, Any]], want: list[dict[str, Any]], name
                 assert value == w[name] and type(value) is type(w[name]), (name, w["learner_id"])
 
 
-def test_parquet_equals_database_in_pyarrow_and_duckdb(live: LiveServer, sql: Any,
-                                                       tmp_path: Path) -> None:
+def test_parquet_equals_database_in_pyarrow_and_duckdb(
+    live: LiveServer, sql: Any, tmp_path: Path
+) -> None:
     body = download(live)
     assert body.startswith(MAGIC) and body.endswith(MAGIC)
     want = [expected(r, NAMES) for r in reference_rows(sql)]
@@ -108,10 +114,13 @@ def test_parquet_columns_and_time_zone(live: LiveServer, sql: Any, tmp_path: Pat
 
 
 def test_parquet_first_bytes_leave_before_the_export_is_read(
-        start_server: Callable[..., LiveServer], big_database: Database) -> None:
+    start_server: Callable[..., LiveServer], big_database: Database
+) -> None:
     big = start_server(big_database)
-    with big.client() as client, client.stream(
-            "GET", "/v1/exports/learners", params={"format": "parquet"}) as response:
+    with (
+        big.client() as client,
+        client.stream("GET", "/v1/exports/learners", params={"format": "parquet"}) as response,
+    ):
         assert response.status_code == 200
         chunks = response.iter_raw()
         first = next(chunks)

@@ -20,8 +20,9 @@ import pytest
 
 from tests.conftest import Database, LiveServer
 
-PGBOUNCER = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer"
-                                          if os.path.exists("/usr/sbin/pgbouncer") else None)
+PGBOUNCER = shutil.which("pgbouncer") or (
+    "/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None
+)
 
 
 def _free_port() -> int:
@@ -50,7 +51,8 @@ def bouncer_url(database: Database) -> Iterator[str]:
         f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
         f"auth_type = trust\nauth_file = {folder}/userlist.txt\n"
         "pool_mode = transaction\nmax_client_conn = 200\ndefault_pool_size = 10\n"
-        "ignore_startup_parameters = extra_float_digits\n")
+        "ignore_startup_parameters = extra_float_digits\n"
+    )
     command = [PGBOUNCER, str(folder / "pgbouncer.ini")]
     if os.geteuid() == 0:  # PgBouncer will not run as root
         command[1:1] = ["-u", "nobody"]
@@ -60,8 +62,9 @@ def bouncer_url(database: Database) -> Iterator[str]:
     # Its log goes to a file: a pipe nobody reads would stop PgBouncer once it is full.
     log_path = folder / "pgbouncer.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log,
-                                   preexec_fn=_die_with_parent)
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=log, preexec_fn=_die_with_parent
+        )
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -70,8 +73,9 @@ def bouncer_url(database: Database) -> Iterator[str]:
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("PgBouncer did not start: "
-                                       + log_path.read_text(errors="replace")) from None
+                    raise RuntimeError(
+                        "PgBouncer did not start: " + log_path.read_text(errors="replace")
+                    ) from None
                 time.sleep(0.05)
         yield urlunsplit(target._replace(netloc=f"{target.username}@127.0.0.1:{port}"))
     finally:
@@ -82,13 +86,20 @@ def bouncer_url(database: Database) -> Iterator[str]:
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "xlsx"])
 def test_exports_work_through_pgbouncer_in_transaction_mode(
-        start_server: Callable[..., LiveServer], bouncer_url: str, database: Database,
-        live: LiveServer, fmt: str) -> None:
+    start_server: Callable[..., LiveServer],
+    bouncer_url: str,
+    database: Database,
+    live: LiveServer,
+    fmt: str,
+) -> None:
     server = start_server(Database(bouncer_url, database.admin_id), statement_cache_size=0)
     with server.client() as client:
         through = client.get("/v1/exports/learners", params={"format": fmt})
-        counted = client.get("/v1/exports/learners", params={"format": "jsonl", "limit": "7"},
-                             headers={"Prefer": "count=exact"})
+        counted = client.get(
+            "/v1/exports/learners",
+            params={"format": "jsonl", "limit": "7"},
+            headers={"Prefer": "count=exact"},
+        )
     with live.client() as client:
         direct = client.get("/v1/exports/learners", params={"format": fmt})
     assert through.status_code == 200, through.text

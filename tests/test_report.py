@@ -27,12 +27,19 @@ def one_size_run(paths: tuple[str, ...]) -> RunResult:
     """A --quick run as the suite builds it: samples of each path, then their medians."""
     size = SizeResult(ROWS, database="bench_20000", reused=True, prepare_seconds=1.0)
     # (seconds, TTFB ms, peak RSS MiB) of three runs per path.
-    measured = {COPY: (0.05, 30.0, None), "csv": (0.07, 9.0, 73.0), "jsonl": (0.09, 10.0, 75.0),
-                "xlsx": (0.14, 13.0, 77.0), NAIVE: (0.2, 180.0, 90.0)}
+    measured = {
+        COPY: (0.05, 30.0, None),
+        "csv": (0.07, 9.0, 73.0),
+        "jsonl": (0.09, 10.0, 75.0),
+        "xlsx": (0.14, 13.0, 77.0),
+        NAIVE: (0.2, 180.0, 90.0),
+    }
     for path in paths:
         seconds, ttfb, rss = measured[path]
-        size.samples += [Sample(path, ROWS, ROWS * 200, seconds * k, ttfb * k,
-                                None if rss is None else rss * k) for k in (0.9, 1.0, 1.1)]
+        size.samples += [
+            Sample(path, ROWS, ROWS * 200, seconds * k, ttfb * k, None if rss is None else rss * k)
+            for k in (0.9, 1.0, 1.1)
+        ]
     size.summarize()
     size.openpyxl = OpenpyxlResult(ROWS, 2.0, ROWS / 2.0, 1_000_000, lxml=True)
     return RunResult("20260101T000000Z", {"repeat": 3}, {"nproc": 2}, sizes=[size])
@@ -72,7 +79,11 @@ def test_committed_summary_reads_back_as_its_table() -> None:
     assert [s.rows for s in run.sizes] == [50_000, 200_000, 1_000_000]
     csv = run.sizes[2].summaries["csv"]
     assert (csv.rows_per_s, csv.ttfb_ms, csv.peak_rss_mb, csv.vs_copy) == (
-        266_610, 13.6, 75.2, 0.64)
+        266_610,
+        13.6,
+        75.2,
+        0.64,
+    )
     assert run.sizes[2].summaries[COPY].peak_rss_mb is None
     openpyxl = run.sizes[1].openpyxl
     assert openpyxl is not None and openpyxl.rows_per_s == 9_698
@@ -81,11 +92,12 @@ def test_committed_summary_reads_back_as_its_table() -> None:
     table = [line for line in text.splitlines() if line.startswith("| ")][:19]
     assert table[0].startswith("| rows | path |")
     again = report.markdown_report(run).splitlines()
-    assert table == again[again.index(table[0]):][:19]
+    assert table == again[again.index(table[0]) :][:19]
 
 
 def test_three_sizes_draw_lines_with_a_first_byte_panel_and_the_legend_off_the_lines(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     run = committed_run()
     fig = report.figure(run)
     assert [ax.get_title() for ax in fig.axes] == [p.title for p in report.PANELS]
@@ -102,8 +114,13 @@ def test_three_sizes_draw_lines_with_a_first_byte_panel_and_the_legend_off_the_l
     # One legend, naming every path, and outside every panel.
     [legend] = fig.legends
     assert [t.get_text() for t in legend.get_texts()] == [
-        "COPY (the limit)", "CSV", "JSON Lines", "XLSX", "naive (in memory)",
-        "openpyxl write-only"]
+        "COPY (the limit)",
+        "CSV",
+        "JSON Lines",
+        "XLSX",
+        "naive (in memory)",
+        "openpyxl write-only",
+    ]
     box = legend.get_window_extent()
     assert not any(box.overlaps(ax.get_window_extent()) for ax in fig.axes)
     # The lines' last values are written at their ends; close ones share a label.
@@ -122,7 +139,8 @@ def test_three_sizes_draw_lines_with_a_first_byte_panel_and_the_legend_off_the_l
 
 @pytest.mark.parametrize("paths", [(COPY, "csv", "jsonl", "xlsx", NAIVE), (COPY, "csv")])
 def test_one_size_draws_bars_per_path_on_linear_axes(
-        tmp_path: Path, paths: tuple[str, ...]) -> None:
+    tmp_path: Path, paths: tuple[str, ...]
+) -> None:
     run = one_size_run(paths)
     fig = report.figure(run)
     for ax in fig.axes:
@@ -131,7 +149,8 @@ def test_one_size_draws_bars_per_path_on_linear_axes(
     ttfb = panel(fig, "First byte (TTFB)")
     bars = [p for p in ttfb.patches if isinstance(p, Rectangle)]
     assert [round(b.get_height(), 6) for b in bars] == [
-        round(run.sizes[0].summaries[p].ttfb_ms or 0, 6) for p in paths]
+        round(run.sizes[0].summaries[p].ttfb_ms or 0, 6) for p in paths
+    ]
     assert_every_axis_labelled(fig)
     names = [label.replace("\n", " ") for label in tick_labels(ttfb.xaxis)]
     assert names == [report.LABELS[p].replace("\n", " ") for p in paths]
@@ -145,4 +164,3 @@ def test_one_size_draws_bars_per_path_on_linear_axes(
     png = tmp_path / f"{run.started_at}.png"
     assert f"chart: {png}" in report.write_files(run, tmp_path)
     assert_png(png)
-

@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from service.head_limit import head_size
+from learner_export.api.head_limit import head_size
 from tests.conftest import Database, ServerProcess, server_process
 
 
@@ -61,7 +61,8 @@ def healthy(server: ServerProcess) -> float:
 
 
 def test_a_1_mb_header_is_refused_at_once_and_the_server_stays_healthy(
-        served: ServerProcess) -> None:
+    served: ServerProcess,
+) -> None:
     rss_before = served.rss_kb()
     answer, took = send_head(served, 1024 * 1024)
     assert not answer.startswith(b"HTTP/1.1 200"), answer[:200]
@@ -78,12 +79,14 @@ def test_a_header_under_the_limit_is_served(served: ServerProcess) -> None:
 
 
 def test_an_export_naming_1000_clients_fits_under_the_default_limit(
-        served: ServerProcess, sql: object) -> None:
+    served: ServerProcess, sql: object
+) -> None:
     # The longest query string the export accepts: 1,000 client_id values (about 47 KB).
     client_ids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(1000)]
     with served.client() as client:
-        response = client.get("/v1/exports/learners",
-                              params={"client_id": client_ids, "format": "jsonl"})
+        response = client.get(
+            "/v1/exports/learners", params={"client_id": client_ids, "format": "jsonl"}
+        )
     assert response.status_code == 200
     assert response.content == b""
 
@@ -92,14 +95,20 @@ def test_the_limit_is_a_setting(small_limit: ServerProcess) -> None:
     answer, _ = send_head(small_limit, 10 * 1024)
     assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
     assert orjson.loads(answer.split(b"\r\n\r\n", 1)[1])["error"] == (
-        "request_header_fields_too_large")
+        "request_header_fields_too_large"
+    )
     answer, _ = send_head(small_limit, 7 * 1024)
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert healthy(small_limit) < 1
 
 
 def test_head_size_counts_the_request_line_and_every_header() -> None:
-    scope = {"type": "http", "method": "GET", "raw_path": b"/healthz", "query_string": b"a=1",
-             "headers": [(b"host", b"x"), (b"x-padding", b"a" * 100)]}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "raw_path": b"/healthz",
+        "query_string": b"a=1",
+        "headers": [(b"host", b"x"), (b"x-padding", b"a" * 100)],
+    }
     wire = b"GET /healthz?a=1 HTTP/1.1\r\nhost: x\r\nx-padding: " + b"a" * 100 + b"\r\n\r\n"
     assert abs(head_size(scope) - len(wire)) <= 8

@@ -11,16 +11,21 @@ import httpx
 import jwt
 import pytest
 
-from service.auth import issue_token
+from learner_export.auth import issue_token
 from tests.conftest import JWT_SECRET, LiveServer
 
 
-def get(server: LiveServer, params: Any = None, headers: dict[str, str] | None = None,
-        authorized: bool = True) -> httpx.Response:
+def get(
+    server: LiveServer,
+    params: Any = None,
+    headers: dict[str, str] | None = None,
+    authorized: bool = True,
+) -> httpx.Response:
     base = {"Authorization": f"Bearer {server.token}"} if authorized else {}
     with httpx.Client(base_url=server.url, timeout=30) as client:
-        return client.get("/v1/exports/learners", params=params,
-                          headers={**base, **(headers or {})})
+        return client.get(
+            "/v1/exports/learners", params=params, headers={**base, **(headers or {})}
+        )
 
 
 def assert_json_error(response: httpx.Response, status: int, error: str) -> dict[str, Any]:
@@ -58,15 +63,17 @@ def assert_json_error(response: httpx.Response, status: int, error: str) -> dict
         ({"client_id": [str(uuid.uuid4()) for _ in range(1001)]}, "client_id"),
     ],
 )
-def test_bad_parameter_gets_400_naming_it(live: LiveServer, params: dict[str, Any],
-                                          bad: str) -> None:
+def test_bad_parameter_gets_400_naming_it(
+    live: LiveServer, params: dict[str, Any], bad: str
+) -> None:
     body = assert_json_error(get(live, params), 400, "invalid_parameter")
     assert bad in {p["parameter"] for p in body["detail"]}
 
 
 def test_every_problem_is_listed_at_once(live: LiveServer) -> None:
-    body = assert_json_error(get(live, {"format": "doc", "limit": "-5", "active": "x"}), 400,
-                             "invalid_parameter")
+    body = assert_json_error(
+        get(live, {"format": "doc", "limit": "-5", "active": "x"}), 400, "invalid_parameter"
+    )
     assert {p["parameter"] for p in body["detail"]} == {"format", "limit", "active"}
 
 
@@ -92,19 +99,37 @@ def token(subject: str, **claims: Any) -> str:
         (lambda admin: "Bearer " + issue_token("another-secret-" + "y" * 40, admin), "signature"),
         (lambda admin: "Bearer " + issue_token(JWT_SECRET, admin, ttl_seconds=-120), "expired"),
         (lambda admin: "Bearer " + issue_token(JWT_SECRET, admin, audience="anon"), "audience"),
-        (lambda admin: "Bearer " + jwt.encode({"sub": admin, "aud": "authenticated"},
-                                              JWT_SECRET, algorithm="HS256"), "exp"),
+        (
+            lambda admin: (
+                "Bearer "
+                + jwt.encode({"sub": admin, "aud": "authenticated"}, JWT_SECRET, algorithm="HS256")
+            ),
+            "exp",
+        ),
         (lambda admin: "Bearer " + issue_token(JWT_SECRET, "not-a-uuid"), "UUID"),
-        (lambda admin: "Bearer " + jwt.encode(
-            {"sub": admin, "aud": "authenticated", "exp": int(time.time()) + 600},
-            None, algorithm="none"), "malformed"),
+        (
+            lambda admin: (
+                "Bearer "
+                + jwt.encode(
+                    {"sub": admin, "aud": "authenticated", "exp": int(time.time()) + 600},
+                    None,
+                    algorithm="none",
+                )
+            ),
+            "malformed",
+        ),
     ],
 )
-def test_bad_token_gets_401(live: LiveServer, seeded: str,
-                            make_header: Callable[[str], str | None], detail: str) -> None:
+def test_bad_token_gets_401(
+    live: LiveServer, seeded: str, make_header: Callable[[str], str | None], detail: str
+) -> None:
     header = make_header(seeded)
-    response = get(live, {"format": "csv"}, headers={"Authorization": header} if header else {},
-                   authorized=False)
+    response = get(
+        live,
+        {"format": "csv"},
+        headers={"Authorization": header} if header else {},
+        authorized=False,
+    )
     body = assert_json_error(response, 401, "unauthorized")
     assert detail in body["detail"]
     assert response.headers["www-authenticate"].startswith("Bearer")
@@ -115,14 +140,18 @@ def test_unauthenticated_request_learns_nothing_about_parameters(live: LiveServe
 
 
 @pytest.mark.parametrize("role", ["Student", "Client Staff"])
-def test_roles_without_export_rights_get_403(live: LiveServer, sql: Callable[..., Any],
-                                        role: str) -> None:
+def test_roles_without_export_rights_get_403(
+    live: LiveServer, sql: Callable[..., Any], role: str
+) -> None:
     profile = str(uuid.uuid4())
     sql("INSERT INTO public.profiles (id, role) VALUES ($1, $2)", profile, role)
     try:
-        response = get(live, {"format": "csv"},
-                       headers={"Authorization": "Bearer " + issue_token(JWT_SECRET, profile)},
-                       authorized=False)
+        response = get(
+            live,
+            {"format": "csv"},
+            headers={"Authorization": "Bearer " + issue_token(JWT_SECRET, profile)},
+            authorized=False,
+        )
     finally:
         sql("DELETE FROM public.profiles WHERE id = $1", profile)
     body = assert_json_error(response, 403, "forbidden")
@@ -130,10 +159,12 @@ def test_roles_without_export_rights_get_403(live: LiveServer, sql: Callable[...
 
 
 def test_token_for_unknown_profile_gets_403(live: LiveServer) -> None:
-    response = get(live, {"format": "csv"},
-                   headers={"Authorization": "Bearer " + issue_token(JWT_SECRET,
-                                                                     str(uuid.uuid4()))},
-                   authorized=False)
+    response = get(
+        live,
+        {"format": "csv"},
+        headers={"Authorization": "Bearer " + issue_token(JWT_SECRET, str(uuid.uuid4()))},
+        authorized=False,
+    )
     assert_json_error(response, 403, "forbidden")
 
 
@@ -150,8 +181,11 @@ def test_health_and_readiness(live: LiveServer) -> None:
 
 
 def test_request_id_is_echoed_or_made(live: LiveServer) -> None:
-    assert get(live, {"limit": "1"}, headers={"X-Request-Id": "abc-123"}).headers[
-        "x-request-id"] == "abc-123"
+    assert (
+        get(live, {"limit": "1"}, headers={"X-Request-Id": "abc-123"}).headers["x-request-id"]
+        == "abc-123"
+    )
     made = get(live, {"limit": "1"}, headers={"X-Request-Id": "bad id <script>"}).headers[
-        "x-request-id"]
+        "x-request-id"
+    ]
     assert len(made) == 32

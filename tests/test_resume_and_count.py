@@ -12,19 +12,21 @@ import pytest
 from tests.conftest import SEED_LEARNERS, LiveServer
 
 
-def jsonl(server: LiveServer, headers: dict[str, str] | None = None, **params: Any
-          ) -> tuple[Any, list[dict[str, Any]]]:
+def jsonl(
+    server: LiveServer, headers: dict[str, str] | None = None, **params: Any
+) -> tuple[Any, list[dict[str, Any]]]:
     with server.client() as client:
-        response = client.get("/v1/exports/learners", params={"format": "jsonl", **params},
-                              headers=headers or {})
+        response = client.get(
+            "/v1/exports/learners", params={"format": "jsonl", **params}, headers=headers or {}
+        )
     assert response.status_code == 200, response.text
     return response, [orjson.loads(line) for line in response.content.splitlines()]
 
 
-@pytest.mark.parametrize("params", [{}, {"active": "true"}, {"limit": "17"},
-                                    {"created_from": "2099-01-01"}])
-def test_prefer_count_exact_totals_the_rows_sent(live: LiveServer, params: dict[str, str]
-                                                 ) -> None:
+@pytest.mark.parametrize(
+    "params", [{}, {"active": "true"}, {"limit": "17"}, {"created_from": "2099-01-01"}]
+)
+def test_prefer_count_exact_totals_the_rows_sent(live: LiveServer, params: dict[str, str]) -> None:
     response, rows = jsonl(live, headers={"Prefer": "count=exact"}, **params)
     total = int(response.headers["x-total-count"])
     assert total == len(rows)
@@ -44,30 +46,34 @@ def test_resuming_after_any_row_gives_exactly_the_rest(live: LiveServer) -> None
     assert len(everything) == SEED_LEARNERS
     assert list(everything[0]) == ["learner_id", "created_at", "_cursor"]
     for cut in (0, 1, 99, 100, 101, 2345, SEED_LEARNERS - 1):
-        _, rest = jsonl(live, cursor="true", columns="learner_id",
-                        after=everything[cut]["_cursor"])
-        assert [r["learner_id"] for r in rest] == [
-            r["learner_id"] for r in everything[cut + 1:]]
+        _, rest = jsonl(live, cursor="true", columns="learner_id", after=everything[cut]["_cursor"])
+        assert [r["learner_id"] for r in rest] == [r["learner_id"] for r in everything[cut + 1 :]]
 
 
 def test_csv_cursor_column_resumes_too(live: LiveServer) -> None:
     with live.client() as client:
-        body = client.get("/v1/exports/learners",
-                          params={"format": "csv", "cursor": "true", "columns": "notes"}).text
+        body = client.get(
+            "/v1/exports/learners", params={"format": "csv", "cursor": "true", "columns": "notes"}
+        ).text
     rows = list(csv.reader(io.StringIO(body, newline="")))
     assert rows[0] == ["notes", "_cursor"]
     with live.client() as client:
-        rest = client.get("/v1/exports/learners", params={
-            "format": "csv", "cursor": "true", "columns": "notes", "after": rows[10][1]}).text
+        rest = client.get(
+            "/v1/exports/learners",
+            params={"format": "csv", "cursor": "true", "columns": "notes", "after": rows[10][1]},
+        ).text
     assert list(csv.reader(io.StringIO(rest, newline="")))[1:] == rows[11:]
 
 
-@pytest.mark.parametrize(("params", "bad"), [
-    ({"after": "bm9wZQ"}, "after"),
-    ({"after": "!!!"}, "after"),
-    ({"format": "xlsx", "cursor": "true"}, "cursor"),
-    ({"cursor": "perhaps"}, "cursor"),
-])
+@pytest.mark.parametrize(
+    ("params", "bad"),
+    [
+        ({"after": "bm9wZQ"}, "after"),
+        ({"after": "!!!"}, "after"),
+        ({"format": "xlsx", "cursor": "true"}, "cursor"),
+        ({"cursor": "perhaps"}, "cursor"),
+    ],
+)
 def test_bad_cursor_parameters(live: LiveServer, params: dict[str, str], bad: str) -> None:
     with live.client() as client:
         response = client.get("/v1/exports/learners", params=params)

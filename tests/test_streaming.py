@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from service import db
-from service.formats import FORMATS
+from learner_export import db
+from learner_export.formats import FORMATS
 from tests.conftest import (
     BIG_LEARNERS,
     Database,
@@ -45,8 +45,9 @@ async def _first_chunk_progress(url: str, fmt: str, admin: str) -> tuple[int, in
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "xlsx"])
-def test_first_chunk_leaves_before_most_rows_are_read(database_url: str, seeded: str,
-                                                     fmt: str) -> None:
+def test_first_chunk_leaves_before_most_rows_are_read(
+    database_url: str, seeded: str, fmt: str
+) -> None:
     at_first_chunk, total, chunks = run(_first_chunk_progress(database_url, fmt, seeded))
     assert total > 0
     # The first chunk left with the first pages read (XLSX: one page late), not the export.
@@ -59,10 +60,13 @@ def big(start_server: Callable[..., LiveServer], big_database: Database) -> Live
     return start_server(big_database)
 
 
-def test_stalled_reader_keeps_the_export_open_then_gets_everything(big: LiveServer,
-                                                                   big_database: Database) -> None:
-    with big.client() as client, client.stream(
-            "GET", "/v1/exports/learners", params={"format": "jsonl"}) as response:
+def test_stalled_reader_keeps_the_export_open_then_gets_everything(
+    big: LiveServer, big_database: Database
+) -> None:
+    with (
+        big.client() as client,
+        client.stream("GET", "/v1/exports/learners", params={"format": "jsonl"}) as response,
+    ):
         assert response.status_code == 200
         chunks = response.iter_raw()
         first = next(chunks)
@@ -90,13 +94,15 @@ def test_stalled_reader_keeps_the_export_open_then_gets_everything(big: LiveServ
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "xlsx"])
 def test_one_connection_per_export_gives_the_same_file(
-        start_server: Callable[..., LiveServer], big: LiveServer, big_database: Database,
-        fmt: str) -> None:
+    start_server: Callable[..., LiveServer], big: LiveServer, big_database: Database, fmt: str
+) -> None:
     """EXPORT_CONNECTIONS_PER_EXPORT=1: no helper, the same rows in the same order."""
     single = start_server(big_database, connections_per_export=1)
     params = {"format": fmt}
-    with single.client() as client, client.stream(
-            "GET", "/v1/exports/learners", params=params) as response:
+    with (
+        single.client() as client,
+        client.stream("GET", "/v1/exports/learners", params=params) as response,
+    ):
         assert response.status_code == 200
         chunks = response.iter_raw()
         alone = next(chunks)

@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from service.auth import TokenVerifier, issue_token, load_jwks
-from service.config import Settings
-from service.errors import Unauthorized
-from service.main import create_app
+from learner_export.api.app import create_app
+from learner_export.auth import TokenVerifier, issue_token, load_jwks
+from learner_export.config import Settings
+from learner_export.errors import Unauthorized
 from tests.conftest import JWT_SECRET, LiveServer
 
 EC_KID, RSA_KID = "ec-2026", "rsa-2026"
@@ -33,8 +33,9 @@ OTHER_EC_KEY = ec.generate_private_key(ec.SECP256R1())
 OTHER_RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def public_jwk(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, kid: str,
-               alg: str) -> dict[str, Any]:
+def public_jwk(
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, kid: str, alg: str
+) -> dict[str, Any]:
     if isinstance(key, ec.EllipticCurvePrivateKey):
         jwk = ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
     else:
@@ -48,8 +49,9 @@ JWKS = {"keys": [EC_JWK, RSA_JWK]}
 
 
 def pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def b64url(data: bytes) -> str:
@@ -63,8 +65,14 @@ def segment(value: Any) -> str:
 def claims(subject: str, **changes: Any) -> dict[str, Any]:
     """Good claims for `subject`; a change to None drops that claim."""
     now = int(time.time())
-    values = {"sub": subject, "aud": "authenticated", "role": "authenticated", "iat": now,
-              "exp": now + 600, **changes}
+    values = {
+        "sub": subject,
+        "aud": "authenticated",
+        "role": "authenticated",
+        "iat": now,
+        "exp": now + 600,
+        **changes,
+    }
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -107,13 +115,15 @@ def short_signature(subject: str) -> str:
 def embedded_jwk(subject: str) -> str:
     """Signed by the attacker's key, which rides along in the header as `jwk`."""
     jwk = public_jwk(OTHER_EC_KEY, EC_KID, "ES256")
-    return jwt.encode(claims(subject), OTHER_EC_KEY, algorithm="ES256",
-                      headers={"kid": EC_KID, "jwk": jwk})
+    return jwt.encode(
+        claims(subject), OTHER_EC_KEY, algorithm="ES256", headers={"kid": EC_KID, "jwk": jwk}
+    )
 
 
 @pytest.fixture(scope="module")
-def jwks_file_server(start_server: Callable[..., LiveServer],
-                     tmp_path_factory: pytest.TempPathFactory) -> LiveServer:
+def jwks_file_server(
+    start_server: Callable[..., LiveServer], tmp_path_factory: pytest.TempPathFactory
+) -> LiveServer:
     """JWKS from a file, beside the HS256 shared secret (leeway 30 s)."""
     path = tmp_path_factory.mktemp("jwks") / "jwks.json"
     path.write_text(json.dumps(JWKS))
@@ -131,8 +141,11 @@ SERVERS = ["jwks_file_server", "jwks_only_server"]
 
 def export(server: LiveServer, token: str) -> httpx.Response:
     with httpx.Client(base_url=server.url, timeout=30) as client:
-        return client.get("/v1/exports/learners", params={"format": "csv", "limit": "1"},
-                          headers={"Authorization": f"Bearer {token}"})
+        return client.get(
+            "/v1/exports/learners",
+            params={"format": "csv", "limit": "1"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
 
 
 def assert_401(response: httpx.Response, detail: str) -> None:
@@ -145,23 +158,23 @@ def assert_401(response: httpx.Response, detail: str) -> None:
 
 @pytest.mark.parametrize("server_name", SERVERS)
 @pytest.mark.parametrize("make", [es256, rs256], ids=["ES256", "RS256"])
-def test_jwks_signed_token_exports(request: pytest.FixtureRequest, seeded: str,
-                                   server_name: str, make: Callable[[str], str]) -> None:
+def test_jwks_signed_token_exports(
+    request: pytest.FixtureRequest, seeded: str, server_name: str, make: Callable[[str], str]
+) -> None:
     server: LiveServer = request.getfixturevalue(server_name)
     response = export(server, make(seeded))
     assert response.status_code == 200, response.text
     assert response.text.startswith("learner_id,")
 
 
-def test_shared_secret_still_works_beside_a_jwks(jwks_file_server: LiveServer,
-                                                 seeded: str) -> None:
+def test_shared_secret_still_works_beside_a_jwks(jwks_file_server: LiveServer, seeded: str) -> None:
     assert export(jwks_file_server, issue_token(JWT_SECRET, seeded)).status_code == 200
 
 
-def test_without_a_shared_secret_hs256_is_refused(jwks_only_server: LiveServer,
-                                                  seeded: str) -> None:
-    assert_401(export(jwks_only_server, issue_token(JWT_SECRET, seeded)),
-               "algorithm not allowed")
+def test_without_a_shared_secret_hs256_is_refused(
+    jwks_only_server: LiveServer, seeded: str
+) -> None:
+    assert_401(export(jwks_only_server, issue_token(JWT_SECRET, seeded)), "algorithm not allowed")
 
 
 @pytest.mark.parametrize("server_name", SERVERS)
@@ -176,52 +189,83 @@ def test_without_a_shared_secret_hs256_is_refused(jwks_only_server: LiveServer,
         pytest.param(lambda s: es256(s) + "x", "malformed", id="signature-not-base64"),
         pytest.param(lambda s: es256(s, exp=int(time.time()) - 120), "expired", id="expired-es256"),
         pytest.param(lambda s: rs256(s, exp=int(time.time()) - 120), "expired", id="expired-rs256"),
-        pytest.param(lambda s: es256(s, nbf=int(time.time()) + 120),
-                     "not yet valid", id="nbf-future"),
-        pytest.param(lambda s: es256(s, iat=int(time.time()) + 120),
-                     "not yet valid", id="iat-future"),
+        pytest.param(
+            lambda s: es256(s, nbf=int(time.time()) + 120), "not yet valid", id="nbf-future"
+        ),
+        pytest.param(
+            lambda s: es256(s, iat=int(time.time()) + 120), "not yet valid", id="iat-future"
+        ),
         pytest.param(lambda s: es256(s, aud="anon"), "audience", id="audience-anon"),
         pytest.param(lambda s: rs256(s, aud=["anon", "service"]), "audience", id="audience-list"),
         pytest.param(lambda s: es256(s, aud=None), "'aud'", id="no-aud"),
         pytest.param(lambda s: es256(s, exp=None), "'exp'", id="no-exp"),
         pytest.param(lambda s: es256(s, sub=None), "'sub'", id="no-sub"),
         pytest.param(lambda s: es256("not-a-uuid"), "UUID", id="sub-not-uuid"),
-        pytest.param(lambda s: es256(s, kid="retired-key"),
-                     "unknown signing key", id="unknown-kid"),
+        pytest.param(
+            lambda s: es256(s, kid="retired-key"), "unknown signing key", id="unknown-kid"
+        ),
         pytest.param(lambda s: es256(s, kid=None), "unknown signing key", id="no-kid"),
-        pytest.param(lambda s: unsigned(s, {"alg": "ES256", "kid": [EC_KID]}) + "AAAA",
-                     "malformed", id="kid-list"),
-        pytest.param(lambda s: unsigned(s, {"alg": "ES256", "kid": 7}) + "AAAA",
-                     "malformed", id="kid-number"),
-        pytest.param(lambda s: rs256(s, kid=EC_KID),
-                     "algorithm not allowed", id="rs256-kid-of-ec-key"),
-        pytest.param(lambda s: es256(s, kid=RSA_KID),
-                     "algorithm not allowed", id="es256-kid-of-rsa-key"),
-        pytest.param(lambda s: jwt.encode(claims(s), RSA_KEY, algorithm="PS256",
-                                          headers={"kid": RSA_KID}),
-                     "algorithm not allowed", id="ps256"),
-        pytest.param(lambda s: jwt.encode(claims(s), JWT_SECRET * 2, algorithm="HS512"),
-                     "algorithm not allowed", id="hs512"),
+        pytest.param(
+            lambda s: unsigned(s, {"alg": "ES256", "kid": [EC_KID]}) + "AAAA",
+            "malformed",
+            id="kid-list",
+        ),
+        pytest.param(
+            lambda s: unsigned(s, {"alg": "ES256", "kid": 7}) + "AAAA", "malformed", id="kid-number"
+        ),
+        pytest.param(
+            lambda s: rs256(s, kid=EC_KID), "algorithm not allowed", id="rs256-kid-of-ec-key"
+        ),
+        pytest.param(
+            lambda s: es256(s, kid=RSA_KID), "algorithm not allowed", id="es256-kid-of-rsa-key"
+        ),
+        pytest.param(
+            lambda s: jwt.encode(claims(s), RSA_KEY, algorithm="PS256", headers={"kid": RSA_KID}),
+            "algorithm not allowed",
+            id="ps256",
+        ),
+        pytest.param(
+            lambda s: jwt.encode(claims(s), JWT_SECRET * 2, algorithm="HS512"),
+            "algorithm not allowed",
+            id="hs512",
+        ),
         pytest.param(unsigned, "algorithm not allowed", id="alg-none"),
-        pytest.param(lambda s: unsigned(s, {"alg": "none", "typ": "JWT", "kid": EC_KID}),
-                     "algorithm not allowed", id="alg-none-with-kid"),
-        pytest.param(lambda s: unsigned(s, {"alg": "NoNe", "typ": "JWT"}),
-                     "algorithm not allowed", id="alg-NoNe"),
-        pytest.param(lambda s: unsigned(s, {"alg": ["ES256"], "kid": EC_KID}),
-                     "malformed", id="alg-list"),
+        pytest.param(
+            lambda s: unsigned(s, {"alg": "none", "typ": "JWT", "kid": EC_KID}),
+            "algorithm not allowed",
+            id="alg-none-with-kid",
+        ),
+        pytest.param(
+            lambda s: unsigned(s, {"alg": "NoNe", "typ": "JWT"}),
+            "algorithm not allowed",
+            id="alg-NoNe",
+        ),
+        pytest.param(
+            lambda s: unsigned(s, {"alg": ["ES256"], "kid": EC_KID}), "malformed", id="alg-list"
+        ),
         pytest.param(lambda s: "e30.e30.", "malformed", id="no-alg"),
     ],
 )
-def test_bad_token_gets_401(request: pytest.FixtureRequest, seeded: str, server_name: str,
-                            make: Callable[[str], str], detail: str) -> None:
+def test_bad_token_gets_401(
+    request: pytest.FixtureRequest,
+    seeded: str,
+    server_name: str,
+    make: Callable[[str], str],
+    detail: str,
+) -> None:
     server: LiveServer = request.getfixturevalue(server_name)
     assert_401(export(server, make(seeded)), detail)
 
 
 @pytest.mark.parametrize(
     "secret",
-    [pem(EC_KEY), json.dumps(EC_JWK).encode(), pem(RSA_KEY), json.dumps(RSA_JWK).encode(),
-     json.dumps(JWKS).encode()],
+    [
+        pem(EC_KEY),
+        json.dumps(EC_JWK).encode(),
+        pem(RSA_KEY),
+        json.dumps(RSA_JWK).encode(),
+        json.dumps(JWKS).encode(),
+    ],
     ids=["ec-pem", "ec-jwk-json", "rsa-pem", "rsa-jwk-json", "jwks-json"],
 )
 @pytest.mark.parametrize("kid", [EC_KID, RSA_KID, None])
@@ -231,16 +275,22 @@ def test_bad_token_gets_401(request: pytest.FixtureRequest, seeded: str, server_
     # HS256 is not accepted at all. Neither path lets public key material act as an HMAC key.
     [("jwks_file_server", "signature"), ("jwks_only_server", "algorithm not allowed")],
 )
-def test_algorithm_confusion_gets_401(request: pytest.FixtureRequest, seeded: str,
-                                      server_name: str, detail: str, secret: bytes,
-                                      kid: str | None) -> None:
+def test_algorithm_confusion_gets_401(
+    request: pytest.FixtureRequest,
+    seeded: str,
+    server_name: str,
+    detail: str,
+    secret: bytes,
+    kid: str | None,
+) -> None:
     server: LiveServer = request.getfixturevalue(server_name)
     assert_401(export(server, hs256_by_hand(secret, seeded, kid)), detail)
 
 
 @pytest.mark.parametrize("server_name", SERVERS)
-def test_clock_skew_within_leeway_is_accepted(request: pytest.FixtureRequest, seeded: str,
-                                              server_name: str) -> None:
+def test_clock_skew_within_leeway_is_accepted(
+    request: pytest.FixtureRequest, seeded: str, server_name: str
+) -> None:
     server: LiveServer = request.getfixturevalue(server_name)
     assert server.settings.jwt_leeway_seconds == 30
     now = int(time.time())
@@ -262,19 +312,29 @@ def test_the_app_parses_its_jwks_once(jwks_file_server: LiveServer) -> None:
 
 # Unit level: the verifier without a server.
 
+
 def verifier(**settings: Any) -> TokenVerifier:
     return TokenVerifier.from_settings(Settings(**settings))
 
 
 @pytest.mark.parametrize(
     "token",
-    ["", ".", "..", "a.b.c", "e30", "e30.e30", "e30.e30.e30", "x" * 5000,
-     segment([]) + "." + segment({}) + ".",
-     segment({"alg": "ES256", "kid": {"x": 1}}) + "." + segment({}) + ".AAAA",
-     segment({"alg": "ES256", "kid": EC_KID}) + "." + segment([1, 2]) + ".AAAA",
-     segment({"alg": "ES256", "kid": EC_KID}) + ".!!!.AAAA",
-     segment({"alg": "ES256", "kid": EC_KID, "crit": ["exp"]}) + "." + segment({}) + ".AAAA",
-     segment({"alg": "RS256", "kid": RSA_KID}) + "." + segment({"exp": "soon"}) + ".AAAA"],
+    [
+        "",
+        ".",
+        "..",
+        "a.b.c",
+        "e30",
+        "e30.e30",
+        "e30.e30.e30",
+        "x" * 5000,
+        segment([]) + "." + segment({}) + ".",
+        segment({"alg": "ES256", "kid": {"x": 1}}) + "." + segment({}) + ".AAAA",
+        segment({"alg": "ES256", "kid": EC_KID}) + "." + segment([1, 2]) + ".AAAA",
+        segment({"alg": "ES256", "kid": EC_KID}) + ".!!!.AAAA",
+        segment({"alg": "ES256", "kid": EC_KID, "crit": ["exp"]}) + "." + segment({}) + ".AAAA",
+        segment({"alg": "RS256", "kid": RSA_KID}) + "." + segment({"exp": "soon"}) + ".AAAA",
+    ],
 )
 def test_garbage_tokens_are_unauthorized_not_errors(token: str) -> None:
     with pytest.raises(Unauthorized):
@@ -305,12 +365,18 @@ def private_jwk() -> dict[str, Any]:
         (json.dumps({"keys": [{**EC_JWK, "alg": "HS256"}]}), "may not verify"),
         (json.dumps({"keys": [{**RSA_JWK, "alg": "ES256"}]}), "may not verify"),
         (json.dumps({"keys": [{**EC_JWK, "crv": "P-384"}]}), "P-256"),
-        (json.dumps({"keys": [{"kty": "oct", "k": b64url(b"s" * 40), "kid": "x"}]}),
-         "EXPORT_JWT_SECRET"),
+        (
+            json.dumps({"keys": [{"kty": "oct", "k": b64url(b"s" * 40), "kid": "x"}]}),
+            "EXPORT_JWT_SECRET",
+        ),
         (json.dumps({"keys": [{**EC_JWK, "x": "AAAA"}]}), "not a valid ES256 key"),
         (json.dumps({"keys": [private_jwk()]}), "private key"),
-        (json.dumps({"keys": [public_jwk(rsa.generate_private_key(65537, 1024), "weak",
-                                         "RS256")]}), "2048"),
+        (
+            json.dumps(
+                {"keys": [public_jwk(rsa.generate_private_key(65537, 1024), "weak", "RS256")]}
+            ),
+            "2048",
+        ),
     ],
 )
 def test_unusable_jwks_is_refused_at_startup(jwks: str, problem: str) -> None:
@@ -320,8 +386,9 @@ def test_unusable_jwks_is_refused_at_startup(jwks: str, problem: str) -> None:
 
 
 def test_keys_not_for_signing_are_skipped() -> None:
-    keys = load_jwks(json.dumps({"keys": [{**RSA_JWK, "kid": "enc", "use": "enc"}, EC_JWK]}),
-                     "test")
+    keys = load_jwks(
+        json.dumps({"keys": [{**RSA_JWK, "kid": "enc", "use": "enc"}, EC_JWK]}), "test"
+    )
     assert set(keys) == {EC_KID}
 
 

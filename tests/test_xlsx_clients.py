@@ -16,16 +16,18 @@ import openpyxl
 import pytest
 from python_calamine import CalamineWorkbook
 
-from service.columns import Kind
+from learner_export.contract.columns import Kind
 from tests.conftest import LiveServer
 from tests.reference import KINDS, NAMES, XML_ILLEGAL, reference_rows
 
 ROWS = 300
 
-needs_soffice = pytest.mark.skipif(shutil.which("soffice") is None,
-                                   reason="LibreOffice (soffice) is not installed")
-needs_ssconvert = pytest.mark.skipif(shutil.which("ssconvert") is None,
-                                     reason="Gnumeric's ssconvert is not installed")
+needs_soffice = pytest.mark.skipif(
+    shutil.which("soffice") is None, reason="LibreOffice (soffice) is not installed"
+)
+needs_ssconvert = pytest.mark.skipif(
+    shutil.which("ssconvert") is None, reason="Gnumeric's ssconvert is not installed"
+)
 
 
 def export(live: LiveServer, tmp_path: Path, **params: Any) -> Path:
@@ -40,9 +42,21 @@ def export(live: LiveServer, tmp_path: Path, **params: Any) -> Path:
 def soffice(source: Path, target: str, outdir: Path) -> Path:
     """Convert with a fresh LibreOffice profile (a shared one locks, and remembers settings)."""
     profile = outdir / "profile"
-    subprocess.run(["soffice", f"-env:UserInstallation={profile.as_uri()}", "--headless",
-                    "--convert-to", target, "--outdir", str(outdir), str(source)],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            "soffice",
+            f"-env:UserInstallation={profile.as_uri()}",
+            "--headless",
+            "--convert-to",
+            target,
+            "--outdir",
+            str(outdir),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     converted = outdir / f"{source.stem}.{target.split(':')[0]}"
     assert converted.exists(), f"LibreOffice wrote no {converted.name}"
     return converted
@@ -85,8 +99,7 @@ def assert_same_rows(got: list[list[str]], want: list[list[str]]) -> None:
 
 
 @needs_soffice
-def test_libreoffice_shows_the_database_values(live: LiveServer, sql: Any,
-                                                tmp_path: Path) -> None:
+def test_libreoffice_shows_the_database_values(live: LiveServer, sql: Any, tmp_path: Path) -> None:
     source = export(live, tmp_path, limit=ROWS)
     # 44,34,76,1: comma, double quote, UTF-8, first line; cells as formatted (the default).
     converted = soffice(source, "csv:Text - txt - csv (StarCalc):44,34,76,1", tmp_path)
@@ -96,13 +109,25 @@ def test_libreoffice_shows_the_database_values(live: LiveServer, sql: Any,
 
 
 @needs_ssconvert
-def test_gnumeric_opens_it_and_shows_the_database_values(live: LiveServer, sql: Any,
-                                                          tmp_path: Path) -> None:
+def test_gnumeric_opens_it_and_shows_the_database_values(
+    live: LiveServer, sql: Any, tmp_path: Path
+) -> None:
     source = export(live, tmp_path, limit=ROWS)
     target = tmp_path / "gnumeric.csv"
     result = subprocess.run(
-        ["ssconvert", "-T", "Gnumeric_stf:stf_assistant", "-O", "separator=, format=preserve",
-         str(source), str(target)], capture_output=True, text=True, timeout=120)
+        [
+            "ssconvert",
+            "-T",
+            "Gnumeric_stf:stf_assistant",
+            "-O",
+            "separator=, format=preserve",
+            str(source),
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "Invalid" not in result.stderr
     assert_same_rows(read_csv(target), expected_csv(sql))
@@ -110,12 +135,18 @@ def test_gnumeric_opens_it_and_shows_the_database_values(live: LiveServer, sql: 
 
 @needs_soffice
 @pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler's pdftotext is missing")
-def test_libreoffice_prints_every_date_time_in_full(live: LiveServer, sql: Any,
-                                                     tmp_path: Path) -> None:
+def test_libreoffice_prints_every_date_time_in_full(
+    live: LiveServer, sql: Any, tmp_path: Path
+) -> None:
     source = export(live, tmp_path, limit=40, columns="full_name,created_at,last_login_at,email")
     pdf = soffice(source, "pdf", tmp_path)
-    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], check=True,
-                          capture_output=True, text=True, timeout=60).stdout
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(pdf), "-"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     assert "###" not in text
     first = reference_rows(sql)[0]
     # The header, and a full date-time (no column cut it short).
@@ -123,8 +154,7 @@ def test_libreoffice_prints_every_date_time_in_full(live: LiveServer, sql: Any,
     assert displayed("created_at", first["created_at"]) in text
 
 
-def test_sheet_xml_carries_references_widths_and_a_filter(live: LiveServer,
-                                                          tmp_path: Path) -> None:
+def test_sheet_xml_carries_references_widths_and_a_filter(live: LiveServer, tmp_path: Path) -> None:
     source = export(live, tmp_path, limit=5, columns="learner_id,created_at,email,is_active")
     workbook = openpyxl.load_workbook(source)
     sheet = workbook["Learners"]

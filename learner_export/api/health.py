@@ -1,0 +1,52 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import asyncpg
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse
+
+from learner_export.db.diagnose import CONNECTION_ERRORS, describe_connection_error, target_of
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def _why(exc: BaseException, pool: asyncpg.Pool, dsn: str, seconds: float) -> str:
+    """What failed, in words: host and port of the database, never its password."""
+    if isinstance(exc, TimeoutError):
+        where = target_of(dsn).where
+        if pool.get_size() >= pool.get_max_size() and pool.get_idle_size() == 0:
+            return (
+                f"all {pool.get_max_size()} connections to the database at {where} are "
+                f"busy (none free within {seconds:g} s)"
+            )
+    return describe_connection_error(exc, dsn, seconds)
+
+
+@router.get(
+    "/readyz",
+    summary="The database answers",
+    responses={503: {"description": "Not ready: `detail` says what failed"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    state = request.app.state
+    seconds = state.settings.acquire_timeout_seconds
+    pools = [(state.pool, state.settings.database_url)]
+    if state.read_pool is not state.pool:
+        pools.append((state.read_pool, state.settings.read_database_url))
+    for pool, dsn in pools:
+        try:
+            async with pool.acquire(timeout=seconds) as conn:
+                await conn.fetchval("SELECT 1", timeout=seconds)
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            return JSONResponse(
+                {"status": "not ready", "detail": _why(exc, pool, dsn, seconds)},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+    return JSONResponse({"status": "ready"})

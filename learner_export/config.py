@@ -1,0 +1,174 @@
+"""Settings, read from the environment in one place and passed into the app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_METRICS_TOKEN_CHARS = 24
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Environment names are `EXPORT_<FIELD>` unless noted."""
+
+    model_config = SettingsConfigDict(env_prefix="EXPORT_", frozen=True)
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "EXPORT_DATABASE_URL")
+    )
+    read_database_url: str | None = None
+    jwt_secret: SecretStr = SecretStr("")
+    jwt_audience: str = "authenticated"
+    jwt_leeway_seconds: int = Field(default=30, ge=0)
+    jwks_file: Path | None = None
+    jwks: str | None = None
+
+    pool_max_size: int = Field(default=24, ge=1)
+    statement_cache_size: int = Field(default=100, ge=0)
+    acquire_timeout_seconds: float = Field(default=2.0, gt=0)
+
+    page_size: int = Field(default=2500, ge=1, le=100_000)
+    first_page_size: int = Field(default=1000, ge=1, le=100_000)
+    # Connections reading one export, in one snapshot: 2 puts PostgreSQL on two cores.
+    connections_per_export: int = Field(default=2, ge=1, le=8)
+    chunk_bytes: int = Field(default=64 * 1024, ge=1024)
+    statement_timeout_ms: int = Field(default=60_000, ge=0)
+    idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=0)
+    stall_timeout_seconds: float = Field(default=60.0, gt=0)
+    max_duration_seconds: float = Field(default=3600.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    max_limit: int | None = Field(default=None, ge=1)
+    role_cache_ttl_seconds: float = Field(default=30.0, ge=0)
+    link_secrets: SecretStr = SecretStr("")
+    link_ttl_seconds: int = Field(default=300, gt=0)
+    link_max_ttl_seconds: int = Field(default=3600, gt=0)
+    public_url: str | None = None
+    # Exact origins (scheme://host[:port]) whose pages may call the API with fetch(), separated
+    # by commas: a str, because pydantic-settings would read a list from the environment as JSON.
+    cors_origins: str = ""
+    # POST /links bodies are a few hundred bytes; anything past this is refused unread (413).
+    link_request_max_bytes: int = Field(default=16 * 1024, ge=1024)
+    # Request line plus headers; 1,000 client_id parameters in a query string take ~47 KB.
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096)
+    # Bearer token for GET /metrics; unset, /metrics answers loopback clients only.
+    metrics_token: SecretStr = SecretStr("")
+    max_concurrent: int = Field(default=16, ge=1)
+    max_concurrent_per_user: int = Field(default=8, ge=1)
+    # Refused requests (400, 403, 429) a caller may have in a minute before every request of
+    # theirs is answered 429 for the rest of it: bounds their audit rows (docs/audit.md).
+    refusals_per_minute: int = Field(default=10, ge=1)
+    xlsx_sheet_rows: int = Field(default=1_048_576, ge=2, le=1_048_576)
+
+    # auto: text for a terminal, JSON when piped; json or text forces one.
+    log_format: Literal["auto", "json", "text"] = "auto"
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, value: str) -> str:
+        for origin in _split(value):
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.netloc
+                or parts.path
+                or parts.query
+                or parts.fragment
+                or "*" in origin
+                or origin != origin.lower()
+            ):
+                raise ValueError(
+                    f"EXPORT_CORS_ORIGINS: {origin!r} is not an exact origin such"
+                    " as https://admin.example.com (lowercase, no path, no slash)"
+                )
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_metrics_token(cls, value: SecretStr) -> SecretStr:
+        if 0 < len(value.get_secret_value()) < MIN_METRICS_TOKEN_CHARS:
+            raise ValueError(
+                f"EXPORT_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_CHARS}"
+                " characters (or unset, to serve /metrics to loopback clients only)"
+            )
+        return value
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """The origins of EXPORT_CORS_ORIGINS, in the order given."""
+        return tuple(_split(self.cors_origins))
+
+
+def _split(spec: str) -> list[str]:
+    return [item.strip() for item in spec.split(",") if item.strip()]
+
+
+class ConfigError(ValueError):
+    """The configuration cannot work; the message is one line naming the variable(s)."""
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a field of Settings."""
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return field.upper()
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    if isinstance(alias, str):
+        return alias
+    return "EXPORT_" + field.upper()
+
+
+def _shows_input(field: str) -> bool:
+    """Secrets and database URLs (which may hold a password) are never echoed back."""
+    info = Settings.model_fields.get(field)
+    return not (
+        info is None
+        or info.annotation is SecretStr
+        or "url" in field
+        or "secret" in field
+        or field == "jwks"
+    )
+
+
+_PROBLEMS = {
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "bool_parsing": "must be true or false",
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be more than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+    "literal_error": "must be {expected}",
+    "missing": "must be set",
+}
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Pydantic's report on Settings as one line: each variable, what it must be, what it was."""
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        template = _PROBLEMS.get(error["type"])
+        ctx: dict[str, Any] = error.get("ctx") or {}
+        try:
+            problem = template.format(**ctx) if template else error["msg"]
+        except (KeyError, IndexError):
+            problem = error["msg"]
+        if _shows_input(field) and isinstance(error.get("input"), str | int | float):
+            problem += f" (got {error['input']!r})"
+        problems.append(f"{env_name(field)}: {problem}")
+    return "; ".join(problems)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (and overrides); ConfigError says what is wrong."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None

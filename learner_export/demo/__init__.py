@@ -1,0 +1,1 @@
+"""The demo: a throwaway embedded PostgreSQL, the sample platform schema and its seed."""

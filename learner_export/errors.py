@@ -1,0 +1,171 @@
+"""The service's errors, without HTTP: one base, and one table giving each its HTTP status, its
+error code and the CLI's exit status. learner_export.api.errors turns them into responses; the CLI
+into one sentence and an exit status. Database failures are classified in one place here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+
+class ExportError(Exception):
+    """Something the caller should be told: `detail` says what (a list of problems for 400)."""
+
+    def __init__(self, detail: Any, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+
+class InvalidParameter(ExportError, ValueError):
+    """One or more parameters are invalid; `detail` lists {"parameter", "message"} problems."""
+
+    @classmethod
+    def one(cls, parameter: str, message: str) -> InvalidParameter:
+        return cls([{"parameter": parameter, "message": message}])
+
+
+class Unauthorized(ExportError):
+    def __init__(self, detail: Any) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="learner-export"'})
+
+
+class Forbidden(ExportError):
+    pass
+
+
+class LinkExpired(ExportError):
+    pass
+
+
+class TooManyExports(ExportError):
+    def __init__(self, detail: Any, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+class DatabaseUnavailable(ExportError):
+    def __init__(self, detail: Any) -> None:
+        super().__init__(detail, headers={"Retry-After": "5"})
+
+
+class ContractNotMet(ExportError):
+    """The database does not offer the export contract (docs/contract.md); `detail` lists what
+    is missing."""
+
+
+class LinksNotConfigured(ExportError):
+    pass
+
+
+class CorsRefused(ExportError):
+    """A cross-origin request from an origin, or with a method or header, not allowed."""
+
+
+class RequestTooLarge(ExportError):
+    pass
+
+
+class HeadersTooLarge(ExportError):
+    pass
+
+
+class NotFound(ExportError):
+    pass
+
+
+class MethodNotAllowed(ExportError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorKind:
+    status: int
+    code: str
+    exit_code: int  # the CLI's: 2 for what the user must change, 1 for a refusal or failure
+    description: str
+
+
+ERRORS: dict[type[ExportError], ErrorKind] = {
+    InvalidParameter: ErrorKind(
+        400, "invalid_parameter", 2, "A parameter is invalid; the body lists each problem"
+    ),
+    Unauthorized: ErrorKind(
+        401, "unauthorized", 2, "Missing, malformed, expired or wrongly signed token"
+    ),
+    Forbidden: ErrorKind(
+        403,
+        "forbidden",
+        1,
+        "The caller may not export learners, or not these clients; or the "
+        "link was altered or signed with a retired key",
+    ),
+    CorsRefused: ErrorKind(403, "cors_refused", 2, "Origin not in EXPORT_CORS_ORIGINS"),
+    NotFound: ErrorKind(404, "not_found", 2, "No such path"),
+    HeadersTooLarge: ErrorKind(
+        431,
+        "request_header_fields_too_large",
+        2,
+        "Request line and headers larger than EXPORT_MAX_HEADER_BYTES",
+    ),
+    MethodNotAllowed: ErrorKind(405, "method_not_allowed", 2, "Method not allowed"),
+    LinkExpired: ErrorKind(410, "link_expired", 1, "The link expired; ask for a new one"),
+    RequestTooLarge: ErrorKind(
+        413, "request_too_large", 2, "The body is larger than EXPORT_LINK_REQUEST_MAX_BYTES"
+    ),
+    TooManyExports: ErrorKind(
+        429, "too_many_exports", 1, "Too many exports running (for the process, or for this caller)"
+    ),
+    DatabaseUnavailable: ErrorKind(
+        503,
+        "database_unavailable",
+        1,
+        "The database is unreachable or busy; retry after Retry-After",
+    ),
+    ContractNotMet: ErrorKind(
+        503, "contract_not_met", 1, "The database does not offer the export contract"
+    ),
+    LinksNotConfigured: ErrorKind(
+        503, "links_not_configured", 1, "Signed links are not configured (EXPORT_LINK_SECRETS)"
+    ),
+}
+
+INTERNAL = ErrorKind(500, "internal_error", 1, "Internal error")
+
+
+def kind_of(error: ExportError) -> ErrorKind:
+    for cls in type(error).__mro__:
+        if cls in ERRORS:
+            return ERRORS[cls]
+    return INTERNAL
+
+
+# A connection that failed, was lost or could not be had: worth retrying later.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InternalClientError,
+)
+
+# Any failure of the database or of the way to it.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
+
+
+def database_error(exc: BaseException, doing: str) -> ExportError | None:
+    """What to tell the caller about a database failure while `doing` something, or None when
+    it is not one: a refusal by the contract's scope function is a 403 with its message."""
+    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+        return Forbidden(exc.args[0] if exc.args else "not allowed")
+    if isinstance(exc, asyncpg.UndefinedFunctionError | asyncpg.InvalidSchemaNameError):
+        return ContractNotMet(f"{doing}: {exc.args[0] if exc.args else exc}")
+    if isinstance(exc, TimeoutError):
+        return DatabaseUnavailable(f"{doing}: every database connection is busy; retry shortly")
+    if isinstance(exc, DATABASE_ERRORS):
+        return DatabaseUnavailable(f"{doing}: the database is unreachable or failed")
+    return None

@@ -1,0 +1,72 @@
+"""Output formats. A format is one record (`Format`) in one module, owning both its halves:
+
+- `select`: how its cells are rendered inside PostgreSQL, as the select list of a COPY over the
+  page function's rows (`r`), so that pages arrive already written in the format;
+- `framer`: what Python adds around those pages (header, line ends, sheet XML, zip, row groups).
+
+plus its capabilities. The pages (learner_export.pages) receive the select list as opaque text and
+never import a format. To add a format: one module defining `FORMAT`, one line below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from learner_export.contract.columns import Column
+
+
+@dataclass(frozen=True, slots=True)
+class RenderOptions:
+    """How an export asked to be written (validated parameters)."""
+
+    escape_formulas: bool = True
+    bom: bool = False
+    cursor: bool = False  # a `_cursor` column or member after the chosen columns
+    tz: str = "UTC"  # the IANA zone timestamps are shown in; the session's TimeZone
+    sheet_rows: int = 1_048_576
+
+
+@dataclass(frozen=True, slots=True)
+class CopySpec:
+    """A select list over the page function's row `r`, and the COPY (FORMAT csv) options it
+    needs. Page settings it may read: `learner_export.row`, the export's index of the page's
+    first row."""
+
+    select: str
+    options: dict[str, str] = field(default_factory=dict)
+
+
+class Framer(Protocol):
+    """The Python half of a format: bytes before the first page, around each page COPY wrote
+    (`rows` rows), and at the end; `close()` lets go of a file abandoned half-way."""
+
+    def begin(self) -> bytes: ...
+
+    def page(self, data: bytes, rows: int) -> bytes: ...
+
+    def end(self) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Format:
+    name: str
+    media_type: str
+    extension: str
+    compressible: bool  # worth gzip/zstd on the wire (not a zip or a compressed file already)
+    resumable: bool  # can carry the `_cursor` column, so a cut download can continue
+    select: Callable[[Sequence[Column], RenderOptions], CopySpec]
+    framer: Callable[[Sequence[Column], RenderOptions], Framer]
+    description: str
+
+
+def _registry() -> dict[str, Format]:
+    from learner_export.formats import csv, jsonl, parquet, xlsx
+
+    return {f.name: f for f in (csv.FORMAT, jsonl.FORMAT, xlsx.FORMAT, parquet.FORMAT)}
+
+
+FORMATS: dict[str, Format] = _registry()

@@ -1,0 +1,250 @@
+"""What happens during an export, from the caller to the audit row's end; the HTTP route and the
+CLI are thin faces over it.
+
+    authorise (the caller's role label; the database applies their scope)
+      → audit row 'started'
+      → snapshot opened, scope resolved, first page read (a refusal here is 'denied')
+      → pages written by COPY in the format → framed by the format → compressed → chunks
+      → finish: outcome, rows and bytes handed on, duration
+
+Everything that can fail before the first byte does so in `start()`, so a caller gets a real
+status; after it, a failure cuts the stream and the audit row says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncpg
+
+from learner_export.audit import AuditEntry, AuditLog, Outcome
+from learner_export.auth import RoleCache, caller_role
+from learner_export.compression import Compressor
+from learner_export.config import Settings
+from learner_export.errors import ExportError, Forbidden, database_error
+from learner_export.formats import FORMATS, Format, Framer
+from learner_export.metrics import Metrics
+from learner_export.pages import SnapshotPages
+from learner_export.params import ExportParams
+
+log = logging.getLogger("learner_export.export")
+
+Chunk = bytes | memoryview
+
+
+class Connections(Protocol):
+    """The export's first connection, and helpers for the same snapshot (connections.py)."""
+
+    async def main(self) -> asyncpg.Connection: ...
+
+    async def acquire(self) -> asyncpg.Connection | None: ...
+
+    async def release(self, conn: asyncpg.Connection) -> None: ...
+
+
+@dataclass(frozen=True)
+class Services:
+    """What an export needs from the process: settings, the primary's pool (roles, audit)."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    audit: AuditLog
+    roles: RoleCache
+    metrics: Metrics | None = None
+
+
+def _split(data: bytes, size: int) -> list[Chunk]:
+    if len(data) <= size:
+        return [data] if data else []
+    view = memoryview(data)
+    return [view[i : i + size] for i in range(0, len(data), size)]
+
+
+class Export:
+    """One export. `start()` it, stream `chunks()`, then `finish()` it exactly once."""
+
+    def __init__(
+        self,
+        services: Services,
+        params: ExportParams,
+        caller: str,
+        role: str | None,
+        entry: AuditEntry,
+        pages: SnapshotPages,
+        connections: Connections,
+        conn: asyncpg.Connection,
+        started: float,
+        on_end: Callable[[], None] | None,
+    ) -> None:
+        self.services, self.params, self.caller, self.role = services, params, caller, role
+        self.format: Format = FORMATS[params.format]
+        self.entry = entry
+        self.pages = pages
+        self._connections, self._conn = connections, conn
+        self._started = started
+        self._on_end = on_end
+        self.rows_sent = 0
+        self.bytes_sent = 0
+        self.outcome: Outcome | None = None
+
+    @property
+    def client_scope(self) -> list[str] | None:
+        return self.pages.client_scope
+
+    @classmethod
+    async def start(
+        cls,
+        services: Services,
+        params: ExportParams,
+        caller: str,
+        connections: Connections,
+        *,
+        request_id: str,
+        via_link: bool,
+        on_end: Callable[[], None] | None = None,
+    ) -> Export:
+        """Authorise, record, open the snapshot and read the first page; raise an ExportError
+        (a refusal recorded as denied) when the export cannot run."""
+        started = time.perf_counter()
+        s = services
+        role = await s.roles.role(
+            caller, lambda c: caller_role(s.pool, c, s.settings.acquire_timeout_seconds)
+        )
+        entry = await s.audit.start(
+            caller=caller,
+            role=role,
+            request_id=request_id,
+            fmt=params.format,
+            filters=params.filters(),
+            via_link=via_link,
+        )
+        conn: asyncpg.Connection | None = None
+        pages: SnapshotPages | None = None
+        try:
+            conn = await connections.main()
+            spec = FORMATS[params.format].select(
+                params.columns, params.render_options(s.settings.xlsx_sheet_rows)
+            )
+            pages = SnapshotPages(
+                conn, params, s.settings, caller, spec.select, spec.options, helpers=connections
+            )
+            await pages.open()
+        except BaseException as exc:
+            if pages is not None:
+                await pages.close()
+            if conn is not None:
+                await connections.release(conn)
+            error = (
+                exc if isinstance(exc, ExportError) else database_error(exc, "opening the export")
+            )
+            outcome = Outcome.DENIED if isinstance(error, Forbidden) else Outcome.FAILED
+            await s.audit.finish(
+                entry,
+                outcome=outcome,
+                rows=0,
+                bytes_sent=0,
+                duration_ms=_ms(started),
+                client_scope=None,
+                detail=str(error.detail) if error else type(exc).__name__,
+            )
+            if error is not None and error is not exc:
+                raise error from exc
+            raise
+        if s.metrics is not None:
+            s.metrics.in_flight.labels(params.format).inc()
+        return cls(services, params, caller, role, entry, pages, connections, conn, started, on_end)
+
+    async def count(self) -> int:
+        """Rows the export holds, counted in its snapshot."""
+        return await self.pages.count()
+
+    async def chunks(
+        self, chunk_bytes: int, compressor: Compressor | None = None
+    ) -> AsyncIterator[Chunk]:
+        """The file, page by page as the pages arrive, in pieces of at most chunk_bytes.
+
+        A page's rows count as sent once all its bytes have been taken (for HTTP: handed to
+        the server, which blocks while the client does not read).
+        """
+        framer: Framer = self.format.framer(
+            self.params.columns, self.params.render_options(self.services.settings.xlsx_sheet_rows)
+        )
+        metrics = self.services.metrics
+        first = True
+        try:
+            head = framer.begin()
+            async for page in self.pages.pages():
+                data = framer.page(page.data, page.rows)
+                if head:
+                    data, head = head + data, b""
+                if compressor is not None:
+                    data = compressor.compress(data)
+                for piece in _split(data, chunk_bytes):
+                    if first and metrics is not None:
+                        metrics.first_byte.labels(self.format.name).observe(
+                            time.perf_counter() - self._started
+                        )
+                    first = False
+                    yield piece
+                    self.bytes_sent += len(piece)
+                self.rows_sent += page.rows
+            tail = head + framer.end()
+            if compressor is not None:
+                tail = compressor.compress(tail) + compressor.finish()
+            for piece in _split(tail, chunk_bytes):
+                yield piece
+                self.bytes_sent += len(piece)
+        finally:
+            framer.close()
+
+    async def finish(self, outcome: Outcome, detail: str | None = None) -> bool:
+        """End the export: free its slot, roll its snapshot back, complete its audit row.
+        False when the audit row could not be completed (logged, and counted as a failure)."""
+        if self.outcome is not None:
+            return True
+        self.outcome = outcome
+        if self._on_end is not None:
+            self._on_end()
+        try:
+            await self.pages.close()
+        finally:
+            await self._connections.release(self._conn)
+        duration = time.perf_counter() - self._started
+        fmt, m = self.format.name, self.services.metrics
+        if m is not None:
+            m.in_flight.labels(fmt).dec()
+            m.exports.labels(fmt, outcome.value).inc()
+            m.rows.labels(fmt).inc(self.rows_sent)
+            m.bytes.labels(fmt).inc(self.bytes_sent)
+            m.duration.labels(fmt).observe(duration)
+        log.info(
+            "export",
+            extra={
+                "export_id": self.entry.id,
+                "format": fmt,
+                "outcome": outcome.value,
+                "rows": self.rows_sent,
+                "bytes": self.bytes_sent,
+                "duration_ms": _ms(self._started),
+            },
+        )
+        recorded = await self.services.audit.finish(
+            self.entry,
+            outcome=outcome,
+            rows=self.rows_sent,
+            bytes_sent=self.bytes_sent,
+            duration_ms=_ms(self._started),
+            client_scope=self.client_scope,
+            detail=detail,
+        )
+        if not recorded and m is not None:
+            m.failures.labels("audit_not_completed").inc()
+        return recorded
+
+
+def _ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)

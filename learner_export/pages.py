@@ -1,0 +1,393 @@
+"""An export's rows as keyset pages of learner_export.get_learner_export_batch(), inside one
+read-only snapshot, each page written by PostgreSQL's COPY through a select list that the
+format gave (opaque text here: this module knows no format).
+
+One export may read with more than one connection: the first exports its snapshot
+(`pg_export_snapshot()`), helpers import it, and each reads whole pages, so that PostgreSQL
+works on as many cores as there are connections while the pages still come out in key order.
+Page k starts after the last row of page k-1; those keys are found ahead of the pages by
+learner_export_page_ends(), a walk of the keyset index, so that page k can be read before page
+k-1 has arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import asyncpg
+
+from learner_export.config import Settings
+from learner_export.errors import DATABASE_ERRORS
+
+log = logging.getLogger("learner_export.pages")
+
+Key = tuple[datetime, str]
+
+
+class Selection(Protocol):
+    """Which rows an export holds (learner_export.params.ExportParams is one)."""
+
+    @property
+    def client_ids(self) -> tuple[str, ...] | None: ...
+    @property
+    def created_from(self) -> datetime | None: ...
+    @property
+    def created_to(self) -> datetime | None: ...
+    @property
+    def active(self) -> bool | None: ...
+    @property
+    def limit(self) -> int | None: ...
+    @property
+    def after(self) -> Key | None: ...
+    @property
+    def tz(self) -> str: ...
+
+
+# Page starts found per walk of the keyset (one walk reads this many pages' keys).
+PAGES_PER_WALK = 16
+
+# How long close() waits for a helper connection that is still joining.
+HELPER_JOIN_SECONDS = 10.0
+
+_SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+-[0-9]+")
+
+_FILTER_ARGS = "$1::uuid, $2::uuid[], $3::timestamptz, $4::timestamptz, $5::boolean"
+
+# COPY takes no bind parameters: a page's are set as transaction-local settings, bound like
+# any other parameter, and the COPY statement (fixed text) reads them back.
+_COPY_PARAMS = (
+    "SELECT set_config('learner_export.caller', $1::uuid::text, true),"
+    " set_config('learner_export.client_ids', coalesce($2::uuid[]::text, ''), true),"
+    " set_config('learner_export.created_from', coalesce($3::timestamptz::text, ''), true),"
+    " set_config('learner_export.created_to', coalesce($4::timestamptz::text, ''), true),"
+    " set_config('learner_export.active', coalesce($5::boolean::text, ''), true),"
+    " set_config('learner_export.after_created_at', coalesce($6::timestamptz::text, ''), true),"
+    " set_config('learner_export.after_id', coalesce($7::uuid::text, ''), true),"
+    " set_config('learner_export.page_size', $8::integer::text, true),"
+    " set_config('learner_export.row', $9::bigint::text, true)"
+)
+_COPY_ARGS = (
+    "current_setting('learner_export.caller')::uuid,"
+    " nullif(current_setting('learner_export.client_ids'), '')::uuid[],"
+    " nullif(current_setting('learner_export.created_from'), '')::timestamptz,"
+    " nullif(current_setting('learner_export.created_to'), '')::timestamptz,"
+    " nullif(current_setting('learner_export.active'), '')::boolean,"
+    " nullif(current_setting('learner_export.after_created_at'), '')::timestamptz,"
+    " nullif(current_setting('learner_export.after_id'), '')::uuid,"
+    " current_setting('learner_export.page_size')::integer"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CopiedPage:
+    """A page as PostgreSQL's COPY wrote it: `rows` records, each ending in LF."""
+
+    data: bytes
+    rows: int
+
+    def __len__(self) -> int:
+        return self.rows
+
+
+class Helpers(Protocol):
+    """Where an export gets more connections from, and gives them back."""
+
+    async def acquire(self) -> asyncpg.Connection | None:
+        """A connection now, or None when there is none to spare."""
+
+    async def release(self, conn: asyncpg.Connection) -> None: ...
+
+
+class _End:
+    """No page: the export has no rows from here on."""
+
+
+END = _End()
+
+
+class PageStarts:
+    """The cursor each page starts after, found ahead by walks of the keyset.
+
+    Page 0 has `first_size` rows and the others `size`, all full but the last; `limit` cuts
+    the last page short. A walk that finds fewer page ends than it asked for has reached the
+    last rows: the page after the last end found is the export's last (it may be empty).
+    """
+
+    def __init__(self, after: Key | None, first_size: int, size: int, limit: int | None) -> None:
+        self._starts: list[Key | None] = [after]
+        self._first_size, self._size, self._limit = first_size, size, limit
+        self._complete = False
+        self._lock = asyncio.Lock()
+
+    def size(self, k: int) -> int:
+        nominal = self._first_size if k == 0 else self._size
+        if self._limit is None:
+            return nominal
+        return max(0, min(nominal, self._limit - self.offset(k)))
+
+    def offset(self, k: int) -> int:
+        """The export's index of page k's first row."""
+        return 0 if k == 0 else self._first_size + (k - 1) * self._size
+
+    async def start(
+        self, k: int, walk: Callable[[Key | None, int, int], Awaitable[list[Key]]]
+    ) -> Key | _End | None:
+        if self.size(k) == 0:
+            return END
+        async with self._lock:
+            while k >= len(self._starts) and not self._complete:
+                last = len(self._starts) - 1
+                size = self.size(last)
+                pages = 1 if last == 0 else PAGES_PER_WALK
+                if size < (self._first_size if last == 0 else self._size):
+                    self._complete = True  # the limit ends the export at page `last`
+                    break
+                ends = await walk(self._starts[-1], size, pages)
+                self._starts.extend(ends)
+                self._complete = len(ends) < pages
+            return self._starts[k] if k < len(self._starts) else END
+
+
+class SnapshotPages:
+    """An export's pages: a REPEATABLE READ, READ ONLY snapshot read page by page.
+
+    Every page is read as `caller` (a profile id), whose scope the database applies, and
+    written by COPY through `select` (a select list over the page function's row `r`, with
+    `copy_options` for COPY's CSV). `open()` starts the snapshot, resolves the caller's scope
+    and fetches the first page, so that anything that can fail early (a refusal included) fails
+    before a response starts. `pages()` then yields pages, with the next pages already asked for
+    (one per connection) while the current one is sent. With `helpers`, connections are added as
+    they can be had (up to `settings.connections_per_export` in all), each in the same snapshot.
+    `close()` rolls back; it is safe to call at any time, more than once.
+    """
+
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        params: Selection,
+        settings: Settings,
+        caller: str,
+        select: str,
+        copy_options: Mapping[str, str],
+        *,
+        helpers: Helpers | None = None,
+    ) -> None:
+        self._conn = conn
+        self._caller = caller
+        self.client_scope: list[str] | None = None
+        self._params = params
+        self._copy_sql = (
+            f"SELECT {select} FROM learner_export.get_learner_export_batch({_COPY_ARGS}) AS r"
+        )
+        self._copy_options = dict(copy_options)
+        self._settings = settings
+        self._transaction = conn.transaction(isolation="repeatable_read", readonly=True)
+        self._helpers = helpers if settings.connections_per_export > 1 else None
+        self._helper_conns: list[tuple[asyncpg.Connection, Any]] = []
+        self._snapshot: str | None = None
+        self._starts = PageStarts(
+            params.after,
+            min(settings.first_page_size, settings.page_size),
+            settings.page_size,
+            params.limit,
+        )
+        self._first: CopiedPage | None = None
+        self._idle: asyncio.Queue[asyncpg.Connection] = asyncio.Queue()
+        self._width = 1
+        self._tasks: list[asyncio.Future[Any]] = []
+        self._joining: asyncio.Future[None] | None = None
+        self._closed = False
+        self.rows_fetched = 0
+
+    @property
+    def connections(self) -> int:
+        """Connections reading this export so far."""
+        return 1 + len(self._helper_conns)
+
+    async def open(self) -> SnapshotPages:
+        await self._begin(self._conn, self._transaction)
+        self.client_scope = await self._conn.fetchval(
+            "SELECT learner_export.export_scope($1::uuid, $2::uuid[])",
+            self._caller,
+            self._client_ids(),
+        )
+        if self._helpers is not None:
+            self._snapshot = await self._conn.fetchval("SELECT pg_export_snapshot()")
+        self._first = await self._fetch(self._conn, 0, self._params.after)
+        return self
+
+    async def _begin(
+        self, conn: asyncpg.Connection, transaction: Any, snapshot: str | None = None
+    ) -> None:
+        await transaction.start()
+        if snapshot is not None:
+            if not _SNAPSHOT_ID.fullmatch(snapshot):
+                raise ValueError(f"unexpected snapshot id {snapshot!r}")
+            await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        s = self._settings
+        await conn.execute(
+            "SELECT set_config('statement_timeout', $1, true),"
+            " set_config('idle_in_transaction_session_timeout', $2, true),"
+            # Parallel plans per page halve the throughput of keyset paging (PERF-NOTES).
+            " set_config('max_parallel_workers_per_gather', '0', true),"
+            " set_config('jit', 'off', true),"
+            # What the formats' select lists rely on: the export's time zone, ISO dates,
+            # shortest floats.
+            " set_config('TimeZone', $3, true),"
+            " set_config('DateStyle', 'ISO, YMD', true),"
+            " set_config('extra_float_digits', '1', true)",
+            str(s.statement_timeout_ms),
+            str(s.idle_in_transaction_timeout_ms),
+            self._params.tz,
+        )
+
+    async def count(self) -> int:
+        """Rows this export will hold, counted in its own snapshot."""
+        p = self._params
+        after = p.after or (None, None)
+        total: int = await self._conn.fetchval(
+            f"SELECT learner_export.count_learner_export({_FILTER_ARGS}, $6::timestamptz,"
+            " $7::uuid)",
+            *self._filters(),
+            *after,
+        )
+        return total if p.limit is None else min(total, p.limit)
+
+    def _filters(self) -> tuple[Any, ...]:
+        p = self._params
+        return (self._caller, self._client_ids(), p.created_from, p.created_to, p.active)
+
+    async def _fetch(self, conn: asyncpg.Connection, k: int, after: Key | None) -> CopiedPage:
+        cursor = after or (None, None)
+        await conn.execute(
+            _COPY_PARAMS, *self._filters(), *cursor, self._starts.size(k), self._starts.offset(k)
+        )
+        pieces: list[bytes] = []
+
+        async def keep(piece: bytes) -> None:
+            pieces.append(piece)
+
+        status = await conn.copy_from_query(
+            self._copy_sql, output=keep, format="csv", **self._copy_options
+        )
+        page = CopiedPage(b"".join(pieces), int(status.rpartition(" ")[2]))
+        self.rows_fetched += page.rows
+        return page
+
+    async def _walk(
+        self, conn: asyncpg.Connection, after: Key | None, size: int, pages: int
+    ) -> list[Key]:
+        cursor = after or (None, None)
+        ends = await conn.fetch(
+            "SELECT created_at, learner_id FROM learner_export.learner_export_page_ends("
+            f"{_FILTER_ARGS}, $6::timestamptz, $7::uuid, $8::integer, $9::integer)",
+            *self._filters(),
+            *cursor,
+            size,
+            pages,
+        )
+        return [(r[0], r[1]) for r in ends]
+
+    def _client_ids(self) -> list[str] | None:
+        ids = self._params.client_ids
+        return list(ids) if ids is not None else None
+
+    async def _page(self, k: int) -> CopiedPage | None:
+        conn = await self._idle.get()
+        try:
+            start = await self._starts.start(
+                k, lambda after, size, pages: self._walk(conn, after, size, pages)
+            )
+            if isinstance(start, _End):
+                return None
+            return await self._fetch(conn, k, start)
+        finally:
+            self._idle.put_nowait(conn)
+
+    async def _add_helpers(self) -> None:
+        """Bring in helper connections, in this export's snapshot, while pages are read."""
+        assert self._helpers is not None and self._snapshot is not None
+        for _ in range(self._settings.connections_per_export - 1):
+            conn = await self._helpers.acquire()
+            if conn is None:
+                return
+            transaction = conn.transaction(isolation="repeatable_read", readonly=True)
+            self._helper_conns.append((conn, transaction))
+            try:
+                await self._begin(conn, transaction, self._snapshot)
+            except DATABASE_ERRORS as exc:
+                # The export goes on with the connections it has.
+                log.warning("a helper connection could not join the export: %s", exc)
+                return
+            self._width += 1
+            self._idle.put_nowait(conn)
+
+    async def pages(self) -> AsyncIterator[CopiedPage]:
+        if self._first is None:
+            raise RuntimeError("open() the export first")
+        first = self._first
+        self._first = CopiedPage(b"", 0)
+        if not first.rows:
+            return
+        if self._helpers is not None and first.rows == self._starts.size(0):
+            self._joining = asyncio.ensure_future(self._add_helpers())
+        self._idle.put_nowait(self._conn)
+        pending: deque[asyncio.Future[CopiedPage | None]] = deque()
+        page: CopiedPage | None = first
+        k, last = 1, first.rows < self._starts.size(0)
+        while True:
+            while not last and len(pending) < self._width:
+                task = asyncio.ensure_future(self._page(k))
+                self._tasks.append(task)
+                pending.append(task)
+                k += 1
+            if pending:
+                # A step of the event loop sends the queries before the page is handed on.
+                await asyncio.sleep(0)
+            if page is not None and page.rows:
+                yield page
+            if not pending:
+                return
+            page = await pending.popleft()
+            if page is None or page.rows < self._starts.size(k - len(pending) - 1):
+                last = True
+            self._tasks = [t for t in self._tasks if not t.done()]
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        if self._joining is not None:
+            # A helper still connecting is waited for, not cancelled: a cancelled connection
+            # attempt sends PostgreSQL a cancel request, which crashes PgBouncer 1.18.
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._joining, HELPER_JOIN_SECONDS)
+        await _roll_back(self._conn, self._transaction)
+        for conn, transaction in self._helper_conns:
+            await _roll_back(conn, transaction)
+            assert self._helpers is not None
+            with contextlib.suppress(Exception):
+                await self._helpers.release(conn)
+
+
+async def _roll_back(conn: asyncpg.Connection, transaction: Any) -> None:
+    try:
+        await transaction.rollback()
+    except DATABASE_ERRORS:
+        # A query cancelled half-way leaves the connection busy or broken: it is closed
+        # rather than given back as it is (the pool opens a fresh one when needed).
+        with contextlib.suppress(Exception):
+            conn.terminate()
