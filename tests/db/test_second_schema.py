@@ -28,7 +28,7 @@ from tests.conftest import (
     run,
 )
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]
 COLUMNS = [
     "learner_id",
     "display_name",

@@ -17,7 +17,7 @@ import pytest
 from learner_export.formats.csv import crlf
 from learner_export.formats.formula import sql_neutralised
 from tests.conftest import run
-from tests.test_formula import ORDINARY, PAYLOADS
+from tests.unit.test_formula import ORDINARY, PAYLOADS
 
 pytestmark = [
     pytest.mark.slow,

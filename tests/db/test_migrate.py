@@ -27,7 +27,7 @@ from tests.conftest import (
     run,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SQL_DIR = ROOT / "learner_export" / "sql"
 SAMPLE_ADAPTER = SQL_DIR / "adapters" / "sample.sql"
 OLD_LAYOUT = "f22a0a3"  # the last commit whose migrations kept everything in public

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import LINK_SECRETS, LiveServer
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "nextjs"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nextjs"
 NODE = shutil.which("node")
 NPM = shutil.which("npm")
 

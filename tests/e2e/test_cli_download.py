@@ -20,7 +20,7 @@ import pytest
 from learner_export.cli import download
 from learner_export.cli.record_ends import CsvRecordEnds, JsonlRecordEnds
 from tests.conftest import BIG_LEARNERS, Database, LiveServer, joined_backends, query
-from tests.test_cli_export import (
+from tests.e2e.test_cli_export import (
     cells,
     cli,
     cli_command,

@@ -15,7 +15,7 @@ from PIL import Image
 from benchmarks import report
 from benchmarks.results import COPY, NAIVE, OpenpyxlResult, RunResult, Sample, SizeResult
 
-COMMITTED = Path(__file__).resolve().parent.parent / "benchmarks/results/20261125T141910Z.md"
+COMMITTED = Path(__file__).resolve().parents[2] / "benchmarks/results/20261125T141910Z.md"
 ROWS = 20_000
 
 

@@ -46,7 +46,7 @@ def test_demo_prints_working_commands_and_leaves_its_secrets(tmp_path: Path) -> 
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
-        env={**env, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
         start_new_session=True,
     )
     try:
@@ -101,7 +101,7 @@ def test_demo_prints_working_commands_and_leaves_its_secrets(tmp_path: Path) -> 
             cwd=tmp_path,
             capture_output=True,
             text=True,
-            env={**env, "PYTHONPATH": str(Path(__file__).parent.parent)},
+            env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
         )
         assert token.returncode == 0, token.stderr
         response = httpx.get(

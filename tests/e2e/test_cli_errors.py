@@ -22,7 +22,7 @@ from learner_export.config import Settings, describe_validation_error
 from learner_export.db.diagnose import describe_connection_error, target_of
 from learner_export.demo.embedded import EmbeddedPostgres
 from tests.conftest import JWT_SECRET, Database, LiveServer, _free_port, wait_for
-from tests.test_cli_export import cli, cli_command, cli_env
+from tests.e2e.test_cli_export import cli, cli_command, cli_env
 
 PASSWORD = "pw-Zq81-never-shown"
 PROFILE = "00000000-0000-0000-0000-000000000001"
