@@ -16,6 +16,7 @@ import io
 import os
 import re
 import shlex
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,12 +85,31 @@ def with_param(url: str, name: str, value: str) -> str:
 
 _FILENAME_STAR = re.compile(r"filename\*\s*=\s*([\w!#$%&+^`{}~-]*)'[^']*'([^;\s]+)", re.I)
 _FILENAME = re.compile(r'filename\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))', re.I)
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+# Controls (C0, DEL, C1: a terminal's escape sequences), format characters (bidi overrides and
+# isolates, which make `learners-\u202egpj.exe` read as `learners-exe.jpg`, zero-width ones),
+# and line or paragraph separators.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+# The names an export is saved under (learner_export.filenames): nothing else is taken from a
+# server, so a server cannot choose `conftest.py`, `.bashrc` or `Makefile`.
+_EXPORT_NAME = re.compile(r"learners-[^/\\]{1,240}")
+
+
+def printable(text: str) -> str:
+    """text without what a terminal would act on or show misleadingly: control characters
+    (ANSI escapes included) and format characters (bidi overrides) go; line breaks and tabs
+    become spaces."""
+    return "".join(
+        " " if c in "\t\n\r" else c
+        for c in text
+        if c in "\t\n\r" or unicodedata.category(c) not in _INVISIBLE_CATEGORIES
+    )
 
 
 def filename_from(disposition: str | None, fmt: str) -> str:
-    """The file name a Content-Disposition offers (RFC 5987's filename* first), made safe: a
-    bare name in the current directory, never a path."""
+    """The file name a Content-Disposition offers (RFC 5987's filename* first), if it is an
+    export's (`learners-....<the format's extension>`), without invisible characters; else
+    `learners.<extension>`. Always a bare name in the current directory, never a path."""
+    extension = FORMATS[fmt].extension if fmt in FORMATS else re.sub(r"[^a-z0-9]", "", fmt)
     name = ""
     if disposition:
         if star := _FILENAME_STAR.search(disposition):
@@ -101,10 +121,10 @@ def filename_from(disposition: str | None, fmt: str) -> str:
             name = (plain.group(1) if plain.group(1) is not None else plain.group(2)).replace(
                 '\\"', '"'
             )
-    name = _UNSAFE.sub("", name.replace("\\", "/").rsplit("/", 1)[-1]).strip().lstrip(".")
-    if not name:
-        extension = FORMATS[fmt].extension if fmt in FORMATS else fmt
-        name = f"learners.{extension}"
+    name = "".join(c for c in name if unicodedata.category(c) not in _INVISIBLE_CATEGORIES).strip()
+    stem, dot, given = name.rpartition(".")
+    if not (dot and given == extension and _EXPORT_NAME.fullmatch(stem)):
+        return f"learners.{extension}"
     return name
 
 
@@ -152,65 +172,92 @@ _CSV_CURSOR_HEADER = b"," + CURSOR_COLUMN.name.encode() + b"\r\n"
 _JSONL_CURSOR_MEMBER = re.compile(
     b',"' + re.escape(CURSOR_COLUMN.name.encode()) + rb'":"[A-Za-z0-9_-]*"\}\n'
 )
+# What may still become a cursor field at the end of the bytes so far: a comma outside quotes,
+# base64url, perhaps the CR of the CRLF that ends the record.
+_CSV_CURSOR_START = re.compile(rb",[A-Za-z0-9_-]*\r?\Z")
+# A cursor an export writes is under 100 characters (a time and a UUID); anything much longer
+# is not one, so that is all the stripper ever holds back, whatever a record holds.
+MAX_CURSOR_CHARS = 4096
+_MAX_JSONL_MEMBER = len(CURSOR_COLUMN.name) + MAX_CURSOR_CHARS + 8
 
 
 class CursorStripper:
-    """Drops the `_cursor` column from a CSV or JSON Lines export fed in pieces of any size,
-    holding back only the record in progress: the output is the export without `cursor=true`."""
+    """Drops the `_cursor` column from a CSV or JSON Lines export fed in pieces of any size.
+
+    Linear in time, bounded in memory: a record's bytes are handed on as they come, however
+    long the record (a quoted field of gigabytes included); only what may still turn out to
+    be its cursor (at most MAX_CURSOR_CHARS and a few bytes) and, for CSV, the header record
+    until it ends (at most MAX_HEADER_BYTES) are held back.
+    """
 
     def __init__(self, fmt: str) -> None:
         if fmt not in RESUMABLE:
             raise ValueError(f"{fmt} exports carry no cursor")
         self._fmt = fmt
-        self._ends = CsvRecordEnds() if fmt == "csv" else None
-        self._held = b""  # the bytes after the last complete record
-        self._checked = fmt != "csv"
-        self._strip = True
+        self._held = b""  # bytes not yet handed on
+        # CSV: None until the header record has ended and said whether it has a cursor column.
+        self._strip: bool | None = None if fmt == "csv" else True
+        self._header = CsvRecordEnds()
+        self._head = bytearray()  # CSV: the bytes so far, until the header record has ended
+        self._quoted = False  # CSV: the bytes handed on (and held) end inside quotes
 
     def feed(self, data: bytes) -> bytes:
-        """The complete records so far, without their cursor."""
-        if self._ends is not None:
-            self._ends.feed(data)
-            # Offsets of the whole stream: the held bytes start where the last output ended.
-            end = len(self._held) + len(data) - (self._ends.offset - self._ends.last_end)
-        else:
-            end = len(self._held) + data.rfind(b"\n") + 1 if b"\n" in data else 0
-        if end <= 0:
-            self._held += data
-            return b""
-        buffer = self._held + data
-        complete, self._held = buffer[:end], buffer[end:]
-        return self._records(complete)
+        """As much of the export without its cursor as can be known from the bytes so far."""
+        if self._fmt == "jsonl":
+            return self._jsonl(data)
+        if self._strip is None:
+            self._header.feed(data)
+            self._head += data
+            if not self._header.first_end and len(self._head) <= MAX_HEADER_BYTES:
+                return b""
+            # Only a header that ends with the cursor column is stripped: a CSV without one
+            # (not asked with cursor=true after all) is left as the server sent it.
+            header_end = self._header.first_end
+            self._strip = bool(header_end) and self._head[:header_end].endswith(_CSV_CURSOR_HEADER)
+            data, self._head = bytes(self._head), bytearray()
+        if not self._strip:
+            return data
+        return self._csv(data)
 
     def close(self) -> bytes:
         """What was held back: an incomplete last record (none in a complete export)."""
-        rest, self._held = self._held, b""
+        rest, self._held = bytes(self._head) + self._held, b""
+        self._head = bytearray()
         return rest
 
-    def _records(self, complete: bytes) -> bytes:
-        if self._fmt == "jsonl":
-            return _JSONL_CURSOR_MEMBER.sub(b"}\n", complete)
-        if not self._checked:
-            # Only a header that ends with the cursor column is stripped: a CSV without one
-            # (not asked with cursor=true after all) is left as the server sent it.
-            self._checked = True
-            first = CsvRecordEnds()
-            first.feed(complete)
-            self._strip = complete[: first.first_end].endswith(_CSV_CURSOR_HEADER)
-        if not self._strip:
-            return complete
-        # `complete` starts and ends outside quotes, so the pieces between `"` alternate:
-        # outside (even), inside (odd). A field's CRLF or comma inside quotes is left alone.
-        pieces = complete.split(b'"')
-        pieces[::2] = [_CSV_CURSOR_FIELD.sub(b"\r\n", piece) for piece in pieces[::2]]
+    def _csv(self, data: bytes) -> bytes:
+        # The pieces between `"` alternate: outside quotes, inside. A CRLF or comma inside quotes
+        # is left alone; the held bytes never hold a quote, so the state at their start is known.
+        pieces = (self._held + data).split(b'"')
+        first_outside = 1 if self._quoted else 0
+        pieces[first_outside::2] = [
+            _CSV_CURSOR_FIELD.sub(b"\r\n", piece) for piece in pieces[first_outside::2]
+        ]
+        if len(pieces) % 2 == 0:
+            self._quoted = not self._quoted
+        tail = None if self._quoted else _CSV_CURSOR_START.search(pieces[-1])
+        if tail is not None and len(pieces[-1]) - tail.start() <= MAX_CURSOR_CHARS + 2:
+            self._held = pieces[-1][tail.start() :]
+            pieces[-1] = pieces[-1][: tail.start()]
+        else:
+            self._held = b""
         return b'"'.join(pieces)
 
+    def _jsonl(self, data: bytes) -> bytes:
+        buffer = self._held + data
+        end = buffer.rfind(b"\n") + 1
+        rest = buffer[end:]
+        # The member ends its line: of a line still in progress only its last bytes can be in it.
+        cut = max(0, len(rest) - _MAX_JSONL_MEMBER)
+        self._held = rest[cut:]
+        return _JSONL_CURSOR_MEMBER.sub(b"}\n", buffer[:end]) + rest[:cut]
 
-def strip_cursor(source: Path, target: Path, fmt: str) -> None:
+
+def strip_cursor(source: Path, target: Path, fmt: str, *, replace: bool = True) -> None:
     """Write source without its cursor column into target (complete or not at all), reading
     and writing a block at a time."""
     stripper = CursorStripper(fmt)
-    with source.open("rb") as f, atomic_file(target) as out:
+    with source.open("rb") as f, atomic_file(target, replace=replace) as out:
         while block := f.read(READ_BLOCK):
             out.write(stripper.feed(block))
         out.write(stripper.close())
@@ -253,7 +300,8 @@ def _http_error(response: httpx.Response, token: str | None) -> str:
     hint = ""
     if response.status_code == 401 and not token:
         hint = " (no token given: pass --token or set EXPORT_TOKEN)"
-    return f"HTTP {response.status_code} {response.reason_phrase}: {text}{hint}"
+    # The body and reason are the server's: never let them move the cursor or recolour a terminal.
+    return printable(f"HTTP {response.status_code} {response.reason_phrase}: {text[:2000]}{hint}")
 
 
 @dataclass
@@ -266,6 +314,7 @@ class _Transfer:
     source: Path | None  # the file continued: FILE.partial, or a FILE another client left
     strip: bool  # the cursor column was added by us, not asked for in the URL
     hint: Callable[[Path], str]  # the command that continues the download
+    force: bool  # replace a file already at target (asked, or the file being resumed)
 
     def run(self) -> Path:
         partial = partial_path(self.target)
@@ -283,7 +332,7 @@ class _Transfer:
         if moved:
             assert self.source is not None
             os.replace(self.source, partial)
-        out = partial.open("r+b" if self.point else "wb")
+        out = partial.open("r+b") if self.point else _create_private(partial)
         try:
             if self.point:
                 out.truncate(self.point.keep)
@@ -302,7 +351,12 @@ class _Transfer:
         out.close()
         progress.finish()
         try:
-            finish(partial, self.target, self.fmt, self.strip)
+            finish(partial, self.target, self.fmt, self.strip, replace=self.force)
+        except FileExistsError:
+            raise DownloadError(
+                f"{self.target} appeared during the download and was left as it was; the "
+                f"download is complete in {partial} (--force replaces a file)"
+            ) from None
         except KeyboardInterrupt:
             raise Interrupted(
                 f"interrupted while writing {self.target}; the download is "
@@ -349,13 +403,27 @@ class _Transfer:
         return what(f"download incomplete after {received / 1e6:,.1f} MB: {reason}; {kept}")
 
 
-def finish(partial: Path, target: Path, fmt: str, strip: bool) -> None:
-    """Make the complete partial file target: without the cursor column when `strip`."""
+def _create_private(path: Path) -> BinaryIO:
+    """path, emptied or created readable by its owner only (it holds learners' data)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+
+
+def finish(partial: Path, target: Path, fmt: str, strip: bool, *, replace: bool) -> None:
+    """Make the complete partial file target: without the cursor column when `strip`; a file
+    already at target is replaced only when `replace` (else FileExistsError)."""
     if strip:
-        strip_cursor(partial, target, fmt)
+        strip_cursor(partial, target, fmt, replace=replace)
         partial.unlink()
     else:
-        publish(partial, target)
+        publish(partial, target, replace=replace)
+
+
+def _exists(target: Path, doing: str, partial: Path | None = None) -> str:
+    into = f" {partial} into it" if partial is not None else ""
+    return (
+        f"{target} already exists: not {doing}{into}; --force replaces it, "
+        "or choose another name with -o FILE"
+    )
 
 
 def resume_hint(url: str) -> Callable[[Path], str]:
@@ -374,8 +442,10 @@ def fetch(
     resume: bool,
     progress_stream: TextIO | None,
     note: Callable[[str], None],
+    force: bool = False,
 ) -> Path:
-    """Download url into output (or the server's file name); return the complete file's path."""
+    """Download url into output (or the server's file name); return the complete file's path.
+    A file already there is replaced only when `force` (or continued, with `resume`)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise BadArguments(f"not an http(s) URL: {url!r}")
@@ -402,6 +472,10 @@ def fetch(
         partial = partial_path(output)
         # Ours, or a file cut by another client (curl, a browser) under the final name.
         source = partial if partial.exists() else output if output.exists() else None
+        if source == partial and output.exists() and not force:
+            raise BadArguments(_exists(output, "continuing", partial))
+        # Resuming FILE itself (another client's cut download) is asking to replace it.
+        force = force or source == output
         if source is not None:
             try:
                 point = find_resume_point(source, fmt)
@@ -419,10 +493,12 @@ def fetch(
                     with partial.open("r+b") as done:
                         done.truncate(point.keep)
                         sync(done)
-                    finish(partial, output, fmt, strip)
+                    finish(partial, output, fmt, strip, replace=force)
                     return output
                 url = with_param(url, "limit", str(left))
 
+    if output is not None and not resume and not force and output.exists():
+        raise BadArguments(_exists(output, "downloading"))
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if progress_stream is not None:
         headers["Prefer"] = "count=exact"
@@ -433,9 +509,13 @@ def fetch(
         ):
             if not response.is_success:
                 raise DownloadError(_http_error(response, token))
-            target = output or Path(filename_from(response.headers.get("content-disposition"), fmt))
+            if output is None:
+                offered = response.headers.get("content-disposition")
+                output = Path(filename_from(offered, fmt))
+                if not force and output.exists():
+                    raise DownloadError(_exists(output, "downloading"))
             return _Transfer(
-                response, target, fmt, point, progress_stream, source, strip, hint
+                response, output, fmt, point, progress_stream, source, strip, hint, force
             ).run()
     except httpx.HTTPError as exc:
         raise DownloadError(f"cannot download {asked}: {type(exc).__name__}: {exc}") from exc

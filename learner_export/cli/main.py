@@ -76,8 +76,12 @@ terminal; otherwise stderr gets nothing but errors.
 DOWNLOAD_HELP = """\
 Download URL (GET /v1/exports/learners with its parameters) from a running service.
 The body goes to FILE.partial, renamed to FILE when the response ended normally; the
-complete file's path is printed on stdout. The token comes from --token or, better
-(it stays out of the process list), from the environment variable EXPORT_TOKEN.
+complete file's path is printed on stdout. The token (or a script's key, lex_...) comes
+from --token or, better (it stays out of the process list), from EXPORT_TOKEN.
+
+Without -o, the file takes the server's name only if it is an export's
+(learners-....csv|jsonl|xlsx|parquet), else learners.<format>; a file already there is
+never replaced unless --force is given. New files are readable by their owner only (0600).
 
 CSV and JSON Lines downloads carry the _cursor column (cursor=true is added unless the
 URL sets cursor), so that a cut download can be continued: --resume keeps the complete
@@ -488,21 +492,22 @@ def cmd_download(args: argparse.Namespace) -> int:
             token=token,
             resume=args.resume,
             progress_stream=stderr_if_terminal(),
-            note=_error,
+            note=lambda message: _error(download.printable(message)),
+            force=args.force,
         )
     except download.BadArguments as exc:
-        _error(str(exc))
+        _error(download.printable(str(exc)))
         return EXIT_USAGE
     except download.Interrupted as exc:
-        _error(str(exc))
+        _error(download.printable(str(exc)))
         return EXIT_INTERRUPTED
     except download.DownloadError as exc:
-        _error(str(exc))
+        _error(download.printable(str(exc)))
         return EXIT_FAILED
     except OSError as exc:
-        _error(f"download failed: {exc}")
+        _error(download.printable(f"download failed: {exc}"))
         return EXIT_FAILED
-    print(path)
+    print(download.printable(str(path)))
     return EXIT_OK
 
 
@@ -618,6 +623,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue FILE.partial (or FILE) after its last complete row; needs -o FILE",
+    )
+    download.add_argument(
+        "--force",
+        action="store_true",
+        help="replace FILE (or the server's file name) if it exists; without it, an existing "
+        "file is never replaced",
     )
     download.set_defaults(run=cmd_download)
     return parser

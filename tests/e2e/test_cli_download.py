@@ -3,13 +3,16 @@ download after its last complete row, and exit codes that say what happened."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import http.server
 import io
 import random
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -453,3 +456,111 @@ def test_ctrl_c_exits_130_and_keeps_the_partial_file(big: LiveServer, tmp_path: 
     result = cli("download", url, "-o", str(target), "--resume", env=token_env(big))
     assert result.returncode == 0, result.stderr
     assert target.read_bytes() == direct_get(big, url)
+
+
+# A server that is not to be trusted ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def hostile_server(status: int, headers: dict[str, str], body: bytes) -> Iterator[str]:
+    """A local HTTP server answering every GET with this status, these headers and body."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1/exports/learners"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_cannot_overwrite_a_file_by_naming_it(tmp_path: Path) -> None:
+    # curl -OJ refuses too; the CLI neither replaces conftest.py nor takes the name at all.
+    (tmp_path / "conftest.py").write_bytes(b"mine")
+    disposition = {"Content-Disposition": 'attachment; filename="conftest.py"'}
+    with hostile_server(200, disposition, b"id\r\n1\r\n") as url:
+        result = cli("download", url + "?cursor=false", cwd=tmp_path, env=cli_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"learners.csv\n"
+    assert (tmp_path / "conftest.py").read_bytes() == b"mine"
+    assert (tmp_path / "learners.csv").read_bytes() == b"id\r\n1\r\n"
+
+
+@pytest.mark.parametrize("named", ["server", "-o"])
+def test_an_existing_file_is_replaced_only_with_force(tmp_path: Path, named: str) -> None:
+    name = "learners-all-20261206T1420Z.csv"
+    disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
+    (tmp_path / name).write_bytes(b"yesterday's export")
+    output = [] if named == "server" else ["-o", name]
+    with hostile_server(200, disposition, b"id\r\n1\r\n") as url:
+        refused = cli("download", url + "?cursor=false", *output, cwd=tmp_path, env=cli_env())
+        assert refused.returncode == (1 if named == "server" else 2)
+        assert (
+            refused.stderr
+            == (
+                f"learner-export: {name} already exists: not downloading; --force replaces it, "
+                "or choose another name with -o FILE\n"
+            ).encode()
+        )
+        assert (tmp_path / name).read_bytes() == b"yesterday's export"
+        assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+        forced = cli(
+            "download", url + "?cursor=false", *output, "--force", cwd=tmp_path, env=cli_env()
+        )
+    assert forced.returncode == 0, forced.stderr
+    assert (tmp_path / name).read_bytes() == b"id\r\n1\r\n"
+
+
+def test_bidi_characters_leave_the_servers_file_name(tmp_path: Path) -> None:
+    offered = "learners-\u202efdp.exe\u2069-20261206T1420Z.csv"
+    quoted = "".join(f"%{b:02X}" for b in offered.encode())
+    disposition = {"Content-Disposition": f"attachment; filename*=UTF-8''{quoted}"}
+    with hostile_server(200, disposition, b"id\r\n") as url:
+        result = cli("download", url + "?cursor=false", cwd=tmp_path, env=cli_env())
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["learners-fdp.exe-20261206T1420Z.csv"]
+
+
+def test_a_servers_error_body_is_printed_without_escapes(tmp_path: Path) -> None:
+    # JSON: orjson writes ESC as the six characters \u001b, but CSI (U+009B) and a bidi
+    # override as they are; a body that is not JSON is printed as text, raw ESC and BEL in it.
+    body = '{"detail": "\x9b2J\\u001b[31mred \u202ereversed"}'.encode()
+    with hostile_server(400, {"Content-Type": "application/json"}, body) as url:
+        result = cli("download", url, "-o", str(tmp_path / "x.csv"), env=cli_env())
+    assert result.returncode == 1
+    assert result.stderr.decode() == (
+        'learner-export: HTTP 400 Bad Request: {"detail":"2J\\u001b[31mred reversed"}\n'
+    )
+    raw = b"\x1b[2J\x1b[31mred\x07 \xe2\x80\xaeplain text \r\n"
+    with hostile_server(502, {"Content-Type": "text/plain"}, raw) as url:
+        result = cli("download", url, "-o", str(tmp_path / "x.csv"), env=cli_env())
+    assert result.stderr.decode() == "learner-export: HTTP 502 Bad Gateway: [2J[31mred plain text\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("query_string", ["format=csv", "format=xlsx&limit=10"])
+def test_downloaded_files_are_readable_by_their_owner_only(
+    live: LiveServer, tmp_path: Path, query_string: str
+) -> None:
+    result = cli(
+        "download",
+        export_url(live, query_string),
+        "-o",
+        str(tmp_path / "out"),
+        env=token_env(live),
+    )
+    assert result.returncode == 0, result.stderr
+    assert oct((tmp_path / "out").stat().st_mode & 0o777) == "0o600"
