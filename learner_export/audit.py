@@ -16,6 +16,7 @@ import asyncpg
 import orjson
 
 from learner_export.errors import DATABASE_ERRORS, DatabaseUnavailable, TooManyExports
+from learner_export.keys import key_of
 
 log = logging.getLogger("learner_export.audit")
 
@@ -163,8 +164,8 @@ class AuditLog:
         try:
             await self._execute(
                 "INSERT INTO learner_export.export_audit (id, caller_id, caller_role,"
-                " request_id, via_link, format, filters) VALUES ($1, $2, $3, $4, $5, $6,"
-                " $7::jsonb)",
+                " request_id, via_link, format, filters, api_key_id, api_key_name) VALUES ($1,"
+                " $2, $3, $4, $5, $6, $7::jsonb, $8, $9)",
                 entry.id,
                 caller,
                 role,
@@ -172,6 +173,7 @@ class AuditLog:
                 via_link,
                 fmt,
                 capped_filters(filters),
+                *key_of(caller),
             )
         except TimeoutError:
             raise DatabaseUnavailable("every database connection is busy; retry shortly") from None
@@ -224,8 +226,9 @@ class AuditLog:
         try:
             await self._execute(
                 "INSERT INTO learner_export.export_audit (id, caller_id, request_id, via_link,"
-                " format, filters, outcome, detail, ended_at, duration_ms) VALUES ($1, $2, $3,"
-                " $4, $5, $6::jsonb, $7, $8, now(), 0)",
+                " format, filters, outcome, detail, ended_at, duration_ms, api_key_id,"
+                " api_key_name) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, now(), 0, $9,"
+                " $10)",
                 str(uuid.uuid4()),
                 caller,
                 request_id,
@@ -234,6 +237,7 @@ class AuditLog:
                 capped_filters(filters),
                 Outcome.DENIED.value,
                 _capped_detail(detail),
+                *key_of(caller),
             )
         except _RECORD_ERRORS:
             log.exception("could not record a refusal in the audit trail")

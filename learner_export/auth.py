@@ -1,12 +1,15 @@
 """Bearer tokens: Supabase-style JWTs whose `sub` names the caller (a profile id, as the adapter's
 learner_export.caller_role and export_scope understand it), signed either with the shared HS256
-secret or (Supabase's newer signing keys) by an ES256/RS256 key of a JWKS; and the cache of
-callers' roles."""
+secret or (Supabase's newer signing keys) by an ES256/RS256 key of a JWKS, read from a file or a
+string, or fetched from EXPORT_JWKS_URL and fetched again when a token names a key it does not
+hold; scripts' keys (learner_export.keys); and the cache of callers' roles."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -14,16 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from learner_export.config import Settings
 from learner_export.errors import DATABASE_ERRORS, DatabaseUnavailable, Unauthorized
+from learner_export.keys import caller_for_key, is_key
+
+log = logging.getLogger("learner_export.auth")
 
 
 def bearer_token(authorization: str | None) -> str:
     if not authorization:
-        raise Unauthorized("missing Authorization header; send 'Authorization: Bearer <JWT>'")
+        raise Unauthorized(
+            "missing Authorization header; send 'Authorization: Bearer <JWT or key>'"
+        )
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Authorization header must be 'Bearer <JWT>'")
@@ -35,9 +44,11 @@ SHARED_SECRET_ALGORITHM = "HS256"
 KEY_ALGORITHMS: Mapping[str, str] = {"ES256": "EC", "RS256": "RSA"}
 MIN_SECRET_CHARS = 32
 MIN_RSA_BITS = 2048
+JWKS_FETCH_SECONDS = 5.0
+MAX_JWKS_BYTES = 256 * 1024
 
 
-def load_jwks(text: str, source: str) -> dict[str, jwt.PyJWK]:
+def load_jwks(text: str, source: str, *, allow_empty: bool = False) -> dict[str, jwt.PyJWK]:
     """The signing keys of a JWKS document by kid; ValueError, naming `source`, if unusable."""
     try:
         document = json.loads(text)
@@ -58,7 +69,7 @@ def load_jwks(text: str, source: str) -> dict[str, jwt.PyJWK]:
         if kid in keys:
             raise ValueError(f"{source}: kid {kid!r} appears twice")
         keys[kid] = _signing_key(entry, f"{source}: key {kid!r}")
-    if not keys:
+    if not keys and not allow_empty:
         raise ValueError(f"{source} holds no signing keys")
     return keys
 
@@ -103,22 +114,37 @@ class TokenVerifier:
         keys: Mapping[str, jwt.PyJWK] | None = None,
         audience: str = "authenticated",
         leeway_seconds: int = 30,
+        jwks_url: str | None = None,
+        refetch_seconds: float = 30.0,
+        max_age_seconds: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if secret and len(secret) < MIN_SECRET_CHARS:
             raise ValueError(
                 f"EXPORT_JWT_SECRET must be at least {MIN_SECRET_CHARS} characters "
                 "(or unset, to accept only tokens signed by a JWKS key)"
             )
-        if not secret and not keys:
+        if not secret and not keys and not jwks_url:
             raise ValueError(
                 f"no way to verify tokens: set EXPORT_JWT_SECRET (HS256, at least "
-                f"{MIN_SECRET_CHARS} characters) or a JWKS (EXPORT_JWKS_FILE or "
-                "EXPORT_JWKS), or both"
+                f"{MIN_SECRET_CHARS} characters) or a JWKS (EXPORT_JWKS_URL, "
+                "EXPORT_JWKS_FILE or EXPORT_JWKS), or both"
             )
         self._secret = secret
         self._keys = dict(keys or {})
         self._audience = audience
         self._leeway = leeway_seconds
+        # The keys of EXPORT_JWKS_URL as last fetched; replaced whole by each good fetch, so a
+        # key the platform stops publishing stops verifying (by max_age_seconds at the latest).
+        self._jwks_url = jwks_url
+        self._fetched: dict[str, jwt.PyJWK] = {}
+        self._refetch_seconds = refetch_seconds
+        self._max_age = max_age_seconds
+        self._clock = clock
+        self._fetched_at: float | None = None  # the last good fetch
+        self._attempted_at: float | None = None  # the last fetch, good or not
+        self._fetching: asyncio.Lock | None = None
+        self.fetches = 0  # attempts, for tests and the curious
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenVerifier:
@@ -129,13 +155,87 @@ class TokenVerifier:
             settings.jwt_leeway_seconds,
             settings.jwks_file,
             settings.jwks,
+            settings.jwks_url,
+            settings.jwks_refetch_seconds,
+            settings.jwks_max_age_seconds,
         )
 
     @property
     def algorithms(self) -> frozenset[str]:
         """The `alg` values this verifier can accept at all."""
         accepted = {SHARED_SECRET_ALGORITHM} if self._secret else set()
-        return frozenset(accepted | {key.algorithm_name for key in self._keys.values()})
+        keys = [*self._keys.values(), *self._fetched.values()]
+        return frozenset(accepted | {key.algorithm_name for key in keys})
+
+    @property
+    def kids(self) -> frozenset[str]:
+        """The kids of every key held now (configured and fetched)."""
+        return frozenset(self._keys) | frozenset(self._fetched)
+
+    def _install(self, text: str) -> None:
+        assert self._jwks_url is not None
+        self._fetched = load_jwks(text, f"EXPORT_JWKS_URL {self._jwks_url}", allow_empty=True)
+        self._fetched_at = self._clock()
+
+    def _fetch_failed(self, exc: Exception) -> None:
+        reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        log.warning(
+            f"the JWKS at EXPORT_JWKS_URL could not be fetched ({reason[:300]}); tokens are "
+            f"verified with the {len(self.kids)} key(s) known so far, and it is fetched again "
+            "when a token names a key it does not hold"
+        )
+
+    def fetch(self) -> bool:
+        """Fetch EXPORT_JWKS_URL now, blocking (at start); False, logged, when that failed."""
+        if self._jwks_url is None:
+            return False
+        self._attempted_at, self.fetches = self._clock(), self.fetches + 1
+        try:
+            with httpx.Client(timeout=JWKS_FETCH_SECONDS, follow_redirects=False) as client:
+                self._install(_jwks_text(client.get(self._jwks_url)))
+        except (httpx.HTTPError, ValueError) as exc:
+            self._fetch_failed(exc)
+            return False
+        return True
+
+    async def refresh(self) -> bool:
+        """Fetch EXPORT_JWKS_URL again unless a fetch was tried less than refetch_seconds ago
+        (then, or when it fails, the keys held stay); True when new keys were installed."""
+        if self._jwks_url is None:
+            return False
+        if self._fetching is None:
+            self._fetching = asyncio.Lock()
+        async with self._fetching:
+            now = self._clock()
+            if self._attempted_at is not None and now - self._attempted_at < self._refetch_seconds:
+                return False
+            self._attempted_at, self.fetches = now, self.fetches + 1
+            try:
+                async with httpx.AsyncClient(
+                    timeout=JWKS_FETCH_SECONDS, follow_redirects=False
+                ) as client:
+                    self._install(_jwks_text(await client.get(self._jwks_url)))
+            except (httpx.HTTPError, ValueError) as exc:
+                self._fetch_failed(exc)
+                return False
+        return True
+
+    async def verify_async(self, token: str) -> str:
+        """verify(), fetching the JWKS again first when the token names a kid not held (a
+        rotation) or the keys held are older than max_age_seconds (a revocation)."""
+        if self._jwks_url is not None:
+            stale = self._fetched_at is None or self._clock() - self._fetched_at > self._max_age
+            if stale or self._names_unknown_kid(token):
+                await self.refresh()
+        return self.verify(token)
+
+    def _names_unknown_kid(self, token: str) -> bool:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            return False
+        kid = header.get("kid")
+        return header.get("alg") in KEY_ALGORITHMS and isinstance(kid, str) and kid not in self.kids
 
     def verify(self, token: str) -> str:
         """Check algorithm, key, signature, expiry, not-before and audience; return the subject
@@ -185,10 +285,12 @@ class TokenVerifier:
             raise Unauthorized("algorithm not allowed: 'none' (an unsigned, malformed token)")
         if alg == SHARED_SECRET_ALGORITHM and self._secret:
             return self._secret, SHARED_SECRET_ALGORITHM
-        if alg not in KEY_ALGORITHMS or not self._keys:
+        if alg not in KEY_ALGORITHMS or not (self._keys or self._jwks_url):
             raise Unauthorized(f"algorithm not allowed: {alg[:20]!r}")
         kid = header.get("kid")
-        key = self._keys.get(kid) if isinstance(kid, str) else None
+        key = None
+        if isinstance(kid, str):
+            key = self._fetched.get(kid) or self._keys.get(kid)
         if key is None:
             raise Unauthorized("unknown signing key (the token's kid names no key we know)")
         if key.algorithm_name != alg:
@@ -196,11 +298,27 @@ class TokenVerifier:
         return key.key, key.algorithm_name
 
 
+def _jwks_text(response: httpx.Response) -> str:
+    if response.status_code != 200:
+        raise ValueError(f"EXPORT_JWKS_URL answered HTTP {response.status_code}")
+    if len(response.content) > MAX_JWKS_BYTES:
+        raise ValueError(f"EXPORT_JWKS_URL sent more than {MAX_JWKS_BYTES} bytes")
+    return response.text
+
+
 # Keyed by the values that shape a verifier, so an app and verify_token() share one; unbounded, as
-# a process has one configuration (a few in tests). A JWKS file is read once: restart to rotate.
+# a process has one configuration (a few in tests). A JWKS file is read once: restart to rotate
+# (EXPORT_JWKS_URL is fetched again as keys rotate).
 @functools.cache
 def _verifier(
-    secret: str, audience: str, leeway_seconds: int, jwks_file: Path | None, jwks: str | None
+    secret: str,
+    audience: str,
+    leeway_seconds: int,
+    jwks_file: Path | None,
+    jwks: str | None,
+    jwks_url: str | None = None,
+    refetch_seconds: float = 30.0,
+    max_age_seconds: float = 600.0,
 ) -> TokenVerifier:
     if jwks_file is not None and jwks:
         raise ValueError("set EXPORT_JWKS_FILE or EXPORT_JWKS, not both")
@@ -213,7 +331,33 @@ def _verifier(
         keys = load_jwks(text, f"EXPORT_JWKS_FILE {str(jwks_file)!r}")
     elif jwks:
         keys = load_jwks(jwks, "EXPORT_JWKS")
-    return TokenVerifier(secret=secret, keys=keys, audience=audience, leeway_seconds=leeway_seconds)
+    verifier = TokenVerifier(
+        secret=secret,
+        keys=keys,
+        audience=audience,
+        leeway_seconds=leeway_seconds,
+        jwks_url=jwks_url,
+        refetch_seconds=refetch_seconds,
+        max_age_seconds=max_age_seconds,
+    )
+    verifier.fetch()
+    return verifier
+
+
+async def authenticate(state: Any, authorization: str | None, *, keys: bool = True) -> str:
+    """The caller of a request, from its Authorization header and the app's state: a script's
+    key (its owner, naming the key) or a token's subject. Unauthorized (401) otherwise; with
+    `keys` False, a key is refused too."""
+    token = bearer_token(authorization)
+    if is_key(token):
+        if not keys:
+            raise Unauthorized(
+                "a script's key cannot make download links (links are for browsers); "
+                "export with the key directly"
+            )
+        return await caller_for_key(state.pool, token, state.settings.acquire_timeout_seconds)
+    verifier: TokenVerifier = state.verifier
+    return await verifier.verify_async(token)
 
 
 def verify_token(token: str, settings: Settings, *, verifier: TokenVerifier | None = None) -> str:

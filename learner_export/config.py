@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     jwt_leeway_seconds: int = Field(default=30, ge=0)
     jwks_file: Path | None = None
     jwks: str | None = None
+    # Supabase's signing keys (https://<ref>.supabase.co/auth/v1/.well-known/jwks.json): fetched
+    # at start, again when a token names a kid not held (at most once per refetch seconds), and
+    # when the keys held are older than max age (a key no longer published stops verifying).
+    jwks_url: str | None = None
+    jwks_refetch_seconds: float = Field(default=30.0, ge=1)
+    jwks_max_age_seconds: float = Field(default=600.0, ge=1)
 
     pool_max_size: int = Field(default=24, ge=1)
     statement_cache_size: int = Field(default=100, ge=0)
@@ -84,6 +90,22 @@ class Settings(BaseSettings):
                     f"EXPORT_CORS_ORIGINS: {origin!r} is not an exact origin such"
                     " as https://admin.example.com (lowercase, no path, no slash)"
                 )
+        return value
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _jwks_over_https(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+        if not parts.hostname or not (
+            parts.scheme == "https" or (parts.scheme == "http" and loopback)
+        ):
+            raise ValueError(
+                "EXPORT_JWKS_URL must be an https:// URL (plain http only on loopback): "
+                "the keys that decide who may export must not be open to tampering"
+            )
         return value
 
     @field_validator("metrics_token")

@@ -15,7 +15,7 @@ from starlette.types import Message, Receive, Scope, Send
 from learner_export.api.errors import responses
 from learner_export.api.state import contract_of, services_of
 from learner_export.audit import AuditLog, Outcome, RefusalLimiter, first_throttle, query_filters
-from learner_export.auth import bearer_token
+from learner_export.auth import authenticate
 from learner_export.compression import negotiate
 from learner_export.config import Settings
 from learner_export.connections import PoolConnections
@@ -270,7 +270,7 @@ async def respond(
 )
 async def export_learners(request: Request) -> Response:
     settings: Settings = request.app.state.settings
-    caller = request.app.state.verifier.verify(bearer_token(request.headers.get("authorization")))
+    caller = await authenticate(request.app.state, request.headers.get("authorization"))
     query = request.query_params.multi_items()
     await throttle(request, caller, query, via_link=False)
     contract, time_zones = await contract_of(request.app)

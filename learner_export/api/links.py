@@ -15,7 +15,7 @@ from learner_export.api.errors import responses
 from learner_export.api.exports import EXPORT_ERRORS, refused, respond, throttle
 from learner_export.api.state import contract_of
 from learner_export.audit import query_filters
-from learner_export.auth import bearer_token
+from learner_export.auth import authenticate
 from learner_export.config import Settings
 from learner_export.errors import (
     DATABASE_ERRORS,
@@ -147,7 +147,7 @@ def _signer(request: Request) -> LinkSigner:
 )
 async def make_link(request: Request) -> LinkResponse:
     settings: Settings = request.app.state.settings
-    caller = request.app.state.verifier.verify(bearer_token(request.headers.get("authorization")))
+    caller = await authenticate(request.app.state, request.headers.get("authorization"), keys=False)
     signer = _signer(request)
     body: Any = parse_link_request(await read_capped_body(request, settings.link_request_max_bytes))
     values = body.model_dump(exclude={"expires_in"}, exclude_none=True)

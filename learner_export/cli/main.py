@@ -1,4 +1,4 @@
-"""The `learner-export` command: serve, db migrate/seed, token, export, download."""
+"""The `learner-export` command: serve, db migrate/seed, token, keys, export, download."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from pydantic import SecretStr
 
 from learner_export import db, logs
 from learner_export.auth import MIN_SECRET_CHARS, issue_token
+from learner_export.cli import keys as keys_cli
 from learner_export.cli.export_file import export_to_file, read_contract
 from learner_export.cli.progress import stderr_if_terminal
 from learner_export.config import ConfigError, Settings, load_settings
@@ -560,6 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--sub", type=uuid.UUID, required=True, help="profile id")
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     token.set_defaults(run=cmd_token)
+    keys_cli.add_commands(sub)  # keys create|list|revoke: credentials for scripts
 
     export = sub.add_parser(
         "export",

@@ -57,3 +57,15 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Keys for scripts (migration 004, learner_export/keys.py): the service reads a key by its hash
+-- and notes when it was last used; creating and revoking keys is the CLI's, as the schema's
+-- owner. The revokes at the top of this file already cover the table for every other role.
+ALTER TABLE learner_export.api_keys ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS api_keys_service_read ON learner_export.api_keys;
+CREATE POLICY api_keys_service_read ON learner_export.api_keys
+    FOR SELECT TO learner_export_service USING (true);
+DROP POLICY IF EXISTS api_keys_service_used ON learner_export.api_keys;
+CREATE POLICY api_keys_service_used ON learner_export.api_keys
+    FOR UPDATE TO learner_export_service USING (true) WITH CHECK (true);
+GRANT SELECT, UPDATE (last_used_at) ON learner_export.api_keys TO learner_export_service;

@@ -230,7 +230,7 @@ def test_a_database_of_the_first_layout_is_upgraded(pg_server: str) -> None:
         assert old_functions  # the first layout's functions were there
 
         applied = run(_migrate(url, SAMPLE_ADAPTER))
-        assert applied == ["001_service_schema.sql", "adapter sample.sql"]
+        assert applied == ["001_service_schema.sql", "004_api_keys.sql", "adapter sample.sql"]
         run(_admin(url, SERVICE_LOGIN_SQL))
 
         assert (
