@@ -8,6 +8,7 @@ import contextlib
 import functools
 import io
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -48,6 +49,8 @@ BIG_LEARNERS = 60_000
 
 
 SERVICE_LOGIN = "learner_export_app"
+# The embedded server asks every login for its password (scram-sha-256); a new one per run.
+SERVICE_PASSWORD = secrets.token_urlsafe(24)
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class Database:
         more (not a superuser, owns nothing)."""
         parts = urlsplit(self.url)
         netloc = parts.netloc.rpartition("@")[2]
-        return urlunsplit(parts._replace(netloc=f"{SERVICE_LOGIN}@{netloc}"))
+        return urlunsplit(parts._replace(netloc=f"{SERVICE_LOGIN}:{SERVICE_PASSWORD}@{netloc}"))
 
 
 def run(coro: Any) -> Any:
@@ -103,7 +106,7 @@ BEGIN
     END IF;
 END
 $$;
-ALTER ROLE {SERVICE_LOGIN} INHERIT;
+ALTER ROLE {SERVICE_LOGIN} INHERIT PASSWORD '{SERVICE_PASSWORD}';
 GRANT learner_export_service TO {SERVICE_LOGIN};
 """
 
@@ -444,6 +447,7 @@ _PROCESS_MODULES = frozenset(
         "test_resilience",
         "test_standby",
         "test_request_size",
+        "test_embedded_pg",
         "test_nextjs_example",
         "test_docs_page",
         "test_fuzz",

@@ -5,6 +5,11 @@ bundled binaries in a world-readable temporary folder (a virtual environment und
 readable by others). The kernel stops the server when the process that started it dies
 (PR_SET_PDEATHSIG), so a killed test run leaves no server behind.
 
+Only its owner gets in: every connection, over TCP or the unix socket (in the data directory,
+0700), must give the password of a role (scram-sha-256), and the only role made here is
+`postgres`, whose password is random, held by this object and carried in `.url`. Nobody else on
+the machine can connect, let alone run `COPY ... TO PROGRAM` as a superuser.
+
 `make_standby()` makes a hot standby of a running server: a base backup streaming WAL from it.
 """
 
@@ -14,6 +19,7 @@ import ctypes
 import importlib.util
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -23,6 +29,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote
 
 _PR_SET_PDEATHSIG = 1
 _UNPRIVILEGED_USER = "nobody"
@@ -43,9 +50,15 @@ class EmbeddedPostgres:
     """Start with `start()` (or `with`), read `.url`, stop with `stop()`."""
 
     def __init__(
-        self, *, port: int | None = None, settings: Mapping[str, str] | None = None
+        self,
+        *,
+        port: int | None = None,
+        settings: Mapping[str, str] | None = None,
+        password: str | None = None,
     ) -> None:
         self.port = port or _free_port()
+        # The superuser's password: random unless a caller needs to know it beforehand.
+        self.password = password or secrets.token_urlsafe(24)
         # Extra `-c name=value` server settings, after the defaults (so they may override them).
         self.settings = dict(settings or {})
         self._standbys: list[EmbeddedPostgres] = []
@@ -58,7 +71,19 @@ class EmbeddedPostgres:
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return (
+            f"postgresql://postgres:{quote(self.password, safe='')}@127.0.0.1:{self.port}/postgres"
+        )
+
+    @property
+    def socket_dir(self) -> Path:
+        """Where the server's unix socket is: its data directory (0700, the server user's)."""
+        return self._tmp / "data"
+
+    @property
+    def bin_dir(self) -> Path:
+        """The PostgreSQL programs the server runs from (psql among them)."""
+        return self._bin_dir
 
     @property
     def pid(self) -> int | None:
@@ -112,29 +137,39 @@ class EmbeddedPostgres:
         self.start_server(timeout)
 
     def _init_data(self, data: Path) -> None:
-        # -A trust also trusts replication connections from 127.0.0.1, which make_standby() uses.
-        self._run_as_server_user(
-            [
-                str(self._bin_dir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ]
-        )
+        # scram-sha-256 for every connection, local and TCP, replication too (make_standby()).
+        password_file = self._tmp / "pwfile"
+        fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.password + "\n")
+        if self._user is not None:
+            os.chown(password_file, self._user.pw_uid, self._user.pw_gid)
+        try:
+            self._run_as_server_user(
+                [
+                    str(self._bin_dir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "scram-sha-256",
+                    f"--pwfile={password_file}",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]
+            )
+        finally:
+            password_file.unlink()
 
-    def _run_as_server_user(self, command: list[str]) -> None:
+    def _run_as_server_user(self, command: list[str], env: Mapping[str, str] | None = None) -> None:
         subprocess.run(
             command,
             check=True,
             capture_output=True,
-            env=self._env(),
+            env={**self._env(), **(env or {})},
             cwd=self._tmp,
             user=self._uid,
             group=self._gid,
@@ -256,7 +291,8 @@ class _Standby(EmbeddedPostgres):
     """A hot standby of `primary`, sharing its binaries; made by `primary.make_standby()`."""
 
     def __init__(self, primary: EmbeddedPostgres, settings: Mapping[str, str]) -> None:
-        super().__init__(settings=settings)
+        # A copy of the primary: the same roles, the same password.
+        super().__init__(settings=settings, password=primary.password)
         self._primary = primary
 
     def _bin(self) -> Path:
@@ -280,5 +316,7 @@ class _Standby(EmbeddedPostgres):
                 "stream",
                 "--checkpoint=fast",
                 "--no-sync",
-            ]
+            ],
+            # -R writes the password into the standby's primary_conninfo, in its 0700 data.
+            env={"PGPASSWORD": self.password},
         )

@@ -64,7 +64,7 @@ SECRET = "s" * 40
             {"DATABASE_URL": "postgresql://u@127.0.0.1:1/x"},
             ["serve"],
             "no way to verify tokens: set EXPORT_JWT_SECRET (HS256, at least 32 characters) or a "
-            "JWKS (EXPORT_JWKS_FILE or EXPORT_JWKS), or both",
+            "JWKS (EXPORT_JWKS_URL, EXPORT_JWKS_FILE or EXPORT_JWKS), or both",
         ),
         (
             {
@@ -182,14 +182,19 @@ def test_unknown_host(args: list[str]) -> None:
 
 
 def test_unknown_role_and_database(pg_server: str, tmp_path: Path) -> None:
-    # The machine's server trusts every password; a role it does not know is refused.
+    # The machine's server trusts every password: a role it does not know is refused as such.
+    # The embedded one asks for a password, and says only that it was not the right one.
     url = with_credentials(pg_server, "no_such_role")
+    refusal = (
+        "rejected the password of user 'no_such_role'"
+        if urlsplit(pg_server).password
+        else "refused user 'no_such_role': role \"no_such_role\" does not exist"
+    )
     assert_one_line(
         cli("db", "migrate", env=cli_env(DATABASE_URL=url)),
-        f"database at {where(pg_server)} refused user 'no_such_role': "
-        'role "no_such_role" does not exist',
+        f"database at {where(pg_server)} {refusal}",
     )
-    url = with_credentials(pg_server, "postgres", "no_such_database")
+    url = urlunsplit(urlsplit(pg_server)._replace(path="/no_such_database"))
     target = tmp_path / "learners.csv"
     assert_one_line(
         cli("export", "--as", PROFILE, "-o", str(target), env=cli_env(DATABASE_URL=url)),
@@ -337,7 +342,7 @@ def test_serve_warns_at_start_and_becomes_ready_when_the_database_appears() -> N
             assert response.json()["detail"] == (
                 f"database at 127.0.0.1:{db_port} refused the connection"
             )
-            with EmbeddedPostgres(port=db_port):
+            with EmbeddedPostgres(port=db_port, password=PASSWORD):
                 assert wait_for(lambda: getattr(answer(), "status_code", 0) == 200, timeout=30)
         finally:
             process.terminate()

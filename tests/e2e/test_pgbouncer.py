@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 import pytest
 
-from tests.conftest import Database, LiveServer
+from tests.conftest import SERVICE_PASSWORD, Database, LiveServer
 
 PGBOUNCER = shutil.which("pgbouncer") or (
     "/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None
@@ -43,7 +43,10 @@ def bouncer_url(database: Database) -> Iterator[str]:
     port = _free_port()
     folder = Path(tempfile.mkdtemp(prefix="learner-export-pgbouncer-"))
     os.chmod(folder, 0o755)
-    (folder / "userlist.txt").write_text('"postgres" ""\n"learner_export_app" ""\n')
+    # PgBouncer logs in to the server with these (the embedded one asks for passwords).
+    (folder / "userlist.txt").write_text(
+        f'"postgres" "{target.password or ""}"\n"learner_export_app" "{SERVICE_PASSWORD}"\n'
+    )
     (folder / "pgbouncer.ini").write_text(
         "[databases]\n"
         f"* = host={target.hostname} port={target.port}\n"
