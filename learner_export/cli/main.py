@@ -557,7 +557,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     seed.set_defaults(run=cmd_db_seed)
 
-    token = sub.add_parser("token", help="print a bearer token (EXPORT_JWT_SECRET)")
+    token = sub.add_parser(
+        "token",
+        help="print a bearer token (EXPORT_JWT_SECRET), for local use; a script gets a key "
+        "of its own (keys create)",
+    )
     token.add_argument("--sub", type=uuid.UUID, required=True, help="profile id")
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     token.set_defaults(run=cmd_token)
