@@ -8,6 +8,11 @@ works on as many cores as there are connections while the pages still come out i
 Page k starts after the last row of page k-1; those keys are found ahead of the pages by
 learner_export_page_ends(), a walk of the keyset index, so that page k can be read before page
 k-1 has arrived.
+
+A page is never held whole: COPY's output goes through a `PageStream` that holds at most
+`settings.read_ahead_bytes` (plus the one piece being handed over, whole rows of at most the cell
+bound each), and the connection stops reading its socket while the stream is full, so that
+PostgreSQL waits for the client instead of the service buffering for it.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from learner_export.config import Settings
-from learner_export.errors import DATABASE_ERRORS
+from learner_export.errors import DATABASE_ERRORS, CellTooLarge, database_error
 
 log = logging.getLogger("learner_export.pages")
 
@@ -88,13 +93,76 @@ _COPY_ARGS = (
 
 @dataclass(frozen=True, slots=True)
 class CopiedPage:
-    """A page as PostgreSQL's COPY wrote it: `rows` records, each ending in LF."""
+    """A piece of a page as PostgreSQL's COPY wrote it: whole records, each ending in LF (COPY
+    sends a row per message, and asyncpg hands on whole messages). `rows` is 0 but on a page's
+    last piece, which carries the page's row count."""
 
     data: bytes
     rows: int
 
     def __len__(self) -> int:
         return self.rows
+
+
+class PageStream:
+    """One page's COPY output on its way from the connection reading it to the export sending
+    it. `put()` (COPY's sink) waits while `budget` bytes are held, which stops asyncpg reading
+    the socket (it pauses reading until the sink returns, asyncpg's protocol.copy_out); one
+    piece is always taken, however large, so that a row larger than the budget still passes."""
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._pieces: deque[bytes] = deque()
+        self._held = 0
+        self.rows: int | None = None  # the page's rows, once its COPY has finished
+        self.beyond = False  # the export ended before this page: it was never read
+        self._error: BaseException | None = None
+        self._finished = False
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+
+    async def put(self, piece: bytes | bytearray) -> None:
+        while self._held >= self._budget:
+            self._writable.clear()
+            await self._writable.wait()
+        # asyncpg hands on a bytearray; what leaves is immutable.
+        self._pieces.append(bytes(piece))
+        self._held += len(piece)
+        self._readable.set()
+
+    def end(self, rows: int) -> None:
+        self.rows = rows
+        self._readable.set()
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+        self._readable.set()
+
+    async def ready(self) -> None:
+        """Wait for a piece or the end; a failure with nothing left to take is raised."""
+        while not self._pieces and self.rows is None and self._error is None:
+            self._readable.clear()
+            await self._readable.wait()
+        if self._error is not None and not self._pieces:
+            raise self._error
+
+    async def take(self) -> CopiedPage | None:
+        """The next piece (the last one carries the page's rows), or None after the last."""
+        if self._finished:
+            return None
+        await self.ready()
+        if self._pieces:
+            piece = self._pieces.popleft()
+            self._held -= len(piece)
+            if self._held < self._budget:
+                self._writable.set()
+            if self._pieces or self.rows is None:
+                return CopiedPage(piece, 0)
+            self._finished = True
+            return CopiedPage(piece, self.rows)
+        self._finished = True
+        return CopiedPage(b"", self.rows or 0)
 
 
 class Helpers(Protocol):
@@ -161,7 +229,8 @@ class SnapshotPages:
 
     Every page is read as `caller` (a profile id), whose scope the database applies, and
     written by COPY through `select` (a select list over the page function's row `r`, with
-    `copy_options` for COPY's CSV). `open()` starts the snapshot, resolves the caller's scope
+    `copy_options` for COPY's CSV; `where`, a condition on `r`, may raise to refuse a row).
+    `open()` starts the snapshot, resolves the caller's scope
     and fetches the first page, so that anything that can fail early (a refusal included) fails
     before a response starts. `pages()` then yields pages, with the next pages already asked for
     (one per connection) while the current one is sent. With `helpers`, connections are added as
@@ -179,6 +248,7 @@ class SnapshotPages:
         copy_options: Mapping[str, str],
         *,
         helpers: Helpers | None = None,
+        where: str = "",
     ) -> None:
         self._conn = conn
         self._caller = caller
@@ -186,6 +256,7 @@ class SnapshotPages:
         self._params = params
         self._copy_sql = (
             f"SELECT {select} FROM learner_export.get_learner_export_batch({_COPY_ARGS}) AS r"
+            + (f" WHERE {where}" if where else "")
         )
         self._copy_options = dict(copy_options)
         self._settings = settings
@@ -199,7 +270,7 @@ class SnapshotPages:
             settings.page_size,
             params.limit,
         )
-        self._first: CopiedPage | None = None
+        self._first: PageStream | None = None
         self._idle: asyncio.Queue[asyncpg.Connection] = asyncio.Queue()
         self._width = 1
         self._tasks: list[asyncio.Future[Any]] = []
@@ -221,7 +292,9 @@ class SnapshotPages:
         )
         if self._helpers is not None:
             self._snapshot = await self._conn.fetchval("SELECT pg_export_snapshot()")
-        self._first = await self._fetch(self._conn, 0, self._params.after)
+        self._idle.put_nowait(self._conn)
+        self._first = self._ask(0)
+        await self._first.ready()
         return self
 
     async def _begin(
@@ -265,22 +338,19 @@ class SnapshotPages:
         p = self._params
         return (self._caller, self._client_ids(), p.created_from, p.created_to, p.active)
 
-    async def _fetch(self, conn: asyncpg.Connection, k: int, after: Key | None) -> CopiedPage:
+    async def _read(
+        self, conn: asyncpg.Connection, k: int, after: Key | None, stream: PageStream
+    ) -> int:
         cursor = after or (None, None)
         await conn.execute(
             _COPY_PARAMS, *self._filters(), *cursor, self._starts.size(k), self._starts.offset(k)
         )
-        pieces: list[bytes] = []
-
-        async def keep(piece: bytes) -> None:
-            pieces.append(piece)
-
         status = await conn.copy_from_query(
-            self._copy_sql, output=keep, format="csv", **self._copy_options
+            self._copy_sql, output=stream.put, format="csv", **self._copy_options
         )
-        page = CopiedPage(b"".join(pieces), int(status.rpartition(" ")[2]))
-        self.rows_fetched += page.rows
-        return page
+        rows = int(status.rpartition(" ")[2])
+        self.rows_fetched += rows
+        return rows
 
     async def _walk(
         self, conn: asyncpg.Connection, after: Key | None, size: int, pages: int
@@ -300,17 +370,32 @@ class SnapshotPages:
         ids = self._params.client_ids
         return list(ids) if ids is not None else None
 
-    async def _page(self, k: int) -> CopiedPage | None:
+    def _ask(self, k: int) -> PageStream:
+        """Page k, read into a stream by the next idle connection."""
+        stream = PageStream(self._settings.read_ahead_bytes)
+        self._tasks.append(asyncio.ensure_future(self._page(k, stream)))
+        return stream
+
+    async def _page(self, k: int, stream: PageStream) -> None:
         conn = await self._idle.get()
         try:
             start = await self._starts.start(
                 k, lambda after, size, pages: self._walk(conn, after, size, pages)
             )
-            if isinstance(start, _End):
-                return None
-            return await self._fetch(conn, k, start)
+            stream.beyond = isinstance(start, _End)
+            rows = 0 if isinstance(start, _End) else await self._read(conn, k, start, stream)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            error = database_error(exc, "reading a page")
+            stream.fail(error if isinstance(error, CellTooLarge) else exc)
+            return
         finally:
             self._idle.put_nowait(conn)
+        stream.end(rows)
+        full = self._starts.size(0)
+        if k == 0 and self._helpers is not None and rows == full and self._joining is None:
+            self._joining = asyncio.ensure_future(self._add_helpers())
 
     async def _add_helpers(self) -> None:
         """Bring in helper connections, in this export's snapshot, while pages are read."""
@@ -331,35 +416,31 @@ class SnapshotPages:
             self._idle.put_nowait(conn)
 
     async def pages(self) -> AsyncIterator[CopiedPage]:
+        """The export's pages in order, piece by piece, while the next pages (one per
+        connection) are read ahead into their own streams."""
         if self._first is None:
             raise RuntimeError("open() the export first")
-        first = self._first
-        self._first = CopiedPage(b"", 0)
-        if not first.rows:
-            return
-        if self._helpers is not None and first.rows == self._starts.size(0):
-            self._joining = asyncio.ensure_future(self._add_helpers())
-        self._idle.put_nowait(self._conn)
-        pending: deque[asyncio.Future[CopiedPage | None]] = deque()
-        page: CopiedPage | None = first
-        k, last = 1, first.rows < self._starts.size(0)
+        stream, self._first = self._first, PageStream(1)
+        stream_k, next_k = 0, 1
+        pending: deque[tuple[int, PageStream]] = deque()
+        last = False
         while True:
             while not last and len(pending) < self._width:
-                task = asyncio.ensure_future(self._page(k))
-                self._tasks.append(task)
-                pending.append(task)
-                k += 1
-            if pending:
-                # A step of the event loop sends the queries before the page is handed on.
-                await asyncio.sleep(0)
-            if page is not None and page.rows:
-                yield page
+                pending.append((next_k, self._ask(next_k)))
+                next_k += 1
+            piece = await stream.take()
+            if piece is not None:
+                if piece.data or piece.rows:
+                    yield piece
+                continue
+            if stream.beyond or (stream.rows or 0) < self._starts.size(stream_k):
+                # Pages after the last end without a query (their start is the end).
+                last = True
+                pending.clear()
+            self._tasks = [t for t in self._tasks if not t.done()]
             if not pending:
                 return
-            page = await pending.popleft()
-            if page is None or page.rows < self._starts.size(k - len(pending) - 1):
-                last = True
-            self._tasks = [t for t in self._tasks if not t.done()]
+            stream_k, stream = pending.popleft()
 
     async def close(self) -> None:
         if self._closed:

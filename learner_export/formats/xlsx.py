@@ -285,9 +285,10 @@ class XlsxFramer:
         self._open_sheet()
         return self._sink.drain()
 
-    def page(self, data: bytes, rows: int) -> bytes:
-        """The page's XML goes to the deflate thread; what comes back is the compressed output
-        of the page before (one page late, all of it by end())."""
+    def page(self, data: bytes) -> bytes:
+        """The piece's XML (whole rows, a line each) goes to the deflate thread; what comes back
+        is the compressed output of the piece before (one late, all of it by end())."""
+        rows = data.count(b"\n")
         if rows <= self._max_data_rows - self._rows_in_sheet:
             self._rows_in_sheet += rows
             return self._submit([data.replace(b"\n", b"")])
