@@ -30,6 +30,7 @@ from learner_export.config import Settings
 from learner_export.errors import ExportError, Forbidden, database_error
 from learner_export.formats import FORMATS, Format, Framer
 from learner_export.formats.cells import cell_bound
+from learner_export.memory import give_back_large_buffers
 from learner_export.metrics import Metrics
 from learner_export.pages import SnapshotPages
 from learner_export.params import ExportParams
@@ -63,9 +64,10 @@ class Services:
     metrics: Metrics | None = None
 
 
-def _split(data: bytes, size: int) -> list[Chunk]:
+def _split(data: bytes | bytearray, size: int) -> list[Chunk]:
     if len(data) <= size:
-        return [data] if data else []
+        # What leaves is bytes or a view (Starlette sends nothing else); a small copy is cheap.
+        return [bytes(data)] if data else []
     view = memoryview(data)
     return [view[i : i + size] for i in range(0, len(data), size)]
 
@@ -118,6 +120,7 @@ class Export:
         """Authorise, record, open the snapshot and read the first page; raise an ExportError
         (a refusal recorded as denied) when the export cannot run."""
         started = time.perf_counter()
+        give_back_large_buffers()
         s = services
         role = await s.roles.role(
             caller, lambda c: caller_role(s.pool, c, s.settings.acquire_timeout_seconds)
@@ -192,11 +195,11 @@ class Export:
         )
         metrics = self.services.metrics
         first = True
-        working: asyncio.Future[bytes] | None = None
+        working: asyncio.Future[bytes | bytearray] | None = None
 
-        def render(data: bytes) -> bytes:
+        def render(data: bytes | bytearray) -> bytes | bytearray:
             out = framer.page(data)
-            return compressor.compress(out) if compressor is not None else out
+            return compressor.compress(bytes(out)) if compressor is not None else out
 
         try:
             head = framer.begin()

@@ -64,6 +64,8 @@ HELPER_JOIN_SECONDS = 10.0
 
 _SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+-[0-9]+")
 
+QUOTE = '"'
+
 _FILTER_ARGS = "$1::uuid, $2::uuid[], $3::timestamptz, $4::timestamptz, $5::boolean"
 
 # COPY takes no bind parameters: a page's are set as transaction-local settings, bound like
@@ -94,10 +96,11 @@ _COPY_ARGS = (
 @dataclass(frozen=True, slots=True)
 class CopiedPage:
     """A piece of a page as PostgreSQL's COPY wrote it: whole records, each ending in LF (COPY
-    sends a row per message, and asyncpg hands on whole messages). `rows` is 0 but on a page's
-    last piece, which carries the page's row count."""
+    sends a row per message, and asyncpg hands on whole messages), `rows` of them where that is
+    cheap to know (lines, when no quoted field may hold a line break); a page's last piece
+    carries the rest of the page's row count."""
 
-    data: bytes
+    data: bytes | bytearray
     rows: int
 
     def __len__(self) -> int:
@@ -110,9 +113,11 @@ class PageStream:
     the socket (it pauses reading until the sink returns, asyncpg's protocol.copy_out); one
     piece is always taken, however large, so that a row larger than the budget still passes."""
 
-    def __init__(self, budget: int) -> None:
+    def __init__(self, budget: int, lines_are_rows: bool = False) -> None:
         self._budget = budget
-        self._pieces: deque[bytes] = deque()
+        self._lines_are_rows = lines_are_rows
+        self._counted = 0  # rows handed on before the page's end
+        self._pieces: deque[tuple[bytes | bytearray, int]] = deque()
         self._held = 0
         self.rows: int | None = None  # the page's rows, once its COPY has finished
         self.beyond = False  # the export ended before this page: it was never read
@@ -121,23 +126,38 @@ class PageStream:
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
+        self._settled = asyncio.Event()
 
     async def put(self, piece: bytes | bytearray) -> None:
         while self._held >= self._budget:
+            self._settled.set()
             self._writable.clear()
             await self._writable.wait()
-        # asyncpg hands on a bytearray; what leaves is immutable.
-        self._pieces.append(bytes(piece))
+        # asyncpg hands on a new bytearray each time: kept as it is, not copied.
+        rows = piece.count(b"\n") if self._lines_are_rows or b'"' not in piece else 0
+        self._pieces.append((piece, rows))
         self._held += len(piece)
         self._readable.set()
 
     def end(self, rows: int) -> None:
         self.rows = rows
         self._readable.set()
+        self._settled.set()
+
+    async def settled(self) -> None:
+        """Wait until the page has ended, failed, or filled its budget."""
+        await self._settled.wait()
+
+    def lift(self) -> None:
+        """Hold the rest of the page whatever its size (its reader must be freed)."""
+        self._budget = 1 << 62
+        self._settled.clear()
+        self._writable.set()
 
     def fail(self, error: BaseException) -> None:
         self._error = error
         self._readable.set()
+        self._settled.set()
 
     async def ready(self) -> None:
         """Wait for a piece or the end; a failure with nothing left to take is raised."""
@@ -153,16 +173,17 @@ class PageStream:
             return None
         await self.ready()
         if self._pieces:
-            piece = self._pieces.popleft()
+            piece, rows = self._pieces.popleft()
             self._held -= len(piece)
             if self._held < self._budget:
                 self._writable.set()
             if self._pieces or self.rows is None:
-                return CopiedPage(piece, 0)
+                self._counted += rows
+                return CopiedPage(piece, rows)
             self._finished = True
-            return CopiedPage(piece, self.rows)
+            return CopiedPage(piece, self.rows - self._counted)
         self._finished = True
-        return CopiedPage(b"", self.rows or 0)
+        return CopiedPage(b"", (self.rows or 0) - self._counted)
 
 
 class Helpers(Protocol):
@@ -259,6 +280,8 @@ class SnapshotPages:
             + (f" WHERE {where}" if where else "")
         )
         self._copy_options = dict(copy_options)
+        # A quote character other than the double quote is one no cell holds: a line is a row.
+        self._lines_are_rows = self._copy_options.get("quote", QUOTE) != QUOTE
         self._settings = settings
         self._transaction = conn.transaction(isolation="repeatable_read", readonly=True)
         self._helpers = helpers if settings.connections_per_export > 1 else None
@@ -323,15 +346,19 @@ class SnapshotPages:
         )
 
     async def count(self) -> int:
-        """Rows this export will hold, counted in its own snapshot."""
+        """Rows this export will hold, counted in its own snapshot (before pages())."""
         p = self._params
         after = p.after or (None, None)
-        total: int = await self._conn.fetchval(
-            f"SELECT learner_export.count_learner_export({_FILTER_ARGS}, $6::timestamptz,"
-            " $7::uuid)",
-            *self._filters(),
-            *after,
-        )
+        conn = await self._free_connection()
+        try:
+            total: int = await conn.fetchval(
+                f"SELECT learner_export.count_learner_export({_FILTER_ARGS}, $6::timestamptz,"
+                " $7::uuid)",
+                *self._filters(),
+                *after,
+            )
+        finally:
+            self._idle.put_nowait(conn)
         return total if p.limit is None else min(total, p.limit)
 
     def _filters(self) -> tuple[Any, ...]:
@@ -372,7 +399,7 @@ class SnapshotPages:
 
     def _ask(self, k: int) -> PageStream:
         """Page k, read into a stream by the next idle connection."""
-        stream = PageStream(self._settings.read_ahead_bytes)
+        stream = PageStream(self._settings.read_ahead_bytes, self._lines_are_rows)
         self._tasks.append(asyncio.ensure_future(self._page(k, stream)))
         return stream
 
@@ -399,21 +426,45 @@ class SnapshotPages:
 
     async def _add_helpers(self) -> None:
         """Bring in helper connections, in this export's snapshot, while pages are read."""
-        assert self._helpers is not None and self._snapshot is not None
-        for _ in range(self._settings.connections_per_export - 1):
-            conn = await self._helpers.acquire()
+        while len(self._helper_conns) < self._settings.connections_per_export - 1:
+            conn = await self._add_helper()
             if conn is None:
                 return
-            transaction = conn.transaction(isolation="repeatable_read", readonly=True)
-            self._helper_conns.append((conn, transaction))
-            try:
-                await self._begin(conn, transaction, self._snapshot)
-            except DATABASE_ERRORS as exc:
-                # The export goes on with the connections it has.
-                log.warning("a helper connection could not join the export: %s", exc)
-                return
-            self._width += 1
             self._idle.put_nowait(conn)
+
+    async def _add_helper(self) -> asyncpg.Connection | None:
+        """One more connection in this export's snapshot (not yet idle), or None."""
+        if self._helpers is None or self._snapshot is None:
+            return None
+        conn = await self._helpers.acquire()
+        if conn is None:
+            return None
+        transaction = conn.transaction(isolation="repeatable_read", readonly=True)
+        self._helper_conns.append((conn, transaction))
+        try:
+            await self._begin(conn, transaction, self._snapshot)
+        except DATABASE_ERRORS as exc:
+            # The export goes on with the connections it has.
+            log.warning("a helper connection could not join the export: %s", exc)
+            return None
+        self._width += 1
+        return conn
+
+    async def _free_connection(self) -> asyncpg.Connection:
+        """A connection of the export free for a query before pages() starts: the first page
+        may still be streaming on the first connection (waiting for the client, which waits
+        for this query). Then a helper joins; without one, the first page is read whole."""
+        first = self._first
+        if first is not None and first.rows is None:
+            await first.settled()
+            if first.rows is None:
+                helper = await self._add_helper()
+                if helper is not None:
+                    return helper
+                first.lift()
+                await first.settled()
+        conn: asyncpg.Connection = await self._idle.get()
+        return conn
 
     async def pages(self) -> AsyncIterator[CopiedPage]:
         """The export's pages in order, piece by piece, while the next pages (one per

@@ -51,13 +51,13 @@ def crlf(data: bytes) -> bytes:
     return to_crlf(data)[0]
 
 
-def to_crlf(data: bytes, quoted: bool = False) -> tuple[bytes, bool]:
+def to_crlf(data: bytes | bytearray, quoted: bool = False) -> tuple[bytes, bool]:
     """COPY's CSV records end in LF; RFC 4180's in CRLF. Line breaks inside quoted fields are
     data and stay as they are: they are the ones after an odd number of double quotes (an escaped
     `""` counts twice). `quoted` says whether `data` starts inside a quoted field; the result
     says whether it ends inside one, so that a stream can be converted in pieces of any size.
     Linear time; each slice is walked by whichever of its quotes or its line breaks are fewer."""
-    out: list[bytes] = []
+    out: list[bytes | bytearray] = []
     for start in range(0, len(data), SLICE_BYTES):
         piece = data[start : start + SLICE_BYTES]
         quotes, lines = piece.count(b'"'), piece.count(b"\n")
@@ -68,7 +68,7 @@ def to_crlf(data: bytes, quoted: bool = False) -> tuple[bytes, bool]:
         elif lines * 8 < quotes:
             out.append(_by_lines(piece, quoted))
         else:
-            parts = piece.split(b'"')
+            parts: list[bytes | bytearray] = list(piece.split(b'"'))
             first = 1 if quoted else 0
             parts[first::2] = [p.replace(b"\n", b"\r\n") for p in parts[first::2]]
             out.append(b'"'.join(parts))
@@ -76,9 +76,9 @@ def to_crlf(data: bytes, quoted: bool = False) -> tuple[bytes, bool]:
     return b"".join(out), quoted
 
 
-def _by_lines(piece: bytes, quoted: bool) -> bytes:
+def _by_lines(piece: bytes | bytearray, quoted: bool) -> bytes:
     """to_crlf() of a slice with few line breaks and many quotes: one step a line break."""
-    out: list[bytes] = []
+    out: list[bytes | bytearray] = []
     start = seen = 0
     while (end := piece.find(b"\n", seen)) >= 0:
         quoted ^= bool(piece.count(b'"', seen, end) & 1)
@@ -100,7 +100,7 @@ class CsvFramer:
     def begin(self) -> bytes:
         return self._head
 
-    def page(self, data: bytes) -> bytes:
+    def page(self, data: bytes | bytearray) -> bytes | bytearray:
         out, self._quoted = to_crlf(data, self._quoted)
         return out
 
