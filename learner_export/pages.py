@@ -66,6 +66,9 @@ _SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+-[0-9]+")
 
 QUOTE = '"'
 
+# What a page's reader waits for before it takes what COPY wrote (PageStream).
+GATHER_BYTES = 64 * 1024
+
 _FILTER_ARGS = "$1::uuid, $2::uuid[], $3::timestamptz, $4::timestamptz, $5::boolean"
 
 # COPY takes no bind parameters: a page's are set as transaction-local settings, bound like
@@ -111,10 +114,14 @@ class PageStream:
     """One page's COPY output on its way from the connection reading it to the export sending
     it. `put()` (COPY's sink) waits while `budget` bytes are held, which stops asyncpg reading
     the socket (it pauses reading until the sink returns, asyncpg's protocol.copy_out); one
-    piece is always taken, however large, so that a row larger than the budget still passes."""
+    piece is always taken, however large, so that a row larger than the budget still passes.
+    The reader takes everything held at once, once GATHER_BYTES are there or the page has
+    ended: asyncpg's pieces are as small as the socket's reads, and each costs a step of the
+    whole pipeline (25 µs; 0.8 s of the service's CPU per 1M CSV rows when taken one by one)."""
 
     def __init__(self, budget: int, lines_are_rows: bool = False) -> None:
         self._budget = budget
+        self._least = min(GATHER_BYTES, budget)
         self._lines_are_rows = lines_are_rows
         self._counted = 0  # rows handed on before the page's end
         self._pieces: deque[tuple[bytes | bytearray, int]] = deque()
@@ -137,7 +144,8 @@ class PageStream:
         rows = piece.count(b"\n") if self._lines_are_rows or b'"' not in piece else 0
         self._pieces.append((piece, rows))
         self._held += len(piece)
-        self._readable.set()
+        if self._held >= self._least:
+            self._readable.set()
 
     def end(self, rows: int) -> None:
         self.rows = rows
@@ -160,8 +168,8 @@ class PageStream:
         self._settled.set()
 
     async def ready(self) -> None:
-        """Wait for a piece or the end; a failure with nothing left to take is raised."""
-        while not self._pieces and self.rows is None and self._error is None:
+        """Wait for GATHER_BYTES or the end; a failure with nothing left to take is raised."""
+        while self._held < self._least and self.rows is None and self._error is None:
             self._readable.clear()
             await self._readable.wait()
         if self._error is not None and not self._pieces:
@@ -173,15 +181,17 @@ class PageStream:
             return None
         await self.ready()
         if self._pieces:
-            piece, rows = self._pieces.popleft()
-            self._held -= len(piece)
-            if self._held < self._budget:
-                self._writable.set()
-            if self._pieces or self.rows is None:
+            taken = list(self._pieces)
+            self._pieces.clear()
+            self._held = 0
+            self._writable.set()
+            data = taken[0][0] if len(taken) == 1 else b"".join(p for p, _ in taken)
+            if self.rows is None:
+                rows = sum(r for _, r in taken)
                 self._counted += rows
-                return CopiedPage(piece, rows)
+                return CopiedPage(data, rows)
             self._finished = True
-            return CopiedPage(piece, self.rows - self._counted)
+            return CopiedPage(data, self.rows - self._counted)
         self._finished = True
         return CopiedPage(b"", (self.rows or 0) - self._counted)
 
