@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     # Connections reading one export, in one snapshot: 2 puts PostgreSQL on two cores.
     connections_per_export: int = Field(default=2, ge=1, le=8)
     chunk_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Bytes of COPY output held per page being read ahead; past it PostgreSQL waits for the
+    # client (docs/engine.md).
+    read_ahead_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
+    # The largest text cell an export writes, in bytes as stored; a larger one fails the export
+    # (before the first byte when it is in the first rows) and the audit row names it.
+    max_cell_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     statement_timeout_ms: int = Field(default=60_000, ge=0)
     idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=0)
     stall_timeout_seconds: float = Field(default=60.0, gt=0)

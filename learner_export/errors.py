@@ -81,6 +81,10 @@ class MethodNotAllowed(ExportError):
     pass
 
 
+class CellTooLarge(ExportError):
+    """A cell of the export is larger than EXPORT_MAX_CELL_BYTES."""
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorKind:
     status: int
@@ -118,6 +122,9 @@ ERRORS: dict[type[ExportError], ErrorKind] = {
     ),
     TooManyExports: ErrorKind(
         429, "too_many_exports", 1, "Too many exports running (for the process, or for this caller)"
+    ),
+    CellTooLarge: ErrorKind(
+        422, "cell_too_large", 1, "A cell is larger than EXPORT_MAX_CELL_BYTES; the detail names it"
     ),
     DatabaseUnavailable: ErrorKind(
         503,
@@ -157,9 +164,18 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
 
 
+# What the COPY's cell bound (learner_export.formats.cells.cell_bound) fails with.
+CELL_TOO_LARGE_MARK = "learner_export.cell_too_large "
+
+
 def database_error(exc: BaseException, doing: str) -> ExportError | None:
     """What to tell the caller about a database failure while `doing` something, or None when
     it is not one: a refusal by the contract's scope function is a 403 with its message."""
+    if isinstance(exc, asyncpg.InvalidTextRepresentationError):
+        message = str(exc.args[0]) if exc.args else ""
+        if CELL_TOO_LARGE_MARK in message:
+            what = message.partition(CELL_TOO_LARGE_MARK)[2].rstrip('"')
+            return CellTooLarge(f"{what}, more than EXPORT_MAX_CELL_BYTES")
     if isinstance(exc, asyncpg.InsufficientPrivilegeError):
         return Forbidden(exc.args[0] if exc.args else "not allowed")
     if isinstance(exc, asyncpg.UndefinedFunctionError | asyncpg.InvalidSchemaNameError):

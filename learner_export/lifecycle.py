@@ -13,6 +13,8 @@ status; after it, a failure cuts the stream and the audit row says so.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,6 +29,8 @@ from learner_export.compression import Compressor
 from learner_export.config import Settings
 from learner_export.errors import ExportError, Forbidden, database_error
 from learner_export.formats import FORMATS, Format, Framer
+from learner_export.formats.cells import cell_bound
+from learner_export.memory import give_back_large_buffers
 from learner_export.metrics import Metrics
 from learner_export.pages import SnapshotPages
 from learner_export.params import ExportParams
@@ -34,6 +38,9 @@ from learner_export.params import ExportParams
 log = logging.getLogger("learner_export.export")
 
 Chunk = bytes | memoryview
+
+# Pieces of COPY output larger than this are framed and compressed off the event loop.
+OFFLOAD_BYTES = 256 * 1024
 
 
 class Connections(Protocol):
@@ -57,9 +64,10 @@ class Services:
     metrics: Metrics | None = None
 
 
-def _split(data: bytes, size: int) -> list[Chunk]:
+def _split(data: bytes | bytearray, size: int) -> list[Chunk]:
     if len(data) <= size:
-        return [data] if data else []
+        # What leaves is bytes or a view (Starlette sends nothing else); a small copy is cheap.
+        return [bytes(data)] if data else []
     view = memoryview(data)
     return [view[i : i + size] for i in range(0, len(data), size)]
 
@@ -90,6 +98,8 @@ class Export:
         self.rows_sent = 0
         self.bytes_sent = 0
         self.outcome: Outcome | None = None
+        # Why the stream was cut, when the export knows better than its face (a cell too large).
+        self.failure: str | None = None
 
     @property
     def client_scope(self) -> list[str] | None:
@@ -110,6 +120,7 @@ class Export:
         """Authorise, record, open the snapshot and read the first page; raise an ExportError
         (a refusal recorded as denied) when the export cannot run."""
         started = time.perf_counter()
+        give_back_large_buffers()
         s = services
         role = await s.roles.role(
             caller, lambda c: caller_role(s.pool, c, s.settings.acquire_timeout_seconds)
@@ -130,7 +141,14 @@ class Export:
                 params.columns, params.render_options(s.settings.xlsx_sheet_rows)
             )
             pages = SnapshotPages(
-                conn, params, s.settings, caller, spec.select, spec.options, helpers=connections
+                conn,
+                params,
+                s.settings,
+                caller,
+                spec.select,
+                spec.options,
+                helpers=connections,
+                where=cell_bound(params.columns, s.settings.max_cell_bytes),
             )
             await pages.open()
         except BaseException as exc:
@@ -165,40 +183,60 @@ class Export:
     async def chunks(
         self, chunk_bytes: int, compressor: Compressor | None = None
     ) -> AsyncIterator[Chunk]:
-        """The file, page by page as the pages arrive, in pieces of at most chunk_bytes.
+        """The file, piece by piece as COPY writes the pages, in chunks of at most chunk_bytes.
 
         A page's rows count as sent once all its bytes have been taken (for HTTP: handed to
-        the server, which blocks while the client does not read).
+        the server, which blocks while the client does not read). A piece larger than
+        OFFLOAD_BYTES (long cells) is framed and compressed in a thread, so that the event loop
+        never runs work that grows with the data.
         """
         framer: Framer = self.format.framer(
             self.params.columns, self.params.render_options(self.services.settings.xlsx_sheet_rows)
         )
         metrics = self.services.metrics
         first = True
+        working: asyncio.Future[bytes | bytearray] | None = None
+
+        def render(data: bytes | bytearray) -> bytes | bytearray:
+            out = framer.page(data)
+            return compressor.compress(bytes(out)) if compressor is not None else out
+
         try:
             head = framer.begin()
-            async for page in self.pages.pages():
-                data = framer.page(page.data, page.rows)
+            if compressor is not None and head:
+                head = compressor.compress(head)
+            async for piece in self.pages.pages():
+                if len(piece.data) > OFFLOAD_BYTES:
+                    working = asyncio.get_running_loop().run_in_executor(None, render, piece.data)
+                    data = await asyncio.shield(working)
+                    working = None
+                else:
+                    data = render(piece.data) if piece.data else b""
                 if head:
                     data, head = head + data, b""
-                if compressor is not None:
-                    data = compressor.compress(data)
-                for piece in _split(data, chunk_bytes):
+                for part in _split(data, chunk_bytes):
                     if first and metrics is not None:
                         metrics.first_byte.labels(self.format.name).observe(
                             time.perf_counter() - self._started
                         )
                     first = False
-                    yield piece
-                    self.bytes_sent += len(piece)
-                self.rows_sent += page.rows
-            tail = head + framer.end()
+                    yield part
+                    self.bytes_sent += len(part)
+                self.rows_sent += piece.rows
+            tail = framer.end()
             if compressor is not None:
                 tail = compressor.compress(tail) + compressor.finish()
-            for piece in _split(tail, chunk_bytes):
-                yield piece
-                self.bytes_sent += len(piece)
+            for part in _split(head + tail, chunk_bytes):
+                yield part
+                self.bytes_sent += len(part)
+        except ExportError as exc:
+            self.failure = f"{type(exc).__name__}: {exc.detail}"
+            raise
         finally:
+            if working is not None:
+                # The framer is still in use by the thread: it is closed after it.
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait([working])
             framer.close()
 
     async def finish(self, outcome: Outcome, detail: str | None = None) -> bool:
@@ -206,6 +244,8 @@ class Export:
         False when the audit row could not be completed (logged, and counted as a failure)."""
         if self.outcome is not None:
             return True
+        if outcome is Outcome.FAILED and self.failure is not None:
+            detail = self.failure
         self.outcome = outcome
         if self._on_end is not None:
             self._on_end()

@@ -390,7 +390,7 @@ async def export_bytes(
         await pages.open()
         parts = [framer.begin()]
         async for page in pages.pages():
-            parts.append(framer.page(page.data, page.rows))
+            parts.append(bytes(framer.page(page.data)))
         parts.append(framer.end())
         return b"".join(parts), pages.connections
     finally:

@@ -39,12 +39,13 @@ class CopySpec:
 
 
 class Framer(Protocol):
-    """The Python half of a format: bytes before the first page, around each page COPY wrote
-    (`rows` rows), and at the end; `close()` lets go of a file abandoned half-way."""
+    """The Python half of a format: bytes before the first page, around each piece of a page
+    COPY wrote (whole records, any number), and at the end; `close()` lets go of a file
+    abandoned half-way. What a framer holds is bounded in bytes, whatever the pieces hold."""
 
     def begin(self) -> bytes: ...
 
-    def page(self, data: bytes, rows: int) -> bytes: ...
+    def page(self, data: bytes | bytearray) -> bytes | bytearray: ...
 
     def end(self) -> bytes: ...
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from learner_export.contract.columns import Column, Kind
+from learner_export.errors import CELL_TOO_LARGE_MARK
 
 # COPY's CSV quote and delimiter for formats whose lines are written whole: characters that JSON
 # escapes and XML forbids, so they never occur in a line and COPY never quotes one.
@@ -52,3 +55,21 @@ def chars(text: str, pattern: str = "{}") -> str:
 
 def is_time(column: Column) -> bool:
     return column.kind in (Kind.DATE, Kind.TIMESTAMP, Kind.TIMESTAMPTZ)
+
+
+def cell_bound(columns: Sequence[Column], max_bytes: int) -> str:
+    """A condition on row `r` that is true, or fails the COPY when a text cell holds more than
+    `max_bytes` bytes, naming the learner and the column. SQL has no RAISE: a cast of the message
+    to integer fails with it, and CASE evaluates the cast only for such a cell. octet_length()
+    reads a stored value's size from its header, without decompressing it."""
+    texts = [c for c in columns if c.kind is Kind.TEXT]
+    if not texts:
+        return ""
+    mark = literal(CELL_TOO_LARGE_MARK + "learner ")
+    arms = " ".join(
+        f"WHEN octet_length({c.sql}) > {max_bytes} THEN ({mark}"
+        f' || r."learner_id" || {literal(" column " + c.name + ": ")}'
+        f" || octet_length({c.sql}) || ' bytes')::integer IS NULL"
+        for c in texts
+    )
+    return f"CASE {arms} ELSE true END"

@@ -41,14 +41,53 @@ def quoted(text: str) -> str:
     return text
 
 
+# to_crlf() works on slices of this many bytes: what it holds beside its input stays bounded
+# whatever the text (a split on `"` costs ~60 bytes a quote).
+SLICE_BYTES = 64 * 1024
+
+
 def crlf(data: bytes) -> bytes:
+    """Whole CSV records with LF ends, with CRLF ends (to_crlf() of one piece)."""
+    return to_crlf(data)[0]
+
+
+def to_crlf(data: bytes | bytearray, quoted: bool = False) -> tuple[bytes, bool]:
     """COPY's CSV records end in LF; RFC 4180's in CRLF. Line breaks inside quoted fields are
-    data and stay as they are: they are the ones between an odd and an even double quote."""
-    if b'"' not in data:
-        return data.replace(b"\n", b"\r\n")
-    parts = data.split(b'"')
-    parts[::2] = [p.replace(b"\n", b"\r\n") for p in parts[::2]]
-    return b'"'.join(parts)
+    data and stay as they are: they are the ones after an odd number of double quotes (an escaped
+    `""` counts twice). `quoted` says whether `data` starts inside a quoted field; the result
+    says whether it ends inside one, so that a stream can be converted in pieces of any size.
+    Linear time; each slice is walked by whichever of its quotes or its line breaks are fewer."""
+    out: list[bytes | bytearray] = []
+    for start in range(0, len(data), SLICE_BYTES):
+        piece = data[start : start + SLICE_BYTES]
+        quotes, lines = piece.count(b'"'), piece.count(b"\n")
+        if not lines:
+            out.append(piece)
+        elif not quotes:
+            out.append(piece if quoted else piece.replace(b"\n", b"\r\n"))
+        elif lines * 8 < quotes:
+            out.append(_by_lines(piece, quoted))
+        else:
+            parts: list[bytes | bytearray] = list(piece.split(b'"'))
+            first = 1 if quoted else 0
+            parts[first::2] = [p.replace(b"\n", b"\r\n") for p in parts[first::2]]
+            out.append(b'"'.join(parts))
+        quoted ^= bool(quotes & 1)
+    return b"".join(out), quoted
+
+
+def _by_lines(piece: bytes | bytearray, quoted: bool) -> bytes:
+    """to_crlf() of a slice with few line breaks and many quotes: one step a line break."""
+    out: list[bytes | bytearray] = []
+    start = seen = 0
+    while (end := piece.find(b"\n", seen)) >= 0:
+        quoted ^= bool(piece.count(b'"', seen, end) & 1)
+        if not quoted:
+            out += (piece[start:end], b"\r\n")
+            start = end + 1
+        seen = end + 1
+    out.append(piece[start:])
+    return b"".join(out)
 
 
 class CsvFramer:
@@ -56,12 +95,14 @@ class CsvFramer:
         names = [c.name for c in columns] + (["_cursor"] if options.cursor else [])
         head = (",".join(quoted(n) for n in names) + "\r\n").encode()
         self._head = BOM + head if options.bom else head
+        self._quoted = False
 
     def begin(self) -> bytes:
         return self._head
 
-    def page(self, data: bytes, rows: int) -> bytes:
-        return crlf(data)
+    def page(self, data: bytes | bytearray) -> bytes | bytearray:
+        out, self._quoted = to_crlf(data, self._quoted)
+        return out
 
     def end(self) -> bytes:
         return b""

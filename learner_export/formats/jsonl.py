@@ -52,7 +52,7 @@ class JsonlFramer:
     def begin(self) -> bytes:
         return b""
 
-    def page(self, data: bytes, rows: int) -> bytes:
+    def page(self, data: bytes | bytearray) -> bytes | bytearray:
         return data
 
     def end(self) -> bytes:

@@ -3,9 +3,11 @@ row groups.
 
 COPY writes each page as plain CSV whose cells are easy to parse exactly: instants and
 timestamps as microseconds since the Unix epoch, dates as days since it. pyarrow's CSV reader
-(C++) turns a page into columns of the export's types, and row groups of about ROW_GROUP_ROWS
-rows leave as soon as they are full, so memory holds at most one row group; the file's footer
-comes at the end. pyarrow is imported only when a Parquet export starts.
+(C++) turns about PARSE_BYTES of whole records at a time into columns of the export's types (its
+block as large as what it reads, so that no row straddles two blocks, however long), and row
+groups leave as soon as they hold ROW_GROUP_ROWS rows or ROW_GROUP_BYTES bytes, so memory holds
+at most one row group, bounded in bytes whatever the cells hold; the file's footer comes at the
+end. pyarrow is imported only when a Parquet export starts.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from learner_export.contract.columns import Column, Kind
 from learner_export.formats import CopySpec, Format, RenderOptions
 
 ROW_GROUP_ROWS = 65_536
+# A row group also leaves once its columns hold this many bytes (Arrow's buffers).
+ROW_GROUP_BYTES = 4 * 1024 * 1024
+# COPY output gathered before one call of the CSV reader (each call has a fixed cost).
+PARSE_BYTES = 1024 * 1024
 
 
 def _cell(column: Column) -> str:
@@ -92,7 +98,7 @@ class ParquetFramer:
         self._names = [c.name for c in columns]
         self._read_types = {c.name: read[c.kind] for c in columns}
         self._schema = pa.schema([(c.name, store[c.kind]) for c in columns])
-        self._read_options = pacsv.ReadOptions(column_names=self._names, use_threads=False)
+        self._column_names = self._names
         # With one column, an empty line is a row whose cell is NULL: it must not be skipped.
         self._parse_options = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False)
         # COPY writes NULL as an empty field and an empty string as "": only the first is null.
@@ -105,48 +111,78 @@ class ParquetFramer:
             false_values=["false"],
         )
         self._sink = _Sink()
-        self._writer = pq.ParquetWriter(self._sink, self._schema, compression="zstd")
+        # The C allocator gives freed row groups back at once; pyarrow's default (mimalloc)
+        # kept ~25 MB more at the peak of the hostile dataset (docs/engine.md). pyarrow serves
+        # nothing else in the service.
+        self._pool = pa.system_memory_pool()
+        pa.set_memory_pool(self._pool)
+        self._writer = pq.ParquetWriter(
+            self._sink, self._schema, compression="zstd", memory_pool=self._pool
+        )
         self._pending: list[Any] = []
         self._pending_rows = 0
+        self._pending_bytes = 0
+        self._unread: list[bytes | bytearray] = []
+        self._unread_bytes = 0
+        self._unread_lines = 0
 
     def begin(self) -> bytes:
         return self._sink.drain()
 
-    def page(self, data: bytes, rows: int) -> bytes:
-        if rows:
-            table = self._pacsv.read_csv(
-                self._pa.py_buffer(data),
-                self._read_options,
-                self._parse_options,
-                self._convert_options,
-            )
-            self._pending.append(table.cast(self._schema))
-            self._pending_rows += rows
-        if self._pending_rows >= ROW_GROUP_ROWS:
-            # Pages need not divide ROW_GROUP_ROWS: full groups leave, the rest waits.
-            table = self._pa.concat_tables(self._pending)
-            while table.num_rows >= ROW_GROUP_ROWS:
-                self._writer.write_table(
-                    table.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS
-                )
-                table = table.slice(ROW_GROUP_ROWS)
-            self._pending = [table] if table.num_rows else []
-            self._pending_rows = table.num_rows
+    def page(self, data: bytes | bytearray) -> bytes | bytearray:
+        if data:
+            self._unread.append(data)
+            self._unread_bytes += len(data)
+            # Line breaks are at least the rows: enough of them may fill the row group.
+            self._unread_lines += data.count(b"\n")
+        if (
+            self._unread_bytes >= PARSE_BYTES
+            or self._unread_lines >= ROW_GROUP_ROWS - self._pending_rows
+        ):
+            self._parse()
         return self._sink.drain()
+
+    def _parse(self) -> None:
+        if not self._unread:
+            return
+        data = b"".join(self._unread) if len(self._unread) > 1 else self._unread[0]
+        self._unread, self._unread_bytes, self._unread_lines = [], 0, 0
+        read = self._pacsv.ReadOptions(
+            column_names=self._column_names, use_threads=False, block_size=len(data) + 1
+        )
+        table = self._pacsv.read_csv(
+            self._pa.py_buffer(data),
+            read,
+            self._parse_options,
+            self._convert_options,
+            memory_pool=self._pool,
+        ).cast(self._schema)
+        del data
+        while table.num_rows:
+            # Full groups leave; the rest waits for the next records.
+            room = ROW_GROUP_ROWS - self._pending_rows
+            part = table.slice(0, room) if table.num_rows > room else table
+            table = table.slice(part.num_rows)
+            self._pending.append(part)
+            self._pending_rows += part.num_rows
+            self._pending_bytes += part.nbytes
+            if self._pending_rows >= ROW_GROUP_ROWS or self._pending_bytes >= ROW_GROUP_BYTES:
+                self._flush()
 
     def _flush(self) -> None:
         if self._pending:
-            table = self._pa.concat_tables(self._pending)
-            self._pending, self._pending_rows = [], 0
+            table = self._pa.concat_tables(self._pending, memory_pool=self._pool)
+            self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
             self._writer.write_table(table, row_group_size=max(1, table.num_rows))
 
     def end(self) -> bytes:
+        self._parse()
         self._flush()
         self._writer.close()
         return self._sink.drain()
 
     def close(self) -> None:
-        self._pending = []
+        self._pending, self._unread = [], []
         self._sink.drain()
 
 

@@ -285,16 +285,17 @@ class XlsxFramer:
         self._open_sheet()
         return self._sink.drain()
 
-    def page(self, data: bytes, rows: int) -> bytes:
-        """The page's XML goes to the deflate thread; what comes back is the compressed output
-        of the page before (one page late, all of it by end())."""
+    def page(self, data: bytes | bytearray) -> bytes | bytearray:
+        """The piece's XML (whole rows, a line each) goes to the deflate thread; what comes back
+        is the compressed output of the piece before (one late, all of it by end())."""
+        rows = data.count(b"\n")
         if rows <= self._max_data_rows - self._rows_in_sheet:
             self._rows_in_sheet += rows
             return self._submit([data.replace(b"\n", b"")])
         return self._add(data.split(b"\n")[:rows])
 
-    def _add(self, rows: list[bytes]) -> bytes:
-        parts: list[bytes | None] = []  # None: start the next sheet
+    def _add(self, rows: list[bytes] | list[bytearray]) -> bytes:
+        parts: list[bytes | bytearray | None] = []  # None: start the next sheet
         start = 0
         while start < len(rows):
             room = self._max_data_rows - self._rows_in_sheet
@@ -308,12 +309,12 @@ class XlsxFramer:
             start += len(chunk)
         return self._submit(parts)
 
-    def _submit(self, parts: list[bytes | None]) -> bytes:
+    def _submit(self, parts: list[bytes | bytearray | None]) -> bytes:
         done = self._wait()
         self._pending = self._deflater.submit(self._write, parts)
         return done
 
-    def _write(self, parts: list[bytes | None]) -> None:
+    def _write(self, parts: list[bytes | bytearray | None]) -> None:
         for xml in parts:
             if xml is None:
                 self._close_sheet(self._max_data_rows)

@@ -138,7 +138,7 @@ def test_parquet_first_bytes_leave_before_the_export_is_read(
 def test_parquet_keeps_an_empty_string_apart_from_null() -> None:
     framer = ParquetFramer([Column("t", Kind.TEXT, "text")], RenderOptions())
     # As COPY writes them: NULL an empty field, an empty string "".
-    body = framer.begin() + framer.page(b'""\n\nx\n', 3) + framer.end()
+    body = framer.begin() + framer.page(b'""\n\nx\n') + framer.end()
     assert pq.read_table(io.BytesIO(body)).column("t").to_pylist() == ["", None, "x"]
 
 
@@ -151,7 +151,7 @@ def test_parquet_row_groups_stay_within_their_bound(page_rows: int) -> None:
     for start in range(0, total, page_rows):
         end = min(total, start + page_rows)
         page = "".join(f"{i}\n" for i in range(start, end)).encode()
-        parts.append(framer.page(page, end - start))
+        parts.append(framer.page(page))
     parts.append(framer.end())
     # Bytes leave once a row group is full, not only at the end.
     assert sum(len(p) for p in parts[:-1]) > len(parts[-1])

@@ -32,7 +32,7 @@ async def _first_chunk_progress(url: str, fmt: str, admin: str) -> tuple[int, in
         await pages.open()
         framer.begin()
         async for page in pages.pages():
-            if framer.page(page.data, page.rows):
+            if framer.page(page.data):
                 if chunks == 0:
                     fetched_at_first_chunk = pages.rows_fetched
                 chunks += 1
