@@ -25,7 +25,7 @@ from learner_export.audit import AuditEntry, AuditLog, Outcome
 from learner_export.auth import RoleCache, caller_role
 from learner_export.compression import Compressor
 from learner_export.config import Settings
-from learner_export.errors import ExportError, Forbidden, database_error
+from learner_export.errors import ContractBreach, ExportError, Forbidden, database_error
 from learner_export.formats import FORMATS, Format, Framer
 from learner_export.metrics import Metrics
 from learner_export.pages import SnapshotPages
@@ -90,6 +90,8 @@ class Export:
         self.rows_sent = 0
         self.bytes_sent = 0
         self.outcome: Outcome | None = None
+        # The count announced (Prefer: count=exact), which the rows sent must meet.
+        self.counted: int | None = None
 
     @property
     def client_scope(self) -> list[str] | None:
@@ -160,7 +162,8 @@ class Export:
 
     async def count(self) -> int:
         """Rows the export holds, counted in its snapshot."""
-        return await self.pages.count()
+        self.counted = await self.pages.count()
+        return self.counted
 
     async def chunks(
         self, chunk_bytes: int, compressor: Compressor | None = None
@@ -178,6 +181,8 @@ class Export:
         try:
             head = framer.begin()
             async for page in self.pages.pages():
+                if self.counted is not None and self.rows_sent + page.rows > self.counted:
+                    raise _miscounted(self.counted, self.rows_sent + page.rows, "more")
                 data = framer.page(page.data, page.rows)
                 if head:
                     data, head = head + data, b""
@@ -192,6 +197,8 @@ class Export:
                     yield piece
                     self.bytes_sent += len(piece)
                 self.rows_sent += page.rows
+            if self.counted is not None and self.rows_sent != self.counted:
+                raise _miscounted(self.counted, self.rows_sent, "fewer")
             tail = head + framer.end()
             if compressor is not None:
                 tail = compressor.compress(tail) + compressor.finish()
@@ -244,6 +251,18 @@ class Export:
         if not recorded and m is not None:
             m.failures.labels("audit_not_completed").inc()
         return recorded
+
+
+def _miscounted(counted: int, rows: int, which: str) -> ContractBreach:
+    """The export cut because the pages and the announced count disagree (before the page that
+    would exceed the count, or before the end of a file that holds fewer rows)."""
+    message = (
+        f"learner_export.get_learner_export_batch's pages hold {which} rows ({rows:,} so far) "
+        f"than learner_export.count_learner_export counted ({counted:,}): the two functions "
+        "must read the same rows"
+    )
+    log.error("the adapter broke the export contract; the export is cut: %s", message)
+    return ContractBreach(message)
 
 
 def _ms(started: float) -> int:
