@@ -7,6 +7,7 @@ within what PostgreSQL and JSON carry, instants within PostgreSQL's range after 
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,9 @@ class Param:
     def describe(self, words: Words | None = None) -> str:
         """The description in the operator's words (the service's own when none are given)."""
         w = words or Words()
-        return self.text.format(time=w.time_column, unit=w.unit, units=w.units)
+        text = self.text.format(time=w.time_column, unit=w.unit, units=w.units)
+        also = [a for a, name in aliases(w).items() if name == self.name]
+        return text + "".join(f"; also `{a}`" for a in also)
 
     @property
     def description(self) -> str:
@@ -126,6 +129,23 @@ PARAMS: tuple[Param, ...] = (
 )
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
 
+_NOT_NAME = re.compile(r"[^a-z0-9]+")
+
+
+def aliases(words: Words) -> dict[str, str]:
+    """HTTP parameters in the operator's words, accepted beside the stable names: `<unit>_id`
+    for client_id, `<time>_from`/`<time>_to` for created_from/created_to (the time column
+    without its `_at`), e.g. organisation_id, joined_from, joined_to."""
+    found: dict[str, str] = {}
+    unit = _NOT_NAME.sub("_", words.unit.lower()).strip("_")
+    if unit:
+        found[f"{unit}_id"] = "client_id"
+    stem = _NOT_NAME.sub("_", words.time_column.lower()).strip("_").removesuffix("_at")
+    if stem:
+        found[f"{stem}_from"] = "created_from"
+        found[f"{stem}_to"] = "created_to"
+    return {a: n for a, n in found.items() if a not in BY_NAME}
+
 
 @dataclass(frozen=True, slots=True)
 class ExportParams:
@@ -195,11 +215,13 @@ def parse_export_params(
     problems: list[dict[str, str]] = []
     single: dict[str, str] = {}
     client_values: list[str] = []
+    alias = aliases(contract.words)
 
     def bad(name: str, message: str) -> None:
         problems.append({"parameter": name[:64], "message": message})
 
-    for name, value in query:
+    for given, value in query:
+        name = alias.get(given, given)
         param = BY_NAME.get(name)
         if len(value) > MAX_VALUE_LENGTH:
             bad(name, f"value longer than {MAX_VALUE_LENGTH} characters")

@@ -238,12 +238,16 @@ async def respond(
                 created_to=params.created_to,
                 active=params.active,
                 now=datetime.now(UTC),
+                unit=params.words.unit,
+                units=params.words.units,
             )
         ),
         "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff",
         "X-Export-Id": export.entry.id,
         "X-Export-Client-Scope": "all" if scope is None else ",".join(scope),
+        # What the ids of the scope are, in the operator's words (docs/contract.md).
+        "X-Export-Scope-Unit": params.words.unit,
         "Vary": "Accept-Encoding",
     }
     try:

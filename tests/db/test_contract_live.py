@@ -379,6 +379,38 @@ def test_a_keyset_time_column_in_the_operators_words(
             client.get("/v1/exports/learners", params={"columns": "created_at"}).status_code == 400
         )
         audit_id = r.headers["X-Export-Id"]
+        # The HTTP parameters keep their names, and take the operator's words too.
+        client_id, since = query(
+            own.url,
+            "SELECT client_id::text, min(created_at) + (max(created_at) - min(created_at)) / 2"
+            " FROM public.learners GROUP BY client_id ORDER BY 1 LIMIT 1",
+        )[0]
+        want_ids = [
+            w[0]
+            for w in query(
+                own.url,
+                "SELECT id::text FROM public.learners WHERE client_id = $1 AND created_at >= $2"
+                " ORDER BY created_at, id",
+                client_id,
+                since,
+            )
+        ]
+        for names in (("client_id", "created_from"), ("organisation_id", "joined_from")):
+            scoped = client.get(
+                "/v1/exports/learners",
+                params={
+                    "format": "csv",
+                    "columns": "learner_id",
+                    names[0]: client_id,
+                    names[1]: since.isoformat(),
+                },
+            )
+            assert scoped.status_code == 200, scoped.text
+            assert scoped.text.splitlines()[1:] == want_ids
+            assert scoped.headers["X-Export-Scope-Unit"] == "organisation"
+            assert (
+                "filename*=UTF-8''learners-organisation-" in scoped.headers["Content-Disposition"]
+            )
     spec = httpx.get(server.url + "/openapi.json").json()
     described = {
         p["name"]: p["description"]
@@ -386,6 +418,8 @@ def test_a_keyset_time_column_in_the_operators_words(
     }
     assert described["created_from"].startswith("joined_at on or after")
     assert "organisations" in described["client_id"]
+    assert "also `organisation_id`" in described["client_id"]
+    assert "also `joined_from`" in described["created_from"]
     filters = query(
         own.url, "SELECT filters FROM learner_export.export_audit WHERE id = $1", audit_id
     )[0][0]
@@ -394,3 +428,30 @@ def test_a_keyset_time_column_in_the_operators_words(
     check = cli(own.service_url, "db", "check", "--as", own.admin_id)
     assert check.returncode == 0, check.stdout
     assert "keyset (joined_at, learner_id)" in check.stdout
+
+
+def test_a_contract_broken_by_hand_is_said_in_sentences_not_as_unreachable(
+    own: Database, start_server: Callable[..., LiveServer]
+) -> None:
+    server = start_server(db=own)
+    # Past migrate (which would refuse it): the page function loses its keyset column.
+    query(own.url, "DROP FUNCTION learner_export.get_learner_export_batch")
+    query(
+        own.url,
+        "CREATE FUNCTION learner_export.get_learner_export_batch(p_caller uuid,"
+        " p_client_ids uuid[], p_created_from timestamptz, p_created_to timestamptz,"
+        " p_active boolean, p_after_created_at timestamptz, p_after_id uuid,"
+        " p_page_size integer) RETURNS TABLE (learner_id uuid, name text)"
+        " LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''"
+        " AS $$ SELECT NULL::uuid, NULL::text WHERE false $$",
+    )
+    with server.client() as client:
+        r = client.get("/v1/exports/learners")
+        ready = client.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["error"] == "contract_not_met"
+    assert "lacks the keyset column created_at" in str(r.json()["detail"])
+    assert "unreachable" not in r.text
+    assert ready.status_code == 503
+    assert "does not offer the export contract" in ready.json()["detail"]
+    assert "lacks the keyset column created_at" in ready.json()["detail"]
