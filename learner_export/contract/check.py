@@ -141,7 +141,9 @@ async def _check(conn: asyncpg.Connection, caller: str | None) -> list[Finding]:
 # SECURITY DEFINER functions that an API role may call, in a schema it may use: the way
 # Supabase's linter sees them, an RPC that runs with its owner's rights for anyone.
 _DEFINERS_EXPOSED = """
-SELECT p.oid::regprocedure::text AS function,
+SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname) || '('
+       || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')' AS function,
+       n.nspname AS schema,
        string_agg(r.rolname, ', ' ORDER BY r.rolname) AS roles
   FROM pg_catalog.pg_proc AS p
   JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
@@ -150,7 +152,7 @@ SELECT p.oid::regprocedure::text AS function,
    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND has_schema_privilege(r.oid, n.oid, 'USAGE')
    AND has_function_privilege(r.oid, p.oid, 'EXECUTE')
- GROUP BY p.oid
+ GROUP BY p.oid, n.nspname
  ORDER BY 1
 """
 
@@ -160,10 +162,10 @@ async def _definers_exposed(conn: asyncpg.Connection) -> list[Finding]:
     return [
         Finding(
             "warning",
-            f"{r['function']} is SECURITY DEFINER, in a schema {r['roles']} may use, and "
-            f"{r['roles']} may execute it: anyone with the public API key can call it with its "
-            "owner's rights. Move it out of the exposed schema or REVOKE EXECUTE from "
-            f"{r['roles']} (and PUBLIC)",
+            f"{r['function']} is SECURITY DEFINER, in the schema {r['schema']}, which "
+            f"{r['roles']} may use, and {r['roles']} may execute it: anyone with the public "
+            "API key can call it with its owner's rights. Move it out of the exposed schema "
+            f"or REVOKE EXECUTE from {r['roles']} (and PUBLIC)",
         )
         for r in rows[:20]
     ]
@@ -172,9 +174,11 @@ async def _definers_exposed(conn: asyncpg.Connection) -> list[Finding]:
 # Tables with FORCE ROW LEVEL SECURITY whose owner owns the contract's functions, is no
 # superuser, cannot bypass RLS and has no policy: the functions read none of their rows.
 _FORCED_RLS = """
-SELECT c.oid::regclass::text AS table_name, o.rolname AS owner
+SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) AS table_name,
+       o.rolname AS owner
   FROM pg_catalog.pg_class AS c
   JOIN pg_catalog.pg_roles AS o ON o.oid = c.relowner
+  JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity AND c.relforcerowsecurity
    AND NOT o.rolsuper AND NOT o.rolbypassrls
    AND c.relowner IN (SELECT p.proowner FROM pg_catalog.pg_proc AS p
