@@ -24,6 +24,7 @@ from tests.conftest import (
     LiveServer,
     fresh_database,
     query,
+    wait_for,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,6 +159,17 @@ def _fatten(url: str) -> None:
     query(url, "UPDATE public.learners SET notes = repeat('n', 20000)")
 
 
+def _migrate_waiting(url: str) -> bool:
+    """Whether a `db migrate` waits for the contract's lock."""
+    return bool(
+        query(
+            url,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )[0][0]
+    )
+
+
 def test_an_export_streaming_during_a_migrate_finishes_on_its_columns(
     own: Database, start_server: Callable[..., LiveServer], tmp_path: Path
 ) -> None:
@@ -177,7 +189,7 @@ def test_an_export_streaming_during_a_migrate_finishes_on_its_columns(
         )
         migrating.start()
         # The migrate waits for this export (it holds the contract) ...
-        migrating.join(timeout=2)
+        assert wait_for(lambda: _migrate_waiting(own.url), timeout=60)
         assert migrating.is_alive()
         # ... and a new export meanwhile is told why, in a sentence, not "unreachable".
         with server.client() as other:
