@@ -57,6 +57,18 @@ class ContractNotMet(ExportError):
     is missing."""
 
 
+class ContractChanged(ExportError):
+    """The adapter changed (`db migrate`) between learning the contract and opening the export."""
+
+    def __init__(self, detail: Any) -> None:
+        super().__init__(detail, headers={"Retry-After": "1"})
+
+
+class ContractBreach(ExportError):
+    """The adapter's functions returned rows that break the contract (docs/contract.md): a key
+    repeated or out of order, a page too long, a count that disagrees with the pages."""
+
+
 class LinksNotConfigured(ExportError):
     pass
 
@@ -134,6 +146,18 @@ ERRORS: dict[type[ExportError], ErrorKind] = {
     ),
     ContractNotMet: ErrorKind(
         503, "contract_not_met", 1, "The database does not offer the export contract"
+    ),
+    ContractChanged: ErrorKind(
+        503,
+        "contract_changed",
+        1,
+        "The adapter is being changed or just changed (db migrate); retry after Retry-After",
+    ),
+    ContractBreach: ErrorKind(
+        500,
+        "contract_breached",
+        1,
+        "The adapter returned rows that break the export contract; the operator must fix it",
     ),
     LinksNotConfigured: ErrorKind(
         503, "links_not_configured", 1, "Signed links are not configured (EXPORT_LINK_SECRETS)"

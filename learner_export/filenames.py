@@ -43,8 +43,15 @@ def export_filename(
     created_to: datetime | None,
     active: bool | None,
     now: datetime,
+    unit: str = "client",
+    units: str = "clients",
 ) -> tuple[str, str]:
-    """(ASCII fallback, full UTF-8 name) for an export with these filters, made at `now`."""
+    """(ASCII fallback, full UTF-8 name) for an export with these filters, made at `now`; a
+    scope unit is called `unit` (`units`), in the operator's words (the adapter's)."""
+    unit_ascii, unit_full = _client_label(unit)
+    units_ascii, units_full = _client_label(units)
+    unit_ascii, units_ascii = unit_ascii or "client", units_ascii or "clients"
+    unit_full, units_full = unit_full or unit_ascii, units_full or units_ascii
     ascii_parts: list[str] = []
     full_parts: list[str] = []
 
@@ -57,10 +64,11 @@ def export_filename(
         ascii_name, full_name = _client_label(name)
         # A name that has no ASCII letters left still names the client in the UTF-8 name.
         short_id = _NOT_ASCII_SAFE.sub("-", client_ids[0])[:8]
-        ascii_parts.append(f"client-{ascii_name or short_id}")
-        full_parts.append(f"client-{full_name or short_id}")
+        ascii_parts.append(f"{unit_ascii}-{ascii_name or short_id}")
+        full_parts.append(f"{unit_full}-{full_name or short_id}")
     elif client_ids:
-        both(f"{len(client_ids)}-clients")
+        ascii_parts.append(f"{len(client_ids)}-{units_ascii}")
+        full_parts.append(f"{len(client_ids)}-{units_full}")
     if active is not None:
         both("active" if active else "inactive")
     if created_from and created_to:

@@ -27,7 +27,7 @@ from learner_export.audit import AuditEntry, AuditLog, Outcome
 from learner_export.auth import RoleCache, caller_role
 from learner_export.compression import Compressor
 from learner_export.config import Settings
-from learner_export.errors import ExportError, Forbidden, database_error
+from learner_export.errors import ContractBreach, ExportError, Forbidden, database_error
 from learner_export.formats import FORMATS, Format, Framer
 from learner_export.formats.cells import cell_bound
 from learner_export.memory import give_back_large_buffers
@@ -100,6 +100,8 @@ class Export:
         self.outcome: Outcome | None = None
         # Why the stream was cut, when the export knows better than its face (a cell too large).
         self.failure: str | None = None
+        # The count announced (Prefer: count=exact), which the rows sent must meet.
+        self.counted: int | None = None
 
     @property
     def client_scope(self) -> list[str] | None:
@@ -178,7 +180,8 @@ class Export:
 
     async def count(self) -> int:
         """Rows the export holds, counted in its snapshot."""
-        return await self.pages.count()
+        self.counted = await self.pages.count()
+        return self.counted
 
     async def chunks(
         self, chunk_bytes: int, compressor: Compressor | None = None
@@ -206,6 +209,8 @@ class Export:
             if compressor is not None and head:
                 head = compressor.compress(head)
             async for piece in self.pages.pages():
+                if self.counted is not None and self.rows_sent + piece.rows > self.counted:
+                    raise _miscounted(self.counted, self.rows_sent + piece.rows, "more")
                 if len(piece.data) > OFFLOAD_BYTES:
                     working = asyncio.get_running_loop().run_in_executor(None, render, piece.data)
                     data = await asyncio.shield(working)
@@ -223,6 +228,8 @@ class Export:
                     yield part
                     self.bytes_sent += len(part)
                 self.rows_sent += piece.rows
+            if self.counted is not None and self.rows_sent != self.counted:
+                raise _miscounted(self.counted, self.rows_sent, "fewer")
             tail = framer.end()
             if compressor is not None:
                 tail = compressor.compress(tail) + compressor.finish()
@@ -284,6 +291,18 @@ class Export:
         if not recorded and m is not None:
             m.failures.labels("audit_not_completed").inc()
         return recorded
+
+
+def _miscounted(counted: int, rows: int, which: str) -> ContractBreach:
+    """The export cut because the pages and the announced count disagree (before the page that
+    would exceed the count, or before the end of a file that holds fewer rows)."""
+    message = (
+        f"learner_export.get_learner_export_batch's pages hold {which} rows ({rows:,} so far) "
+        f"than learner_export.count_learner_export counted ({counted:,}): the two functions "
+        "must read the same rows"
+    )
+    log.error("the adapter broke the export contract; the export is cut: %s", message)
+    return ContractBreach(message)
 
 
 def _ms(started: float) -> int:

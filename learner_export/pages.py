@@ -30,7 +30,14 @@ from typing import Any, Protocol
 import asyncpg
 
 from learner_export.config import Settings
-from learner_export.errors import DATABASE_ERRORS, CellTooLarge, database_error
+from learner_export.contract import guard
+from learner_export.errors import (
+    DATABASE_ERRORS,
+    CellTooLarge,
+    ContractBreach,
+    ExportError,
+    database_error,
+)
 
 log = logging.getLogger("learner_export.pages")
 
@@ -54,6 +61,10 @@ class Selection(Protocol):
     def after(self) -> Key | None: ...
     @property
     def tz(self) -> str: ...
+    @property
+    def time_column(self) -> str: ...
+    @property
+    def contract_version(self) -> str: ...
 
 
 # Page starts found per walk of the keyset (one walk reads this many pages' keys).
@@ -82,7 +93,9 @@ _COPY_PARAMS = (
     " set_config('learner_export.after_created_at', coalesce($6::timestamptz::text, ''), true),"
     " set_config('learner_export.after_id', coalesce($7::uuid::text, ''), true),"
     " set_config('learner_export.page_size', $8::integer::text, true),"
-    " set_config('learner_export.row', $9::bigint::text, true)"
+    " set_config('learner_export.row', $9::bigint::text, true),"
+    " set_config('learner_export.end_at', coalesce($10::timestamptz::text, ''), true),"
+    " set_config('learner_export.end_id', coalesce($11::uuid::text, ''), true)"
 )
 _COPY_ARGS = (
     "current_setting('learner_export.caller')::uuid,"
@@ -93,6 +106,15 @@ _COPY_ARGS = (
     " nullif(current_setting('learner_export.after_created_at'), '')::timestamptz,"
     " nullif(current_setting('learner_export.after_id'), '')::uuid,"
     " current_setting('learner_export.page_size')::integer"
+)
+# What the keyset guard compares a page with (learner_export.contract.guard).
+_GUARD_AFTER = (
+    "nullif(current_setting('learner_export.after_created_at'), '')::timestamptz",
+    "nullif(current_setting('learner_export.after_id'), '')::uuid",
+)
+_GUARD_END = (
+    "nullif(current_setting('learner_export.end_at'), '')::timestamptz",
+    "nullif(current_setting('learner_export.end_id'), '')::uuid",
 )
 
 
@@ -254,6 +276,13 @@ class PageStarts:
                 self._complete = len(ends) < pages
             return self._starts[k] if k < len(self._starts) else END
 
+    def end(self, k: int) -> Key | None:
+        """Where page k ends when it is full, if a walk found it already (else None)."""
+        nominal = self._first_size if k == 0 else self._size
+        if k + 1 < len(self._starts) and self.size(k) == nominal:
+            return self._starts[k + 1]
+        return None
+
 
 class SnapshotPages:
     """An export's pages: a REPEATABLE READ, READ ONLY snapshot read page by page.
@@ -285,10 +314,14 @@ class SnapshotPages:
         self._caller = caller
         self.client_scope: list[str] | None = None
         self._params = params
-        self._copy_sql = (
-            f"SELECT {select} FROM learner_export.get_learner_export_batch({_COPY_ARGS}) AS r"
-            + (f" WHERE {where}" if where else "")
-        )
+        self._copy_sql = guard.page_query(
+            select,
+            params.time_column,
+            _COPY_ARGS,
+            after=_GUARD_AFTER,
+            page_size="current_setting('learner_export.page_size')::integer",
+            end=_GUARD_END,
+        ) + (f" AND ({where})" if where else "")
         self._copy_options = dict(copy_options)
         # A quote character other than the double quote is one no cell holds: a line is a row.
         self._lines_are_rows = self._copy_options.get("quote", QUOTE) != QUOTE
@@ -318,6 +351,7 @@ class SnapshotPages:
 
     async def open(self) -> SnapshotPages:
         await self._begin(self._conn, self._transaction)
+        await guard.hold_contract(self._conn, self._params.contract_version)
         self.client_scope = await self._conn.fetchval(
             "SELECT learner_export.export_scope($1::uuid, $2::uuid[])",
             self._caller,
@@ -379,12 +413,24 @@ class SnapshotPages:
         self, conn: asyncpg.Connection, k: int, after: Key | None, stream: PageStream
     ) -> int:
         cursor = after or (None, None)
+        end = self._starts.end(k) or (None, None)
         await conn.execute(
-            _COPY_PARAMS, *self._filters(), *cursor, self._starts.size(k), self._starts.offset(k)
+            _COPY_PARAMS,
+            *self._filters(),
+            *cursor,
+            self._starts.size(k),
+            self._starts.offset(k),
+            *end,
         )
-        status = await conn.copy_from_query(
-            self._copy_sql, output=stream.put, format="csv", **self._copy_options
-        )
+        try:
+            status = await conn.copy_from_query(
+                self._copy_sql, output=stream.put, format="csv", **self._copy_options
+            )
+        except asyncpg.PostgresError as exc:
+            breach = guard.breach_of(exc)
+            if breach is not None:
+                raise breach from exc
+            raise
         rows = int(status.rpartition(" ")[2])
         self.rows_fetched += rows
         return rows
@@ -394,7 +440,8 @@ class SnapshotPages:
     ) -> list[Key]:
         cursor = after or (None, None)
         ends = await conn.fetch(
-            "SELECT created_at, learner_id FROM learner_export.learner_export_page_ends("
+            # By position: the adapter names the keyset's time column.
+            "SELECT * FROM learner_export.learner_export_page_ends("
             f"{_FILTER_ARGS}, $6::timestamptz, $7::uuid, $8::integer, $9::integer)",
             *self._filters(),
             *cursor,
@@ -424,8 +471,8 @@ class SnapshotPages:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            error = database_error(exc, "reading a page")
-            stream.fail(error if isinstance(error, CellTooLarge) else exc)
+            error = exc if isinstance(exc, ExportError) else database_error(exc, "reading a page")
+            stream.fail(error if isinstance(error, (CellTooLarge, ContractBreach)) else exc)
             return
         finally:
             self._idle.put_nowait(conn)

@@ -7,13 +7,14 @@ within what PostgreSQL and JSON carry, instants within PostgreSQL's range after 
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from learner_export.contract import Contract
+from learner_export.contract import Contract, Words
 from learner_export.contract.columns import Column
 from learner_export.cursor import decode_cursor
 from learner_export.errors import InvalidParameter
@@ -30,12 +31,23 @@ LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 @dataclass(frozen=True, slots=True)
 class Param:
     name: str
-    description: str
+    text: str  # the description, with {time}, {unit} and {units} for the operator's words
     schema: dict[str, Any]  # OpenAPI schema of one value
     repeatable: bool = False
     cli_metavar: str | None = None  # None: not a CLI option
     # CLI switches for booleans: "--name" sets true, "--no-name" sets false.
     cli_switch: str | None = None
+
+    def describe(self, words: Words | None = None) -> str:
+        """The description in the operator's words (the service's own when none are given)."""
+        w = words or Words()
+        text = self.text.format(time=w.time_column, unit=w.unit, units=w.units)
+        also = [a for a, name in aliases(w).items() if name == self.name]
+        return text + "".join(f"; also `{a}`" for a in also)
+
+    @property
+    def description(self) -> str:
+        return self.describe()
 
 
 def _format_schema() -> dict[str, Any]:
@@ -51,20 +63,21 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param(
         "client_id",
-        f"Only these clients' learners (repeat the parameter; at most {MAX_CLIENT_IDS})",
+        "Only the learners of these {units} (ids; repeat the parameter; at most "
+        f"{MAX_CLIENT_IDS})",
         {"type": "string", "format": "uuid"},
         repeatable=True,
         cli_metavar="UUID",
     ),
     Param(
         "created_from",
-        "created_at on or after this ISO 8601 date or date-time (UTC when no offset is given)",
+        "{time} on or after this ISO 8601 date or date-time (UTC when no offset is given)",
         {"type": "string", "format": "date-time"},
         cli_metavar="DATE",
     ),
     Param(
         "created_to",
-        "created_at before this ISO 8601 date or date-time (exclusive)",
+        "{time} before this ISO 8601 date or date-time (exclusive)",
         {"type": "string", "format": "date-time"},
         cli_metavar="DATE",
     ),
@@ -116,6 +129,23 @@ PARAMS: tuple[Param, ...] = (
 )
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
 
+_NOT_NAME = re.compile(r"[^a-z0-9]+")
+
+
+def aliases(words: Words) -> dict[str, str]:
+    """HTTP parameters in the operator's words, accepted beside the stable names: `<unit>_id`
+    for client_id, `<time>_from`/`<time>_to` for created_from/created_to (the time column
+    without its `_at`), e.g. organisation_id, joined_from, joined_to."""
+    found: dict[str, str] = {}
+    unit = _NOT_NAME.sub("_", words.unit.lower()).strip("_")
+    if unit:
+        found[f"{unit}_id"] = "client_id"
+    stem = _NOT_NAME.sub("_", words.time_column.lower()).strip("_").removesuffix("_at")
+    if stem:
+        found[f"{stem}_from"] = "created_from"
+        found[f"{stem}_to"] = "created_to"
+    return {a: n for a, n in found.items() if a not in BY_NAME}
+
 
 @dataclass(frozen=True, slots=True)
 class ExportParams:
@@ -133,6 +163,9 @@ class ExportParams:
     escape_formulas: bool = True
     cursor: bool = False
     after: tuple[datetime, str] | None = None
+    # The operator's words and the contract's version the parameters were checked against.
+    words: Words = field(default=Words(), compare=False)
+    contract_version: str = field(default="", compare=False)
     # The query pairs as given (after validation), for signed links.
     query: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
@@ -145,9 +178,17 @@ class ExportParams:
             sheet_rows=sheet_rows,
         )
 
+    @property
+    def time_column(self) -> str:
+        """The keyset's time column, as the adapter names it."""
+        return self.words.time_column
+
     def filters(self) -> dict[str, Any]:
-        """The filters and options as validated, for the audit trail (no learner data)."""
+        """The filters and options as validated, for the audit trail (no learner data), with
+        the operator's words for the scope unit and the keyset's time column."""
         return {
+            "scope_unit": self.words.unit,
+            "keyset": self.words.time_column,
             "client_id": list(self.client_ids) if self.client_ids is not None else None,
             "created_from": self.created_from.isoformat() if self.created_from else None,
             "created_to": self.created_to.isoformat() if self.created_to else None,
@@ -174,11 +215,13 @@ def parse_export_params(
     problems: list[dict[str, str]] = []
     single: dict[str, str] = {}
     client_values: list[str] = []
+    alias = aliases(contract.words)
 
     def bad(name: str, message: str) -> None:
         problems.append({"parameter": name[:64], "message": message})
 
-    for name, value in query:
+    for given, value in query:
+        name = alias.get(given, given)
         param = BY_NAME.get(name)
         if len(value) > MAX_VALUE_LENGTH:
             bad(name, f"value longer than {MAX_VALUE_LENGTH} characters")
@@ -244,6 +287,8 @@ def parse_export_params(
         escape_formulas=escape is not False,
         cursor=bool(cursor),
         after=after,
+        words=contract.words,
+        contract_version=contract.version,
         query=tuple(query),
     )
 

@@ -22,6 +22,8 @@ from learner_export.connections import PoolConnections
 from learner_export.errors import (
     CONNECTION_ERRORS,
     ERRORS,
+    ContractBreach,
+    ContractChanged,
     ContractNotMet,
     DatabaseUnavailable,
     ExportError,
@@ -39,7 +41,14 @@ log = logging.getLogger("learner_export.exports")
 router = APIRouter(tags=["exports"])
 
 EXPORT_ERRORS = responses(
-    InvalidParameter, Unauthorized, Forbidden, TooManyExports, DatabaseUnavailable, ContractNotMet
+    InvalidParameter,
+    Unauthorized,
+    Forbidden,
+    TooManyExports,
+    DatabaseUnavailable,
+    ContractNotMet,
+    ContractChanged,
+    ContractBreach,
 )
 
 STANDBY_ADVICE = (
@@ -86,7 +95,11 @@ class ExportResponse(StreamingResponse):
             async for chunk in self._chunks:
                 yield chunk
         except Exception as exc:
-            self.outcome, self._detail = Outcome.FAILED, type(exc).__name__
+            # A breach of the contract says which; other failures are named by their kind.
+            self.outcome = Outcome.FAILED
+            self._detail = (
+                str(exc.detail) if isinstance(exc, ContractBreach) else type(exc).__name__
+            )
             metrics = self._export.services.metrics
             if metrics is not None:
                 metrics.failures.labels("stream_failed").inc()
@@ -225,12 +238,16 @@ async def respond(
                 created_to=params.created_to,
                 active=params.active,
                 now=datetime.now(UTC),
+                unit=params.words.unit,
+                units=params.words.units,
             )
         ),
         "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff",
         "X-Export-Id": export.entry.id,
         "X-Export-Client-Scope": "all" if scope is None else ",".join(scope),
+        # What the ids of the scope are, in the operator's words (docs/contract.md).
+        "X-Export-Scope-Unit": params.words.unit,
         "Vary": "Accept-Encoding",
     }
     try:

@@ -6,7 +6,9 @@ import asyncpg
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
+from learner_export.api.state import contract_of
 from learner_export.db.diagnose import CONNECTION_ERRORS, describe_connection_error, target_of
+from learner_export.errors import ContractNotMet, DatabaseUnavailable
 
 router = APIRouter(tags=["health"])
 
@@ -49,4 +51,24 @@ async def readyz(request: Request) -> JSONResponse:
                 status_code=503,
                 headers={"Retry-After": "5"},
             )
+    # Ready means an export can run: the database offers a contract this service can serve
+    # (learned again here when `db migrate` changed it).
+    try:
+        await contract_of(request.app)
+    except ContractNotMet as exc:
+        problems = exc.detail if isinstance(exc.detail, list) else [exc.detail]
+        return JSONResponse(
+            {
+                "status": "not ready",
+                "detail": "the database does not offer the export contract: "
+                + "; ".join(str(p) for p in problems),
+            },
+            status_code=503,
+        )
+    except DatabaseUnavailable as exc:
+        return JSONResponse(
+            {"status": "not ready", "detail": str(exc.detail)},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
     return JSONResponse({"status": "ready"})

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from learner_export.contract import Words
 from learner_export.params import PARAMS, Param
 
 _HEADERS = (
@@ -18,8 +19,8 @@ _HEADERS = (
 )
 
 
-def _parameter(param: Param, columns: list[str] | None) -> dict[str, Any]:
-    description = param.description
+def _parameter(param: Param, columns: list[str] | None, words: Words | None) -> dict[str, Any]:
+    description = param.describe(words)
     if param.name == "columns" and columns:
         description += ": " + ", ".join(f"`{c}`" for c in columns)
     schema = (
@@ -38,8 +39,8 @@ def _parameter(param: Param, columns: list[str] | None) -> dict[str, Any]:
     }
 
 
-def query_parameters(columns: list[str] | None) -> list[dict[str, Any]]:
-    return [_parameter(p, columns) for p in PARAMS]
+def query_parameters(columns: list[str] | None, words: Words | None = None) -> list[dict[str, Any]]:
+    return [_parameter(p, columns, words) for p in PARAMS]
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
@@ -50,11 +51,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     )
     learned = app.state.contract
     columns = [c.name for c in learned[0].columns] if learned is not None else None
+    words = learned[0].words if learned is not None else None
     for path, operations in schema["paths"].items():
         for operation in operations.values():
             operation.get("responses", {}).pop("422", None)
             if operation.pop("x-export-parameters", False):
-                operation["parameters"] = query_parameters(columns) + [
+                operation["parameters"] = query_parameters(columns, words) + [
                     {
                         "name": n,
                         "in": "header",

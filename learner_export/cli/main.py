@@ -29,6 +29,7 @@ from learner_export.config import ConfigError, Settings, load_settings
 from learner_export.db import diagnose as dbdiag
 from learner_export.demo import seed as demo
 from learner_export.errors import (
+    ContractNotMet,
     DatabaseUnavailable,
     ExportError,
     Forbidden,
@@ -258,6 +259,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise ConfigError(str(exc)) from None
         if not args.demo:
             _warn_if_unreachable(settings)
+            if (refusal := _contract_refusal(settings)) is not None:
+                _error(refusal)
+                return EXIT_FAILED
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
             signal.signal(stop_signal, lambda *_: None)
         # h11 refuses a request head still incomplete past this size before buffering more;
@@ -274,6 +278,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
             h11_max_incomplete_event_size=settings.max_header_bytes,
         )
     return 0
+
+
+def _contract_refusal(settings: Settings) -> str | None:
+    """Why the database's contract cannot be served, in one sentence; None when it can (or
+    when the database does not answer yet: the service learns the contract when it does)."""
+    try:
+        asyncio.run(read_contract(settings))
+    except ContractNotMet as exc:
+        problems = exc.detail if isinstance(exc.detail, list) else [exc.detail]
+        return (
+            "the database does not meet the export contract: "
+            + "; ".join(str(p) for p in problems)
+            + " (`learner-export db check` says more)"
+        )
+    except (DatabaseUnavailable, *dbdiag.CONNECTION_ERRORS, asyncpg.PostgresError):
+        return None
+    return None
 
 
 def _database_url(settings: Settings) -> str | None:
@@ -296,11 +317,18 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
     async def run() -> list[str]:
         conn = await _connect(settings, dsn)
         try:
-            return await db.migrate(conn, adapter)
+            return await db.migrate(conn, adapter, wait=args.wait)
         finally:
             await conn.close()
 
-    applied = asyncio.run(run())
+    try:
+        applied = asyncio.run(run())
+    except ContractNotMet as exc:
+        # Refused and rolled back: the database keeps the adapter it had.
+        problems = exc.detail if isinstance(exc.detail, list) else [exc.detail]
+        for problem in problems:
+            _error(str(problem))
+        return kind_of(exc).exit_code
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     if adapter is None:
         print(
@@ -357,7 +385,14 @@ def cmd_db_check(args: argparse.Namespace) -> int:
     dsn = _database_url(settings)
     if dsn is None:
         return EXIT_USAGE
-    findings = asyncio.run(check(settings, dsn))
+    caller: str | None = args.caller
+    if caller is not None:
+        try:
+            caller = str(uuid.UUID(caller))
+        except ValueError:
+            _error(f"--as must be a profile id (a UUID), not {caller[:64]!r}")
+            return EXIT_USAGE
+    findings = asyncio.run(check(settings, dsn, caller))
     for finding in findings:
         print(finding.line())
     failed = [f for f in findings if f.level == "error"]
@@ -541,8 +576,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="the contract's functions for your tables (docs/contract.md); "
         "re-applied whenever the file changes",
     )
+    migrate.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for running exports to end before changing the adapter (default 30)",
+    )
     migrate.set_defaults(run=cmd_db_migrate)
     check = db_sub.add_parser("check", help="say whether the database meets the export contract")
+    check.add_argument(
+        "--as",
+        dest="caller",
+        metavar="UUID",
+        help="check the rows too (unique keyset, page ends, count, index), read as this caller "
+        "(a profile id whose scope is every learner)",
+    )
     check.set_defaults(run=cmd_db_check)
     seed = db_sub.add_parser(
         "seed",

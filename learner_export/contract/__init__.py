@@ -1,8 +1,12 @@
 """The export contract (docs/contract.md): the functions in the schema learner_export that are
 the service's only link to the platform's tables, and what the service learns from them.
 
-The page function's result columns are read from the catalogue when the service starts: the
-exported columns, their order and their types come from the adapter's SQL, not from Python.
+The page function's result columns are read from the catalogue: the exported columns, their
+order and their types come from the adapter's SQL, not from Python. So do the operator's words:
+the keyset's time column is whatever learner_export_page_ends names its first column, and the
+optional learner_export.scope_unit() names what a scope unit is (organisation, cohort, client).
+The contract's version is the oids of its functions, which `db migrate` re-creates whenever the
+adapter changes: a running service compares it to tell that it must learn the contract again.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from learner_export.contract.columns import KEY_COLUMNS, PG_KINDS, Column, Kind
+from learner_export.contract.columns import KEY_ID, PG_KINDS, Column, Kind
 from learner_export.errors import ContractNotMet
 
 SCHEMA = "learner_export"
@@ -54,10 +58,14 @@ FUNCTIONS: tuple[Signature, ...] = (
     ),
 )
 BY_FUNCTION = {f.name: f for f in FUNCTIONS}
+# Optional: (singular, plural) of what a scope unit is called; "client" when absent.
+SCOPE_UNIT = Signature("scope_unit", (), "table")
+NAMES = (*BY_FUNCTION, SCOPE_UNIT.name)
 
 # Every function of the contract, its arguments, result columns and attributes: one query.
 _CATALOGUE = """
 SELECT p.proname AS name,
+       p.oid::bigint AS oid,
        p.prosecdef AS security_definer,
        coalesce(p.proconfig, '{}') AS config,
        p.proretset AS returns_set,
@@ -89,6 +97,7 @@ SELECT p.proname AS name,
 @dataclass(frozen=True, slots=True)
 class FunctionInfo:
     name: str
+    oid: int
     security_definer: bool
     config: tuple[str, ...]
     returns_set: bool
@@ -114,6 +123,7 @@ class FunctionInfo:
         )
         return cls(
             row["name"],
+            row["oid"],
             row["security_definer"],
             tuple(row["config"]),
             row["returns_set"],
@@ -126,20 +136,45 @@ class FunctionInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Words:
+    """The operator's words: the keyset's time column, and what a scope unit is called."""
+
+    time_column: str = "created_at"
+    unit: str = "client"
+    units: str = "clients"
+
+
+@dataclass(frozen=True, slots=True)
 class Contract:
-    """What the service learned from the database: the exported columns, in order."""
+    """What the service learned from the database: the exported columns, in order, the
+    operator's words, and the version (the functions' oids) they were learned at."""
 
     columns: tuple[Column, ...]
+    words: Words = Words()
+    version: str = ""
 
     @property
     def by_name(self) -> dict[str, Column]:
         return {c.name: c for c in self.columns}
 
 
-def _problems_of(functions: dict[str, list[FunctionInfo]]) -> tuple[list[str], list[Column]]:
-    """Sentences saying how the functions miss the contract, and the page function's columns."""
+def version_of(functions: dict[str, list[FunctionInfo]]) -> str:
+    """The contract's version: its functions' oids, new whenever `db migrate` re-creates them."""
+    return ",".join(str(f.oid) for n in NAMES for f in sorted(functions.get(n, []), key=_oid))
+
+
+def _oid(info: FunctionInfo) -> int:
+    return info.oid
+
+
+def _problems_of(
+    functions: dict[str, list[FunctionInfo]],
+) -> tuple[list[str], list[Column], Words]:
+    """Sentences saying how the functions miss the contract, the page function's columns and
+    the operator's words."""
     problems: list[str] = []
     columns: list[Column] = []
+    time_column = _time_column(functions, problems)
     for want in FUNCTIONS:
         found = functions.get(want.name, [])
         if not found:
@@ -154,47 +189,70 @@ def _problems_of(functions: dict[str, list[FunctionInfo]]) -> tuple[list[str], l
             )
             continue
         info = found[0]
+        where = f"{SCHEMA}.{want.name}"
+        if not info.security_definer:
+            problems.append(
+                f"{where} is not SECURITY DEFINER: the service's role holds no right on your "
+                "tables, so the function must read them as its owner"
+            )
+        if not any(c in ("search_path=", 'search_path=""') for c in info.config):
+            problems.append(
+                f"{where} lacks SET search_path = '' (a SECURITY DEFINER function must not "
+                "trust the caller's search_path)"
+            )
         if info.inputs != want.parameters:
             got = ", ".join(f"{n} {t}" for n, t in info.inputs)
-            problems.append(f"{SCHEMA}.{want.name} takes ({got}); the contract says {want.text()}")
+            problems.append(f"{where} takes ({got}); the contract says {want.text()}")
             continue
         if want.returns == "table":
             if not info.returns_set or not info.outputs:
-                problems.append(f"{SCHEMA}.{want.name} must RETURN TABLE (...)")
+                problems.append(f"{where} must RETURN TABLE (...)")
                 continue
             out = {n: (t, b) for n, t, b in info.outputs}
-            for key, key_type in KEY_COLUMNS:
+            keys = ((time_column, "timestamptz"), KEY_ID) if time_column else (KEY_ID,)
+            for key, key_type in keys:
                 if key not in out:
-                    problems.append(
-                        f"{SCHEMA}.{want.name}'s result lacks the keyset column {key} ({key_type})"
-                    )
+                    problems.append(f"{where}'s result lacks the keyset column {key} ({key_type})")
                 elif out[key][1] != key_type:
                     problems.append(
-                        f"{SCHEMA}.{want.name}'s keyset column {key} is "
-                        f"{out[key][0]}; the contract says {key_type}"
+                        f"{where}'s keyset column {key} is {out[key][0]}; the contract says "
+                        f"{key_type}"
                     )
         elif info.return_type != want.returns:
-            problems.append(
-                f"{SCHEMA}.{want.name} returns {info.return_type}; the contract says {want.returns}"
-            )
+            problems.append(f"{where} returns {info.return_type}; the contract says {want.returns}")
         if want.name == "get_learner_export_batch":
             for name, written, base in info.outputs:
                 kind = Kind.TEXT if base.endswith(":enum") else PG_KINDS.get(base)
                 if kind is None:
                     problems.append(
-                        f"column {name} of {SCHEMA}.{want.name} has type {written}, which the "
+                        f"column {name} of {where} has type {written}, which the "
                         f"formats do not support; cast it in the adapter (e.g. {name}::text). "
                         f"Supported: {', '.join(sorted(set(PG_KINDS)))}, enums and domains "
                         "over them"
                     )
                 elif not name or name.startswith("_"):
                     problems.append(
-                        f"column {name!r} of {SCHEMA}.{want.name}: names must not "
+                        f"column {name!r} of {where}: names must not "
                         "be empty or start with _ (reserved for _cursor)"
                     )
                 else:
                     columns.append(Column(name, kind, written))
-    return problems, columns
+    return problems, columns, Words(time_column or "created_at")
+
+
+def _time_column(functions: dict[str, list[FunctionInfo]], problems: list[str]) -> str | None:
+    """The keyset's time column: learner_export_page_ends names it, as its first column."""
+    ends = functions.get("learner_export_page_ends", [])
+    if len(ends) != 1 or len(ends[0].outputs) != 2:
+        return None  # its own problem is reported with the function
+    (name, written, base), (id_name, _, _) = ends[0].outputs
+    if base != "timestamptz" or id_name != KEY_ID[0] or not name or name.startswith("_"):
+        problems.append(
+            f"{SCHEMA}.learner_export_page_ends must RETURN TABLE (<your keyset time column> "
+            f"timestamptz, learner_id uuid); it returns ({name} {written}, {id_name} ...)"
+        )
+        return None
+    return name
 
 
 async def read_functions(conn: asyncpg.Connection) -> dict[str, list[FunctionInfo]]:
@@ -206,10 +264,34 @@ async def read_functions(conn: asyncpg.Connection) -> dict[str, list[FunctionInf
 
 async def load_contract(conn: asyncpg.Connection) -> Contract:
     """The contract as this database offers it, or ContractNotMet listing what is missing."""
-    problems, columns = _problems_of(await read_functions(conn))
+    functions = await read_functions(conn)
+    problems, columns, words = _problems_of(functions)
     if problems:
         raise ContractNotMet(problems)
-    return Contract(tuple(columns))
+    if functions.get(SCOPE_UNIT.name):
+        row = await conn.fetchrow(f"SELECT * FROM {SCHEMA}.{SCOPE_UNIT.name}()")
+        if row is None or len(row) != 2 or not all(isinstance(v, str) and v for v in row):
+            raise ContractNotMet(
+                [f"{SCHEMA}.{SCOPE_UNIT.name}() must return one row (singular text, plural text)"]
+            )
+        words = Words(words.time_column, row[0], row[1])
+    return Contract(tuple(columns), words, version_of(functions))
+
+
+async def current_version(conn: asyncpg.Connection) -> str:
+    """The version of the contract the database offers now (a read of pg_proc, no table)."""
+    version: str = await conn.fetchval(VERSION_SQL, SCHEMA, list(NAMES))
+    return version
+
+
+# The contract's version ($1: the schema, $2: NAMES), in the order version_of() gives it.
+VERSION_SQL = """
+SELECT coalesce(string_agg(p.oid::text, ','
+                           ORDER BY array_position($2::text[], p.proname::text), p.oid), '')
+  FROM pg_catalog.pg_proc AS p
+  JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
+ WHERE n.nspname = $1 AND p.proname = ANY ($2::text[])
+"""
 
 
 async def learn(conn: asyncpg.Connection) -> tuple[Contract, frozenset[str]]:

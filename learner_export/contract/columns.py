@@ -56,8 +56,13 @@ class Column:
         return f"r.{quoted}::text" if self.kind is Kind.TEXT else f"r.{quoted}"
 
 
-# The keyset: unique together, and the order of every export (fixed by the contract).
-KEY_COLUMNS: tuple[tuple[str, str], ...] = (("created_at", "timestamptz"), ("learner_id", "uuid"))
+# The keyset is (the adapter's time column, learner_id): unique together, and the order of every
+# export. The time column's name is the adapter's (learner_export.contract.Words).
+KEY_ID: tuple[str, str] = ("learner_id", "uuid")
+# The keyset as the guarded page query exposes it to the select lists, whatever the adapter
+# calls its time column (learner_export.contract.guard).
+KEY_AT = "_key_at"
+KEY_ID_AT = "_key_id"
 
 # Added after the chosen columns with `cursor=true`: where to resume after this row.
 CURSOR_COLUMN = Column("_cursor", Kind.TEXT, "text")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from learner_export.contract.columns import Column, Kind
+from learner_export.contract.columns import KEY_AT, KEY_ID_AT, Column, Kind
 from learner_export.errors import CELL_TOO_LARGE_MARK
 
 # COPY's CSV quote and delimiter for formats whose lines are written whole: characters that JSON
@@ -36,9 +36,10 @@ def python_float(ref: str) -> str:
 def cursor(tz: str) -> str:
     """The opaque resume cursor of row `r`: base64url, unpadded, of "<created_at>|<learner id>"
     (learner_export.cursor decodes it); encode() breaks base64 into lines of 76, which go too."""
-    stamp = timestamp_text('r."created_at"', Kind.TIMESTAMPTZ, tz)
+    # The keyset as the guarded page query names it, whatever the adapter calls its columns.
+    stamp = timestamp_text(f"r.{KEY_AT}", Kind.TIMESTAMPTZ, tz)
     return (
-        f"rtrim(translate(encode(convert_to({stamp} || '|' || r.\"learner_id\", 'UTF8'),"
+        f"rtrim(translate(encode(convert_to({stamp} || '|' || r.{KEY_ID_AT}, 'UTF8'),"
         " 'base64'), E'+/\\n', '-_'), '=')"
     )
 

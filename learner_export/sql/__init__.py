@@ -11,6 +11,7 @@ SQL: Traversable = files(__name__)
 MIGRATIONS = SQL / "migrations"
 LOCKDOWN = SQL / "lockdown.sql"
 SAMPLE_ADAPTER = SQL / "adapters" / "sample.sql"
+SUPABASE_ADAPTER = SQL / "adapters" / "supabase.sql"
 SAMPLE_SCHEMA = SQL / "sample" / "schema.sql"
 DEMO_DATA = SQL / "sample" / "demo_data.sql"
 

@@ -40,7 +40,8 @@ CREATE POLICY export_audit_service ON learner_export.export_audit
 GRANT USAGE ON SCHEMA learner_export TO learner_export_service;
 GRANT SELECT, INSERT, UPDATE ON learner_export.export_audit TO learner_export_service;
 
--- The contract's functions, as far as the adapter defines them (`db check` says what is missing).
+-- The contract's functions, as far as the adapter defines them (`db check` says what is missing),
+-- and the keyset guard's (sql/migrations/002).
 DO $$
 DECLARE
     fn regprocedure;
@@ -51,7 +52,8 @@ BEGIN
           JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
          WHERE n.nspname = 'learner_export'
            AND p.proname IN ('get_learner_export_batch', 'count_learner_export',
-                             'learner_export_page_ends', 'export_scope', 'caller_role')
+                             'learner_export_page_ends', 'export_scope', 'caller_role',
+                             'scope_unit', 'keyset_breach')
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO learner_export_service', fn);
     END LOOP;

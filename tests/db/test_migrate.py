@@ -230,7 +230,7 @@ def test_a_database_of_the_first_layout_is_upgraded(pg_server: str) -> None:
         assert old_functions  # the first layout's functions were there
 
         applied = run(_migrate(url, SAMPLE_ADAPTER))
-        assert applied == ["001_service_schema.sql", "004_api_keys.sql", "adapter sample.sql"]
+        assert applied == [*(f.name for f in sql.migration_files()), "adapter sample.sql"]
         run(_admin(url, SERVICE_LOGIN_SQL))
 
         assert (
@@ -285,10 +285,22 @@ def _adapter_with(tmp_path: Path, old: str, new: str) -> Path:
     return path
 
 
+def _contract_columns(url: str) -> list[str]:
+    return [
+        r[0]
+        for r in query(
+            url,
+            "SELECT unnest(proargnames[9:]) FROM pg_proc"
+            " WHERE proname = 'get_learner_export_batch'"
+            " AND pronamespace = 'learner_export'::regnamespace",
+        )
+    ]
+
+
 @pytest.mark.parametrize(
     ("pg_type", "value"), [("jsonb", "'{}'::jsonb"), ("integer[]", "ARRAY[1]")]
 )
-def test_db_check_names_an_unsupported_column(
+def test_an_unsupported_column_is_refused_by_migrate_and_named_by_check(
     pg_server: str, tmp_path: Path, pg_type: str, value: str
 ) -> None:
     adapter = _adapter_with(
@@ -301,19 +313,29 @@ def test_db_check_names_an_unsupported_column(
             "               l.notes\n", f"               l.notes, {value}\n"
         )
     )
+    sentence = f"column extra of learner_export.get_learner_export_batch has type {pg_type}"
     with empty_database(pg_server) as url:
         run(_admin(url, (SQL_DIR / "sample" / "schema.sql").read_text()))
-        assert cli(url, "db", "migrate", "--adapter", str(adapter)).returncode == 0
+        assert cli(url, "db", "migrate", "--adapter", str(SAMPLE_ADAPTER)).returncode == 0
+        before = _contract_columns(url)
+
+        refused = cli(url, "db", "migrate", "--adapter", str(adapter))
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "Traceback" not in refused.stdout + refused.stderr
+        assert sentence in refused.stderr
+        assert "nothing was changed" in refused.stderr
+        assert _contract_columns(url) == before  # rolled back: the sample adapter stays
+
+        # Applied by hand, past migrate: db check names it.
+        run(_admin(url, "DROP FUNCTION learner_export.get_learner_export_batch"))
+        run(_admin(url, adapter.read_text()))
         result = cli(url, "db", "check")
         assert result.returncode == 1, result.stdout
         assert "Traceback" not in result.stdout + result.stderr
-        assert (
-            f"column extra of learner_export.get_learner_export_batch has type {pg_type}"
-            in result.stdout
-        )
+        assert sentence in result.stdout
 
 
-def test_db_check_names_a_function_without_security_definer_or_search_path(
+def test_a_function_without_security_definer_or_search_path_is_refused(
     pg_server: str, tmp_path: Path
 ) -> None:
     adapter = _adapter_with(
@@ -323,12 +345,36 @@ def test_db_check_names_a_function_without_security_definer_or_search_path(
     )
     with empty_database(pg_server) as url:
         run(_admin(url, (SQL_DIR / "sample" / "schema.sql").read_text()))
-        assert cli(url, "db", "migrate", "--adapter", str(adapter)).returncode == 0
+        refused = cli(url, "db", "migrate", "--adapter", str(adapter))
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "learner_export.caller_role is not SECURITY DEFINER" in refused.stderr
+        assert "learner_export.caller_role lacks SET search_path = ''" in refused.stderr
+        assert "export_scope is not" not in refused.stderr
+        assert query(url, "SELECT to_regproc('learner_export.caller_role')")[0][0] is None
+
+        # Applied by hand: db check says so, and serve refuses to start, in one sentence.
+        assert cli(url, "db", "migrate").returncode == 0
+        run(_admin(url, adapter.read_text()))
         result = cli(url, "db", "check")
         assert result.returncode == 1, result.stdout
         assert "learner_export.caller_role is not SECURITY DEFINER" in result.stdout
         assert "learner_export.caller_role lacks SET search_path = ''" in result.stdout
         assert "learner_export.export_scope is not" not in result.stdout
+
+        serve = subprocess.run(
+            [sys.executable, "-m", "learner_export.cli.main", "serve", "--port", "0"],
+            env={**os.environ, "DATABASE_URL": url, "EXPORT_JWT_SECRET": "s" * 40},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert serve.returncode == 1, serve.stderr
+        assert "Traceback" not in serve.stderr
+        lines = [line for line in serve.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, serve.stderr
+        assert "does not meet the export contract" in lines[0]
+        assert "caller_role is not SECURITY DEFINER" in lines[0]
 
 
 def test_db_migrate_refuses_a_missing_adapter_file(pg_server: str, tmp_path: Path) -> None:

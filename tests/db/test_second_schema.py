@@ -1,5 +1,6 @@
-"""A second, Supabase-shaped schema with its own adapter and its own columns: the service
-exports it with no Python change (tests/schemas/supabase_like.sql, tests/adapters/...)."""
+"""A second, Supabase-shaped schema with the shipped Supabase adapter
+(learner_export/sql/adapters/supabase.sql), its own columns and its own words (joined_at,
+organization): the service exports it with no Python change (tests/schemas/supabase_like.sql)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from learner_export import db
+from learner_export import db, sql
 from learner_export.config import Settings
 from tests.conftest import (
     SERVICE_LOGIN_SQL,
@@ -33,9 +34,9 @@ COLUMNS = [
     "learner_id",
     "display_name",
     "email",
-    "client_id",
-    "client_name",
-    "created_at",
+    "organization_id",
+    "organization_name",
+    "joined_at",
     "last_sign_in_at",
     "enrolled_on",
     "score",
@@ -47,8 +48,9 @@ STAFF = str(uuid.UUID(hashlib.md5(b"user/1202").hexdigest()))
 
 # What the adapter should give, computed independently of it.
 EXPECTED_SQL = """
-SELECT p.id::text AS learner_id, p.display_name, u.email, p.client_id::text AS client_id,
-       o.title AS client_name, p.created_at, u.last_sign_in_at, p.enrolled_on,
+SELECT p.id::text AS learner_id, p.display_name, u.email,
+       p.client_id::text AS organization_id, o.title AS organization_name,
+       p.created_at AS joined_at, u.last_sign_in_at, p.enrolled_on,
        (SELECT avg(c.score) FROM public.course_progress c WHERE c.profile_id = p.id) AS score,
        (SELECT count(*) FROM public.course_progress c WHERE c.profile_id = p.id
                                                        AND c.completed) AS completed_courses,
@@ -63,7 +65,7 @@ SELECT p.id::text AS learner_id, p.display_name, u.email, p.client_id::text AS c
 async def _migrate(url: str) -> None:
     conn = await db.connect(Settings(database_url=url), url)
     try:
-        await db.migrate(conn, HERE / "adapters" / "supabase_like.sql")
+        await db.migrate(conn, Path(str(sql.SUPABASE_ADAPTER)))
     finally:
         await conn.close()
 
@@ -165,7 +167,7 @@ def test_staff_see_their_organisations_only(server: LiveServer, other: Database)
     from tests.conftest import JWT_SECRET
 
     staff = issue_token(JWT_SECRET, STAFF)
-    status, body, _ = get(server, staff, format="jsonl", columns="learner_id,client_id")
+    status, body, _ = get(server, staff, format="jsonl", columns="learner_id,organization_id")
     assert status == 200
     assigned = [
         str(r[0])
@@ -176,7 +178,7 @@ def test_staff_see_their_organisations_only(server: LiveServer, other: Database)
         )
     ]
     got = [orjson.loads(line) for line in body.splitlines()]
-    assert {g["client_id"] for g in got} == set(assigned)
+    assert {g["organization_id"] for g in got} == set(assigned)
     assert len(got) == len(
         expected(
             other.url,

@@ -1,25 +1,33 @@
 """Safe on Supabase: with the API roles and default privileges Supabase sets up, the service's
-schema answers "permission denied" to `anon` and `authenticated`, whatever they call."""
+schema answers "permission denied" to `anon` and `authenticated`, whatever they call; the sample
+tables `db seed` makes are closed to them too; the shipped Supabase adapter meets the contract
+as the service's login; `db check` warns about what Supabase's linter would, and about FORCE
+ROW LEVEL SECURITY that hides rows from the adapter."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
+from learner_export import sql
 from learner_export.config import Settings
 from learner_export.contract import FUNCTIONS, SCHEMA
 from learner_export.demo import seed as demo
 from tests.conftest import SERVICE_LOGIN_SQL, Database, _admin, _with_database, run
 
 API_ROLES = ("anon", "authenticated", "service_role")
+ROOT = Path(__file__).resolve().parents[2]
+SUPABASE_ADAPTER = Path(str(sql.SUPABASE_ADAPTER))
 
 # Cluster-wide roles: made once, shared by every database of the server.
 ROLES_SQL = (
@@ -181,3 +189,167 @@ def test_db_check_says_the_contract_is_met(supabase: Database) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "contract met" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+# Supabase's linter, as far as security goes, on what the service and `db seed` create: tables in
+# an exposed schema without row-level security (ERROR), SECURITY DEFINER functions in an
+# exposed schema that anon or authenticated may execute (WARN), functions there with a mutable
+# search_path (WARN); and any table an API role may read or write.
+LINT_SQL = """
+SELECT 'rls_disabled_in_public ' || c.oid::regclass::text
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relrowsecurity
+UNION ALL
+SELECT 'security_definer_function_executable ' || p.oid::regprocedure::text || ' by ' || r.rolname
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace, pg_roles r
+ WHERE n.nspname = 'public' AND p.prosecdef AND r.rolname IN ('anon', 'authenticated')
+   AND has_function_privilege(r.oid, p.oid, 'EXECUTE')
+UNION ALL
+SELECT 'function_search_path_mutable ' || p.oid::regprocedure::text
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'public' AND p.proconfig IS NULL
+UNION ALL
+SELECT 'table_granted ' || c.oid::regclass::text || ' to ' || r.rolname
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, pg_roles r
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND c.relkind IN ('r', 'p', 'v')
+   AND r.rolname IN ('anon', 'authenticated')
+   AND has_table_privilege(r.oid, c.oid, 'SELECT, INSERT, UPDATE, DELETE')
+"""
+
+
+def _lint(url: str) -> list[str]:
+    async def go() -> list[str]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [r[0] for r in await conn.fetch(LINT_SQL)]
+        finally:
+            await conn.close()
+
+    found: list[str] = run(go())
+    return found
+
+
+def test_the_sample_tables_are_closed_to_the_api_roles(supabase: Database) -> None:
+    """`db seed`'s tables under Supabase's default privileges: RLS on, no grant to anon or
+    authenticated, so the sample profiles the sample adapter trusts cannot be forged."""
+    assert _lint(supabase.url) == []
+    for role in ("anon", "authenticated"):
+        for statement in (
+            "SELECT * FROM public.profiles",
+            "SELECT * FROM public.learners",
+            "UPDATE public.profiles SET role = 'Admin'",
+            f"INSERT INTO public.profiles (id, role) VALUES ('{uuid.uuid4()}', 'Admin')",
+        ):
+            outcome = run(_as(supabase.url, role, supabase.admin_id, statement, ()))
+            assert isinstance(outcome, asyncpg.InsufficientPrivilegeError), (role, statement)
+
+
+@pytest.fixture(scope="module")
+def platform(pg_server: str) -> Iterator[Database]:
+    """A Supabase-shaped platform (auth.users, profiles with lower-case roles, organizations,
+    a staff join table) under Supabase's roles and default privileges, with the shipped Supabase
+    adapter applied by `db migrate`."""
+    name = f"learner_export_platform_{uuid.uuid4().hex[:12]}"
+    run(_admin(pg_server, ROLES_SQL))
+    run(_admin(pg_server, f'CREATE DATABASE "{name}"'))
+    url = _with_database(pg_server, name)
+    try:
+        run(_admin(url, DEFAULT_PRIVILEGES_SQL))
+        run(_admin(url, (ROOT / "tests" / "schemas" / "supabase_like.sql").read_text()))
+        migrate = _cli(url, "db", "migrate", "--adapter", str(SUPABASE_ADAPTER))
+        assert migrate.returncode == 0, migrate.stderr
+        run(_admin(url, SERVICE_LOGIN_SQL))
+        yield Database(url, str(uuid.UUID(hashlib.md5(b"user/1201").hexdigest())))
+    finally:
+        run(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "learner_export.cli.main", *args],
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+
+
+def test_the_supabase_adapter_meets_the_contract_as_the_service_login(platform: Database) -> None:
+    result = _cli(platform.service_url, "db", "check", "--as", platform.admin_id)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "contract met: 0 error(s)" in result.stdout
+    assert "keyset (joined_at, learner_id)" in result.stdout
+    assert "the first 1,200 rows (of 1,200)" in result.stdout
+    assert "WARNING" not in result.stdout.replace(
+        "WARNING  this role", ""
+    )  # nothing but, at most, the login role's own note
+
+
+def test_db_check_warns_about_a_security_definer_function_the_api_may_call(
+    platform: Database,
+) -> None:
+    run(
+        _admin(
+            platform.url,
+            "CREATE FUNCTION public.export_helper(p uuid) RETURNS text LANGUAGE sql"
+            " SECURITY DEFINER SET search_path = '' AS $$ SELECT p::text $$",
+        )
+    )
+    try:
+        result = _cli(platform.service_url, "db", "check")
+        assert "WARNING  public.export_helper(p uuid) is SECURITY DEFINER" in result.stdout, (
+            result.stdout
+        )
+        assert "anon, authenticated may execute it" in result.stdout
+    finally:
+        run(_admin(platform.url, "DROP FUNCTION public.export_helper(uuid)"))
+
+
+def test_db_check_finds_force_rls_that_hides_rows_from_the_adapter(pg_server: str) -> None:
+    """FORCE ROW LEVEL SECURITY on a child table, owned (with the functions) by a role that is
+    no superuser: the functions read none of its rows, and exports would say zero."""
+    name = f"learner_export_force_{uuid.uuid4().hex[:12]}"
+    run(
+        _admin(
+            pg_server,
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'platform_owner')"
+            " THEN CREATE ROLE platform_owner NOLOGIN; END IF; END $$",
+        )
+    )
+    run(_admin(pg_server, f'CREATE DATABASE "{name}"'))
+    url = _with_database(pg_server, name)
+    try:
+        run(_admin(url, (ROOT / "tests" / "schemas" / "supabase_like.sql").read_text()))
+        assert _cli(url, "db", "migrate", "--adapter", str(SUPABASE_ADAPTER)).returncode == 0
+        run(
+            _admin(
+                url,
+                "GRANT USAGE ON SCHEMA auth, learner_export TO platform_owner;"
+                " GRANT CREATE ON SCHEMA learner_export TO platform_owner;"
+                " GRANT SELECT ON ALL TABLES IN SCHEMA public, auth TO platform_owner;"
+                " ALTER TABLE public.course_progress OWNER TO platform_owner;"
+                " ALTER TABLE public.course_progress ENABLE ROW LEVEL SECURITY;"
+                " ALTER TABLE public.course_progress FORCE ROW LEVEL SECURITY;"
+                " DO $$ DECLARE f regprocedure; BEGIN FOR f IN SELECT oid::regprocedure"
+                " FROM pg_proc WHERE pronamespace = 'learner_export'::regnamespace LOOP"
+                " EXECUTE format('ALTER FUNCTION %s OWNER TO platform_owner', f); END LOOP;"
+                " END $$;",
+            )
+        )
+        result = _cli(url, "db", "check")
+        assert result.returncode == 1, result.stdout
+        assert (
+            "public.course_progress has FORCE ROW LEVEL SECURITY and no policy for its owner "
+            "platform_owner" in result.stdout
+        )
+        run(
+            _admin(
+                url,
+                "CREATE POLICY owner_reads ON public.course_progress TO platform_owner"
+                " USING (true)",
+            )
+        )
+        assert "FORCE ROW LEVEL SECURITY" not in _cli(url, "db", "check").stdout
+    finally:
+        run(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

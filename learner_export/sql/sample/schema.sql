@@ -60,3 +60,30 @@ CREATE TABLE IF NOT EXISTS public.staff_client_assignments (
 -- index those counts are an index-only scan (no heap visit per progress row; docs/engine.md).
 CREATE INDEX IF NOT EXISTS learner_module_progress_export
     ON public.learner_module_progress (learner_id) INCLUDE (completed_at);
+
+-- Nothing here is for an API role. On a database with Supabase's roles and default privileges,
+-- every new table in public is granted to anon and authenticated by name: revoked here, by
+-- name, and row-level security (with no policy) as a second wall. The adapter's functions read
+-- these tables as their owner, whom RLS does not restrict (ENABLE, not FORCE: docs/contract.md).
+ALTER TABLE public.clients ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.profiles ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.learners ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.modules ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.learner_module_progress ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.staff_client_assignments ENABLE ROW LEVEL SECURITY;
+
+DO $$
+DECLARE
+    api_role text;
+BEGIN
+    FOREACH api_role IN ARRAY ARRAY['anon', 'authenticated', 'service_role', 'authenticator'] LOOP
+        IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = api_role) THEN
+            EXECUTE format('REVOKE ALL ON public.clients, public.profiles, public.learners,'
+                           ' public.modules, public.learner_module_progress,'
+                           ' public.staff_client_assignments FROM %I', api_role);
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON public.clients, public.profiles, public.learners, public.modules,
+    public.learner_module_progress, public.staff_client_assignments FROM PUBLIC;

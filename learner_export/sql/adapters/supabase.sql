@@ -1,8 +1,31 @@
--- The export contract (docs/contract.md) for tests/schemas/supabase_like.sql: learners are
--- public.profiles rows with role 'student', emails and last sign-in from auth.users, progress
--- from public.course_progress, staff scope from public.staff_clients. Different columns from the
--- sample adapter, with no change to the service's Python.
+-- The adapter for a Supabase-shaped platform (docs/contract.md, "Next to a Supabase project"):
+-- learners are public.profiles rows with the lower-case role 'student', their e-mail and last
+-- sign-in live in auth.users, their organisation in public.organizations, course progress in
+-- public.course_progress, and public.staff_clients says which staff member sees which
+-- organisations. tests/schemas/supabase_like.sql is such a schema.
+--
+-- It speaks the platform's words: the keyset's time column is joined_at (when the profile was
+-- created, not auth.users.created_at, which is when the login was), a scope unit is an
+-- organization, and the exported columns say organization_id and organization_name. The HTTP
+-- parameters client_id, created_from and created_to keep working; organization_id,
+-- joined_from and joined_to are their aliases here.
+--
+-- CHANGE what the comments marked CHANGE say; apply with
+-- `learner-export db migrate --adapter learner_export/sql/adapters/supabase.sql` as postgres
+-- (the owner of the functions must be able to read auth.users and public), then
+-- `learner-export db check --as <an admin's profile id>`.
 
+-- What a scope unit is called (optional; "client" when absent). CHANGE: your word.
+CREATE OR REPLACE FUNCTION learner_export.scope_unit()
+RETURNS TABLE (singular text, plural text)
+LANGUAGE sql
+IMMUTABLE
+SET search_path = ''
+AS $$
+    SELECT 'organization', 'organizations'
+$$;
+
+-- CHANGE: where your roles live.
 CREATE OR REPLACE FUNCTION learner_export.caller_role(p_caller uuid)
 RETURNS text
 LANGUAGE sql
@@ -13,6 +36,9 @@ AS $$
     SELECT p.role FROM public.profiles AS p WHERE p.id = p_caller
 $$;
 
+-- The organizations the caller may export (NULL: all), or SQLSTATE 42501 with the reason.
+-- CHANGE: who may export (here admin: everything; staff: the organizations assigned to them in
+-- public.staff_clients; anyone else, students included: nothing).
 CREATE OR REPLACE FUNCTION learner_export.export_scope(p_caller uuid, p_client_ids uuid[])
 RETURNS uuid[]
 LANGUAGE plpgsql
@@ -43,6 +69,7 @@ BEGIN
 END
 $$;
 
+-- One keyset page in (joined_at, learner_id) order. CHANGE: the columns after the keyset.
 CREATE OR REPLACE FUNCTION learner_export.get_learner_export_batch(
     p_caller            uuid,
     p_client_ids        uuid[]      DEFAULT NULL,
@@ -57,9 +84,9 @@ RETURNS TABLE (
     learner_id         uuid,
     display_name       text,
     email              text,
-    client_id          uuid,
-    client_name        text,
-    created_at         timestamptz,
+    organization_id    uuid,
+    organization_name  text,
+    joined_at          timestamptz,
     last_sign_in_at    timestamptz,
     enrolled_on        date,
     score              numeric,
@@ -99,6 +126,7 @@ BEGIN
 END
 $$;
 
+-- How many rows the same export holds after the cursor: the same tables and filters.
 CREATE OR REPLACE FUNCTION learner_export.count_learner_export(
     p_caller            uuid,
     p_client_ids        uuid[]      DEFAULT NULL,
@@ -128,6 +156,7 @@ AS $$
        AND (p_active IS NULL OR k.is_active = p_active)
 $$;
 
+-- Where the next p_pages full pages end; its first column names the keyset's time column.
 CREATE OR REPLACE FUNCTION learner_export.learner_export_page_ends(
     p_caller            uuid,
     p_client_ids        uuid[],
@@ -139,7 +168,7 @@ CREATE OR REPLACE FUNCTION learner_export.learner_export_page_ends(
     p_page_size         integer,
     p_pages             integer
 )
-RETURNS TABLE (created_at timestamptz, learner_id uuid)
+RETURNS TABLE (joined_at timestamptz, learner_id uuid)
 LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER

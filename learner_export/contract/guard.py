@@ -1,0 +1,101 @@
+"""The keyset guard: every page is read through a query that checks what the adapter returned,
+so that a broken contract cuts the export before the bad row instead of sending a row twice or
+skipping one.
+
+The checks run in PostgreSQL, in the page query that COPY writes, over the rows as the page
+function returned them: at most p_page_size rows; keys not NULL; each key strictly after the one
+before it, the first strictly after the page's cursor (so across pages too); and, when the
+export knows where learner_export_page_ends said the page ends, a full page ending on that row.
+A window over the function's rows (no sort: the rows' own order) gives each row its
+predecessor; a CASE calls learner_export.keyset_breach() (sql/migrations/002) only on a breach,
+and that raises with a sentence naming the adapter function. The select lists of the formats
+see the keyset as r._key_at and r._key_id, whatever the adapter calls its time column.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+from learner_export.contract import NAMES, SCHEMA, VERSION_SQL
+from learner_export.contract.columns import KEY_AT, KEY_ID_AT
+from learner_export.errors import ContractBreach, ContractChanged
+
+log = logging.getLogger("learner_export.contract")
+
+# The SQLSTATE learner_export.keyset_breach() raises.
+BREACH_SQLSTATE = "LX001"
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def page_query(
+    select: str,
+    time_column: str,
+    args: str,
+    *,
+    after: tuple[str, str],
+    page_size: str,
+    end: tuple[str, str],
+) -> str:
+    """The guarded page query: `select` (over `r`) from the page function called with `args`
+    (SQL). `after` (the page's cursor), `page_size` and `end` (where learner_export_page_ends
+    said the page ends, NULL when not known) are SQL expressions."""
+    at = f"r.{_quoted(time_column)}"
+    after_at, after_id = after
+    end_at, end_id = end
+    return (
+        f"SELECT {select} FROM ("
+        f"SELECT r.*, {at} AS {KEY_AT}, r.learner_id AS {KEY_ID_AT},"
+        " pg_catalog.row_number() OVER w AS _n,"
+        f" pg_catalog.lag({at}, 1, {after_at}) OVER w AS _prev_at,"
+        f" pg_catalog.lag(r.learner_id, 1, {after_id}) OVER w AS _prev_id"
+        f" FROM learner_export.get_learner_export_batch({args}) AS r WINDOW w AS ()) AS r"
+        f" WHERE CASE WHEN r._n > {page_size} OR r.{KEY_AT} IS NULL OR r.{KEY_ID_AT} IS NULL"
+        f" OR (r._prev_at, r._prev_id) >= (r.{KEY_AT}, r.{KEY_ID_AT})"
+        f" OR (r._n = {page_size} AND ({end_at}) IS NOT NULL"
+        f" AND (({end_at}), ({end_id})) IS DISTINCT FROM (r.{KEY_AT}, r.{KEY_ID_AT}))"
+        f" THEN learner_export.keyset_breach(r._n, {page_size}, r._prev_at, r._prev_id,"
+        f" r.{KEY_AT}, r.{KEY_ID_AT}, {end_at}, {end_id}) ELSE true END"
+    )
+
+
+def breach_of(exc: BaseException) -> ContractBreach | None:
+    """The breach a page query raised, logged with the adapter function it names; else None."""
+    if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate == BREACH_SQLSTATE:
+        message = str(exc.args[0] if exc.args else exc)
+        log.error("the adapter broke the export contract; the export is cut: %s", message)
+        return ContractBreach(message)
+    return None
+
+
+# Held shared by every export for its snapshot's life, taken exclusively by `db migrate` while
+# it re-creates the contract's functions: a running export keeps the columns it began with.
+CONTRACT_LOCK = "SELECT pg_catalog.hashtext('learner-export contract')"
+
+
+async def hold_contract(conn: asyncpg.Connection, version: str) -> None:
+    """In an export's transaction: hold the contract for the transaction's life, and refuse
+    (ContractChanged) when it is not the version the export's parameters were checked against,
+    or when `db migrate` is changing it now. An empty version checks nothing (no contract
+    learned: tests that build pages by hand)."""
+    if not version:
+        return
+    held, now = await conn.fetchrow(
+        f"SELECT pg_catalog.pg_try_advisory_xact_lock_shared(({CONTRACT_LOCK})), ({VERSION_SQL})",
+        SCHEMA,
+        list(NAMES),
+    )
+    if not held:
+        raise ContractChanged(
+            "the export contract is being changed (db migrate is applying an adapter); "
+            "retry in a moment"
+        )
+    if now != version:
+        raise ContractChanged(
+            "the export contract changed (db migrate applied an adapter) while this export "
+            "started; retry: the next export uses the new columns"
+        )
