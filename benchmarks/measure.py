@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from benchmarks.queries import EXPORT_COLUMNS
+from benchmarks import cpu
+from benchmarks.queries import SAMPLE
 from benchmarks.results import NAIVE, BatchResult, Sample, percentile
 
 EXPORT_PATH = "/v1/exports/learners"
@@ -22,7 +23,7 @@ _EDGE = 256
 # The longest wait for the next bytes; a whole download is bounded by download_timeout().
 READ_TIMEOUT = 60.0
 WARM_UP_TIMEOUT = 30.0
-CSV_HEADER = (",".join(EXPORT_COLUMNS) + "\r\n").encode()
+CSV_HEADER = SAMPLE.csv_header
 ZIP_LOCAL_HEADER = b"PK\x03\x04"
 ZIP_END_OF_CENTRAL_DIRECTORY = b"PK\x05\x06"
 PARQUET_MAGIC = b"PAR1"
@@ -87,7 +88,7 @@ async def fetch(url: str, token: str | None) -> Transfer:
     )
 
 
-def problem(path: str, transfer: Transfer, rows: int) -> str | None:
+def problem(path: str, transfer: Transfer, rows: int, csv_header: bytes = CSV_HEADER) -> str | None:
     """Why this transfer is not a complete export of `rows` learners, or None."""
     if transfer.status != 200:
         return f"HTTP {transfer.status}: {transfer.head[:200].decode(errors='replace')}"
@@ -114,19 +115,35 @@ def problem(path: str, transfer: Transfer, rows: int) -> str | None:
         if not transfer.tail.endswith(PARQUET_MAGIC):
             return "the Parquet file has no footer"
     else:
-        if not transfer.head.startswith(CSV_HEADER):
+        # The client keeps the first _EDGE bytes; a wide header may be longer.
+        if not transfer.head.startswith(csv_header[:_EDGE]):
             return "the CSV header is not the export's"
         if not transfer.tail.endswith(b"\r\n"):
             return "the CSV does not end with a complete line"
     return None
 
 
-async def download(base_url: str, path: str, token: str | None, rows: int) -> Sample:
-    """One export downloaded and checked; a failure becomes the sample's error."""
+async def download(
+    base_url: str,
+    path: str,
+    token: str | None,
+    rows: int,
+    *,
+    csv_header: bytes = CSV_HEADER,
+    limit: int | None = None,
+    seconds: float | None = None,
+) -> Sample:
+    """One export downloaded and checked (within `seconds`, by default download_timeout());
+    a failure becomes the sample's error.
+
+    With `limit`, the export asks for that many rows (`limit=`) and `rows` must equal it.
+    """
     query = "" if path == NAIVE else f"?format={path}"
+    if limit is not None:
+        query += f"&limit={limit}"
     started = time.perf_counter()
     try:
-        async with asyncio.timeout(download_timeout(rows)):
+        async with asyncio.timeout(seconds or download_timeout(rows)):
             transfer = await fetch(f"{base_url}{EXPORT_PATH}{query}", token)
     except (httpx.HTTPError, TimeoutError) as exc:
         return Sample(
@@ -138,7 +155,7 @@ async def download(base_url: str, path: str, token: str | None, rows: int) -> Sa
         transfer.size,
         transfer.seconds,
         transfer.ttfb_ms,
-        error=problem(path, transfer, rows),
+        error=problem(path, transfer, rows, csv_header),
     )
 
 
@@ -169,11 +186,14 @@ def run_warm_up(base_url: str, paths: Sequence[str], token: str) -> float | None
 async def _batch(
     base_url: str, paths: Sequence[str], token: str, rows: int, parallel: bool
 ) -> tuple[list[Sample], float]:
+    """Each download asks for `rows` rows (limit=) of a dataset at least that large."""
     started = time.perf_counter()
     if parallel:
-        samples = list(await asyncio.gather(*(download(base_url, p, token, rows) for p in paths)))
+        samples = list(
+            await asyncio.gather(*(download(base_url, p, token, rows, limit=rows) for p in paths))
+        )
     else:
-        samples = [await download(base_url, p, token, rows) for p in paths]
+        samples = [await download(base_url, p, token, rows, limit=rows) for p in paths]
     return samples, time.perf_counter() - started
 
 
@@ -202,5 +222,22 @@ def run_batch(
     return asyncio.run(_batch(base_url, paths, token, rows, parallel))
 
 
-def run_download(base_url: str, path: str, token: str | None, rows: int) -> Sample:
-    return asyncio.run(download(base_url, path, token, rows))
+def run_download(
+    base_url: str,
+    path: str,
+    token: str | None,
+    rows: int,
+    *,
+    csv_header: bytes = CSV_HEADER,
+    timeout: float | None = None,
+) -> Sample:
+    return asyncio.run(
+        download(base_url, path, token, rows, csv_header=csv_header, seconds=timeout)
+    )
+
+
+def record_cpu(sample: Sample, usage: cpu.CpuUsage) -> None:
+    sample.cpu_machine_s = usage.machine_s
+    sample.cpu_service_s = usage.service_s
+    sample.cpu_database_s = usage.database_s
+    sample.cpu_unresolved_exits = usage.unresolved_exits
