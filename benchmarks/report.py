@@ -317,6 +317,16 @@ CPU_NOTE = (
 )
 
 
+def _cpu_notes(run: RunResult) -> list[str]:
+    unresolved = sum(x.cpu_unresolved_exits for s in run.sizes for x in s.samples)
+    if not unresolved:
+        return []
+    return [
+        f"{unresolved} PostgreSQL process exits during measured transfers were reaped together "
+        "with another database's: their last moments (at most 20 ms each) are not counted"
+    ]
+
+
 def text_report(run: RunResult) -> str:
     parts: list[str] = []
     for schema in schemas_of(run) or ["sample"]:
@@ -327,7 +337,7 @@ def text_report(run: RunResult) -> str:
             _text_table(HEADERS, table_rows(run, schema)),
         ]
     parts.append(CPU_NOTE)
-    notes = [n for s in run.sizes for n in s.notes] + run.notes
+    notes = [n for s in run.sizes for n in s.notes] + run.notes + _cpu_notes(run)
     parts += [f"note: {n}" for n in notes]
     parts += _keyset_lines(run)
     if run.concurrency is not None:
@@ -356,6 +366,9 @@ def markdown_report(run: RunResult) -> str:
         f"Python {m.get('python')}; {m.get('postgres')} ({m.get('database')}); "
         f"commit {str(m.get('git_commit'))[:12]}{' (dirty)' if m.get('git_dirty') else ''}.",
         f"Options: {json.dumps(run.options)}.",
+        f"Load average at the start: {m.get('load_average_at_start')}; at the end: "
+        f"{m.get('load_average_at_end')} (other work on the machine slows every path; the "
+        "attributed CPU leaves it out, the machine-wide CPU does not).",
         "",
         "Medians over the runs. rows/s and MB/s (10^6 bytes) are seen by the client, transfer "
         "included; TTFB runs from sending the request to the first body chunk. Each service "
@@ -367,7 +380,7 @@ def markdown_report(run: RunResult) -> str:
         "",
         _md_table(HEADERS, table_rows(run)),
     ]
-    notes = [n for s in run.sizes for n in s.notes] + run.notes
+    notes = [n for s in run.sizes for n in s.notes] + run.notes + _cpu_notes(run)
     if notes:
         parts += [""] + [f"- {n}" for n in notes]
     keyset = _keyset_lines(run)
