@@ -190,6 +190,8 @@ def _describe(s: Sample) -> str:
         return f"FAILED after {s.seconds:.2f} s: {s.error}"
     ttfb = "-" if s.ttfb_ms is None else f"{s.ttfb_ms:.1f}"
     rss = "" if s.peak_rss_mb is None else f", peak RSS {s.peak_rss_mb:.1f} MB"
+    if s.health_max_ms is not None:
+        rss += f", slowest /healthz {s.health_max_ms:,.0f} ms"
     usage = cpu.CpuUsage(s.cpu_machine_s or 0.0, s.cpu_service_s, s.cpu_database_s)
     usage.unresolved_exits = s.cpu_unresolved_exits
     return (
@@ -245,7 +247,11 @@ class Bench:
         )
 
     def export_once(
-        self, dataset: datasets.Dataset, path: str, timeout: float | None = None
+        self,
+        dataset: datasets.Dataset,
+        path: str,
+        timeout: float | None = None,
+        health: bool = False,
     ) -> Sample:
         """One export from a fresh server, with that server's peak RSS and the CPU it took."""
         header = dataset.reference.csv_header
@@ -267,7 +273,13 @@ class Bench:
             cold = measure.run_warm_up(server.url, [path], token)
             with cpu.metered(dataset.name, dataset.postmaster, server.process.pid) as meter:
                 sample = measure.run_download(
-                    server.url, path, token, dataset.rows, csv_header=header, timeout=timeout
+                    server.url,
+                    path,
+                    token,
+                    dataset.rows,
+                    csv_header=header,
+                    timeout=timeout,
+                    health=health,
                 )
             measure.record_cpu(sample, meter.usage())
             sample.peak_rss_mb = server.peak_rss_mb()
@@ -374,7 +386,7 @@ class Bench:
         with self.step(f"hostile {dataset.rows:,}: {', '.join(self.args.formats)}"):
             for i in range(1, repeat + 1):
                 for path in self.args.formats:
-                    sample = self.export_once(dataset, path, HOSTILE_TIMEOUT)
+                    sample = self.export_once(dataset, path, HOSTILE_TIMEOUT, health=True)
                     size.samples.append(sample)
                     _log(
                         f"hostile {dataset.rows:>10,}  {path:<6} {i}/{repeat}: {_describe(sample)}"

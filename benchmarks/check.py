@@ -166,6 +166,19 @@ def _download_errors(schemas: tuple[str, ...]) -> Callable[[RunResult], Measured
 NOT_PARQUET = tuple(p for p in SERVICE_PATHS if p != "parquet")
 
 
+def _health_max(run: RunResult) -> Measured:
+    size = _largest(run, "hostile")
+    found = [
+        (summary.health_max_ms, path)
+        for path, summary in (size.summaries.items() if size else [])
+        if summary.health_max_ms is not None
+    ]
+    if size is None or not found:
+        return None, "not measured"
+    value, path = max(found, key=lambda t: t[0] or 0.0)
+    return value, f"during {path}, hostile"
+
+
 MEASURES: dict[str, Callable[[RunResult], Measured]] = {
     "csv_rows_per_s_vs_copy": _vs_copy("csv"),
     "jsonl_rows_per_s_vs_copy": _vs_copy("jsonl"),
@@ -183,6 +196,7 @@ MEASURES: dict[str, Callable[[RunResult], Measured]] = {
     "parquet_peak_rss_mb_max": _rss_max(("parquet",)),
     "hostile_peak_rss_mb_max": _rss_max(NOT_PARQUET, "hostile"),
     "hostile_parquet_peak_rss_mb_max": _rss_max(("parquet",), "hostile"),
+    "hostile_healthz_ms_max": _health_max,
     "rss_growth_mb": _rss_growth,
     "keyset_last_vs_first": _keyset_ratio,
     "keyset_sort_on_learners": _keyset_sort,

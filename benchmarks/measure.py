@@ -8,6 +8,7 @@ few bytes to check that the file starts and ends as its format requires. A trans
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ _EDGE = 256
 # The longest wait for the next bytes; a whole download is bounded by download_timeout().
 READ_TIMEOUT = 60.0
 WARM_UP_TIMEOUT = 30.0
+HEALTH_EVERY = 0.1
 CSV_HEADER = SAMPLE.csv_header
 ZIP_LOCAL_HEADER = b"PK\x03\x04"
 ZIP_END_OF_CENTRAL_DIRECTORY = b"PK\x05\x06"
@@ -132,9 +134,10 @@ async def download(
     csv_header: bytes = CSV_HEADER,
     limit: int | None = None,
     seconds: float | None = None,
+    health: bool = False,
 ) -> Sample:
     """One export downloaded and checked (within `seconds`, by default download_timeout());
-    a failure becomes the sample's error.
+    a failure becomes the sample's error. With `health`, /healthz is probed meanwhile.
 
     With `limit`, the export asks for that many rows (`limit=`) and `rows` must equal it.
     """
@@ -142,6 +145,8 @@ async def download(
     if limit is not None:
         query += f"&limit={limit}"
     started = time.perf_counter()
+    latencies: list[float] = []
+    probe = asyncio.ensure_future(probe_health(base_url, latencies)) if health else None
     try:
         async with asyncio.timeout(seconds or download_timeout(rows)):
             transfer = await fetch(f"{base_url}{EXPORT_PATH}{query}", token)
@@ -149,7 +154,12 @@ async def download(
         return Sample(
             path, rows, 0, time.perf_counter() - started, None, error=f"{type(exc).__name__}: {exc}"
         )
-    return Sample(
+    finally:
+        if probe is not None:
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
+    sample = Sample(
         path,
         rows,
         transfer.size,
@@ -157,6 +167,22 @@ async def download(
         transfer.ttfb_ms,
         error=problem(path, transfer, rows, csv_header),
     )
+    if probe is not None:
+        sample.health_max_ms = max(latencies, default=None)
+    return sample
+
+
+async def probe_health(base_url: str, latencies: list[float]) -> None:
+    """GET /healthz every HEALTH_EVERY seconds until cancelled, appending each answer's time
+    (ms): an export that does work on the event loop in proportion to its data delays them."""
+    async with httpx.AsyncClient(timeout=httpx.Timeout(READ_TIMEOUT), trust_env=False) as client:
+        while True:
+            started = time.perf_counter()
+            # A refused or cut probe counts as slow as it took.
+            with contextlib.suppress(httpx.HTTPError):
+                await client.get(f"{base_url}/healthz")
+            latencies.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(HEALTH_EVERY)
 
 
 async def warm_up(base_url: str, paths: Sequence[str], token: str) -> float | None:
@@ -230,9 +256,10 @@ def run_download(
     *,
     csv_header: bytes = CSV_HEADER,
     timeout: float | None = None,
+    health: bool = False,
 ) -> Sample:
     return asyncio.run(
-        download(base_url, path, token, rows, csv_header=csv_header, seconds=timeout)
+        download(base_url, path, token, rows, csv_header=csv_header, seconds=timeout, health=health)
     )
 
 

@@ -318,13 +318,26 @@ CPU_NOTE = (
 
 
 def _cpu_notes(run: RunResult) -> list[str]:
+    notes = []
+    for size in run.sizes:
+        health = [
+            f"{p} {s.health_max_ms:,.0f} ms"
+            for p, s in size.summaries.items()
+            if s.health_max_ms is not None
+        ]
+        if health:
+            notes.append(
+                f"slowest /healthz answer during the {size.schema} exports (median of runs): "
+                + ", ".join(health)
+            )
     unresolved = sum(x.cpu_unresolved_exits for s in run.sizes for x in s.samples)
-    if not unresolved:
-        return []
-    return [
-        f"{unresolved} PostgreSQL process exits during measured transfers were reaped together "
-        "with another database's: their last moments (at most 20 ms each) are not counted"
-    ]
+    if unresolved:
+        notes.append(
+            f"{unresolved} PostgreSQL process exits during measured transfers were reaped "
+            "together with another database's: their last moments (at most 20 ms each) are not "
+            "counted"
+        )
+    return notes
 
 
 def text_report(run: RunResult) -> str:

@@ -34,6 +34,8 @@ class Sample:
     cpu_service_s: float | None = None
     cpu_database_s: float | None = None
     cpu_unresolved_exits: int = 0
+    # The slowest /healthz answer during the download (probed on the hostile dataset).
+    health_max_ms: float | None = None
 
     @property
     def cpu_attributed_s(self) -> float | None:
@@ -97,6 +99,7 @@ class Summary:
     machine_cpu_per_m: float | None = None
     cpu_vs_copy: float | None = None
     machine_cpu_vs_copy: float | None = None
+    health_max_ms: float | None = None
 
     @classmethod
     def of(cls, path: str, rows: int, samples: Sequence[Sample]) -> Summary:
@@ -118,6 +121,7 @@ class Summary:
             db_cpu_per_m=median([per_million(s.cpu_database_s, s.rows) for s in ok]),
             service_cpu_per_m=median([per_million(s.cpu_service_s, s.rows) for s in ok]),
             machine_cpu_per_m=median([per_million(s.cpu_machine_s, s.rows) for s in ok]),
+            health_max_ms=median([s.health_max_ms for s in samples]),
         )
 
 

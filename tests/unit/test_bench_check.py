@@ -24,6 +24,8 @@ def size_of(
             if path == COPY:
                 sample.cpu_database_s = attributed * k
             sample.cpu_machine_s = machine * k
+            if schema == "hostile":
+                sample.health_max_ms = 1000.0 * seconds * k
             size.samples.append(sample)
     size.summarize()
     return size
@@ -75,6 +77,7 @@ def test_every_target_in_the_file_is_measured_and_the_cpu_ratios_use_attributed_
     assert got["parquet_peak_rss_mb_max"] == ("PASS", pytest.approx(140.0))
     assert got["hostile_peak_rss_mb_max"] == ("MISS", pytest.approx(700.0))
     assert got["hostile_parquet_peak_rss_mb_max"] == ("PASS", pytest.approx(120.0))
+    assert got["hostile_healthz_ms_max"] == ("MISS", pytest.approx(3000.0))
     # Not measured here: skipped, not passed.
     assert got["keyset_last_vs_first"] == ("SKIP", None)
     assert got["rss_growth_mb"] == ("SKIP", None)
@@ -102,6 +105,7 @@ def test_the_report_has_a_table_per_schema_with_cpu_and_reads_back() -> None:
     text = report.text_report(run)
     assert "Heavy schema" in text and "Hostile dataset" in text
     assert "all steps: 150.0 s (2.5 min)" in text
+    assert "during the hostile exports (median of runs): csv 3,000 ms, jsonl 1,000 ms" in text
     back = report.run_from_markdown(report.markdown_report(run))
     # The first table is the sample schema's; its CPU columns read back.
     assert [s.rows for s in back.sizes] == [M]
