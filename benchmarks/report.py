@@ -696,7 +696,10 @@ def _chart(run: RunResult, path: Path) -> str:
     if importlib.util.find_spec("matplotlib") is None:
         return "matplotlib is not installed: no chart (pip install 'matplotlib>=3.8')"
     # The chart draws the sample schema across its sizes; other schemas are in the tables.
-    figure(dataclasses.replace(run, sizes=run.of_schema("sample"))).savefig(path, dpi=110)
+    sample = run.of_schema("sample")
+    if not sample:
+        return "no chart: it draws the sample schema, which this run did not measure"
+    figure(dataclasses.replace(run, sizes=sample)).savefig(path, dpi=110)
     return f"chart: {path}"
 
 
