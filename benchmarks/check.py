@@ -25,21 +25,38 @@ def load_targets(path: Path = TARGETS_PATH) -> dict[str, dict[str, Any]]:
     return targets
 
 
-def _largest(run: RunResult) -> SizeResult | None:
-    return max(run.sizes, key=lambda s: s.rows, default=None)
+def _largest(run: RunResult, schema: str = "sample") -> SizeResult | None:
+    return max(run.of_schema(schema), key=lambda s: s.rows, default=None)
 
 
 def _base(run: RunResult) -> SizeResult | None:
-    return run.size(BASE_ROWS) or min(run.sizes, key=lambda s: s.rows, default=None)
+    return run.size(BASE_ROWS) or min(run.of_schema("sample"), key=lambda s: s.rows, default=None)
 
 
-def _vs_copy(path: str) -> Callable[[RunResult], Measured]:
+def _vs_copy(path: str, schema: str = "sample") -> Callable[[RunResult], Measured]:
     def measure(run: RunResult) -> Measured:
-        size = _largest(run)
+        size = _largest(run, schema)
         summary = size.summaries.get(path) if size else None
         if size is None or summary is None or summary.vs_copy is None:
-            return None, f"{path} or COPY not measured"
-        return summary.vs_copy, f"at {size.rows:,} rows"
+            return None, f"{path} or COPY not measured ({schema})"
+        return summary.vs_copy, f"{schema}, {size.rows:,} rows"
+
+    return measure
+
+
+def _cpu_vs_copy(path: str, schema: str = "sample") -> Callable[[RunResult], Measured]:
+    """Attributed CPU per row ÷ COPY's; the machine-wide ratio is given in the note."""
+
+    def measure(run: RunResult) -> Measured:
+        size = _largest(run, schema)
+        summary = size.summaries.get(path) if size else None
+        if size is None or summary is None or summary.cpu_vs_copy is None:
+            return None, f"{path} or COPY CPU not measured ({schema})"
+        machine = summary.machine_cpu_vs_copy
+        return summary.cpu_vs_copy, (
+            f"{schema}, {size.rows:,} rows; machine-wide "
+            f"{'-' if machine is None else f'{machine:.2f}'}"
+        )
 
     return measure
 
@@ -61,7 +78,7 @@ def _xlsx_vs_openpyxl(run: RunResult) -> Measured:
 def _ttfb_max(run: RunResult) -> Measured:
     found = [
         (s.summaries[p].ttfb_ms, p, s.rows)
-        for s in run.sizes
+        for s in run.of_schema("sample")
         for p in SERVICE_PATHS
         if p in s.summaries and s.summaries[p].ttfb_ms is not None
     ]
@@ -71,9 +88,9 @@ def _ttfb_max(run: RunResult) -> Measured:
     return value, f"{path} at {rows:,} rows"
 
 
-def _rss_max(paths: tuple[str, ...]) -> Callable[[RunResult], Measured]:
+def _rss_max(paths: tuple[str, ...], schema: str = "sample") -> Callable[[RunResult], Measured]:
     def measure(run: RunResult) -> Measured:
-        size = _largest(run)
+        size = _largest(run, schema)
         found = [
             (size.summaries[p].peak_rss_mb, p)
             for p in paths
@@ -82,7 +99,7 @@ def _rss_max(paths: tuple[str, ...]) -> Callable[[RunResult], Measured]:
         if size is None or not found:
             return None, "no format measured"
         value, path = max(found, key=lambda t: t[0] or 0.0)
-        return value, f"{path} at {size.rows:,} rows"
+        return value, f"{path}, {schema}, {size.rows:,} rows"
 
     return measure
 
@@ -134,9 +151,32 @@ def _concurrency_errors(run: RunResult) -> Measured:
     return (None, "not measured") if c is None else (float(c.parallel.errors), "")
 
 
-def _download_errors(run: RunResult) -> Measured:
-    errors = sum(1 for s in run.sizes for x in s.samples if x.error is not None)
-    return float(errors), ""
+def _download_errors(schemas: tuple[str, ...]) -> Callable[[RunResult], Measured]:
+    def measure(run: RunResult) -> Measured:
+        sizes = [s for s in run.sizes if s.schema in schemas]
+        if not sizes:
+            return None, "not measured"
+        failed = [x for s in sizes for x in s.samples if x.error is not None]
+        where = sorted({f"{x.path} ({s.schema})" for s in sizes for x in s.samples if x.error})
+        return float(len(failed)), ", ".join(where)
+
+    return measure
+
+
+NOT_PARQUET = tuple(p for p in SERVICE_PATHS if p != "parquet")
+
+
+def _health_max(run: RunResult) -> Measured:
+    size = _largest(run, "hostile")
+    found = [
+        (summary.health_max_ms, path)
+        for path, summary in (size.summaries.items() if size else [])
+        if summary.health_max_ms is not None
+    ]
+    if size is None or not found:
+        return None, "not measured"
+    value, path = max(found, key=lambda t: t[0] or 0.0)
+    return value, f"during {path}, hostile"
 
 
 MEASURES: dict[str, Callable[[RunResult], Measured]] = {
@@ -144,17 +184,27 @@ MEASURES: dict[str, Callable[[RunResult], Measured]] = {
     "jsonl_rows_per_s_vs_copy": _vs_copy("jsonl"),
     "xlsx_rows_per_s_vs_copy": _vs_copy("xlsx"),
     "parquet_rows_per_s_vs_copy": _vs_copy("parquet"),
+    "heavy_csv_rows_per_s_vs_copy": _vs_copy("csv", "heavy"),
+    "csv_cpu_vs_copy": _cpu_vs_copy("csv"),
+    "jsonl_cpu_vs_copy": _cpu_vs_copy("jsonl"),
+    "xlsx_cpu_vs_copy": _cpu_vs_copy("xlsx"),
+    "parquet_cpu_vs_copy": _cpu_vs_copy("parquet"),
+    "heavy_csv_cpu_vs_copy": _cpu_vs_copy("csv", "heavy"),
     "xlsx_vs_openpyxl": _xlsx_vs_openpyxl,
     "ttfb_ms_max": _ttfb_max,
-    "peak_rss_mb_max": _rss_max(tuple(p for p in SERVICE_PATHS if p != "parquet")),
+    "peak_rss_mb_max": _rss_max(NOT_PARQUET),
     "parquet_peak_rss_mb_max": _rss_max(("parquet",)),
+    "hostile_peak_rss_mb_max": _rss_max(NOT_PARQUET, "hostile"),
+    "hostile_parquet_peak_rss_mb_max": _rss_max(("parquet",), "hostile"),
+    "hostile_healthz_ms_max": _health_max,
     "rss_growth_mb": _rss_growth,
     "keyset_last_vs_first": _keyset_ratio,
     "keyset_sort_on_learners": _keyset_sort,
     "keyset_index_used": _keyset_index,
     "concurrency_vs_sequential": _concurrency_ratio,
     "concurrency_errors": _concurrency_errors,
-    "download_errors": _download_errors,
+    "download_errors": _download_errors(("sample", "heavy")),
+    "hostile_download_errors": _download_errors(("hostile",)),
 }
 
 

@@ -1,9 +1,16 @@
-"""The benchmark's databases: one per dataset size, seeded once and reused while unchanged.
+"""The benchmark's databases: one per schema and size, seeded once and reused while unchanged.
 
-Each database carries a comment with a fingerprint of the migrations, the seed script and the
-seed parameters, written only after seeding finished. A database is reused when its fingerprint,
-its applied migrations and its number of learners all match; otherwise it is dropped and made
-again. Only databases named `learner_export_bench_<rows>` are ever created or dropped.
+- sample: the sample schema and adapter (learner_export.demo.seed), `learner_export_bench_<rows>`;
+- heavy: benchmarks/schemas/heavy.sql and benchmarks/adapters/heavy.sql,
+  `learner_export_bench_heavy_<rows>`;
+- hostile: the sample with hostile learners mixed in (benchmarks/schemas/hostile.sql),
+  `learner_export_bench_hostile_<rows>` (rows: the ordinary learners; 2,021 more are hostile).
+
+Each database carries a comment with a fingerprint of the SQL that made it (the service's
+shipped SQL, the benchmark's schema and adapter) and the seed parameters, written only after
+seeding finished, then the digest of the reference query that was checked against the adapter.
+A database is reused when its fingerprint and its number of learners match; otherwise it is
+dropped and made again. Only databases named `learner_export_bench_...` are created or dropped.
 """
 
 from __future__ import annotations
@@ -15,29 +22,89 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from learner_export import db, sql
+from benchmarks import cpu
+from benchmarks.queries import HEAVY, SAMPLE, Reference
+from learner_export import db
 from learner_export.config import Settings
 from learner_export.demo import seed as demo
 from learner_export.demo.embedded import EmbeddedPostgres
 
 DB_PREFIX = "learner_export_bench"
 CLIENTS = 25
+HEAVY_ORGANISATIONS = 40
 SEED = 1
 COMMENT_PREFIX = "learner-export benchmark dataset "
+VERIFIED = " verified "
+HERE = Path(__file__).resolve().parent
+HEAVY_SCHEMA = HERE / "schemas" / "heavy.sql"
+HEAVY_ADAPTER = HERE / "adapters" / "heavy.sql"
+HOSTILE_LEARNERS = HERE / "schemas" / "hostile.sql"
+HOSTILE_EXTRA = 2_021
+HEAVY_ADMIN = "00000000-0000-4000-8000-00000000ad01"
+SCHEMAS = ("sample", "heavy")
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """What a dataset is made of: its schema's reference, how to count its learners, who
+    exports it, and which files it is made from (besides the service's own SQL)."""
+
+    name: str
+    reference: Reference
+    count_sql: str
+    admin_sql: str
+    sources: tuple[Path, ...]
+    extra_rows: int = 0
+
+
+SAMPLE_KIND = Kind(
+    "sample",
+    SAMPLE,
+    "SELECT count(*) FROM public.learners",
+    "SELECT id FROM public.profiles WHERE role = 'Admin' ORDER BY created_at, id LIMIT 1",
+    (),
+)
+HEAVY_KIND = Kind(
+    "heavy",
+    HEAVY,
+    "SELECT count(*) FROM public.profiles WHERE role = 'learner'",
+    "SELECT id FROM public.profiles WHERE role = 'super_admin' ORDER BY created_at, id LIMIT 1",
+    (HEAVY_SCHEMA, HEAVY_ADAPTER),
+)
+HOSTILE_KIND = Kind(
+    "hostile",
+    SAMPLE,
+    SAMPLE_KIND.count_sql,
+    SAMPLE_KIND.admin_sql,
+    (HOSTILE_LEARNERS,),
+    extra_rows=HOSTILE_EXTRA,
+)
+KINDS = {k.name: k for k in (SAMPLE_KIND, HEAVY_KIND, HOSTILE_KIND)}
 
 
 @dataclass(frozen=True, slots=True)
 class Dataset:
+    kind: Kind
     rows: int
     name: str
     url: str
     admin_id: str
     reused: bool
     prepare_seconds: float
+    # The PostgreSQL server's postmaster, when its processes are visible from here (CPU).
+    postmaster: int | None = None
+    verify_seconds: float | None = None
+
+    @property
+    def reference(self) -> Reference:
+        return self.kind.reference
 
 
 @contextlib.contextmanager
@@ -53,9 +120,11 @@ def database_server() -> Iterator[tuple[str, str]]:
         yield pg.url, "embedded"
 
 
-def prepare_timeout(rows: int) -> float:
-    """Seeding runs at ~50K learners a second here; this allows for a machine 4 times slower."""
-    return 120.0 + rows / 12_500
+def prepare_timeout(rows: int, kind: str = "sample") -> float:
+    """Seeding took ~11K sample learners a second here (heavy: ~3.5K) on a loaded machine;
+    this allows for one ~2 times slower still, and the check of the reference."""
+    per_second = 1_500 if kind == "heavy" else 5_000
+    return 180.0 + rows / per_second
 
 
 def with_database(url: str, name: str) -> str:
@@ -71,58 +140,141 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def database_name(rows: int) -> str:
-    return f"{DB_PREFIX}_{rows}"
+def database_name(rows: int, kind: str = "sample") -> str:
+    return f"{DB_PREFIX}_{rows}" if kind == "sample" else f"{DB_PREFIX}_{kind}_{rows}"
 
 
-def fingerprint(settings: Settings, rows: int) -> str:
-    digest = hashlib.sha256(f"rows={rows} clients={CLIENTS} seed={SEED}\n".encode())
-    scripts = [
-        sql.SAMPLE_SCHEMA,
-        *sql.migration_files(),
-        sql.SAMPLE_ADAPTER,
-        sql.LOCKDOWN,
-        sql.DEMO_DATA,
-    ]
-    for resource in scripts:
+def _shipped_sql(root: Traversable) -> Iterator[Traversable]:
+    """Every .sql file the service ships (migrations, lockdown, adapters, the sample)."""
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+        if entry.is_dir():
+            yield from _shipped_sql(entry)
+        elif entry.name.endswith(".sql"):
+            yield entry
+
+
+def fingerprint(kind: Kind, rows: int) -> str:
+    digest = hashlib.sha256(
+        f"kind={kind.name} rows={rows} clients={CLIENTS} seed={SEED}\n".encode()
+    )
+    for resource in _shipped_sql(files("learner_export") / "sql"):
         digest.update(resource.name.encode() + b"\0" + resource.read_bytes() + b"\0")
+    for path in kind.sources:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return COMMENT_PREFIX + digest.hexdigest()[:32]
 
 
-async def _holds(settings: Settings, url: str, rows: int) -> str | None:
+def reference_digest(reference: Reference) -> str:
+    return hashlib.sha256(reference.sql.encode()).hexdigest()[:16]
+
+
+async def _holds(url: str, kind: Kind, rows: int) -> str | None:
     """The admin profile id when the database holds exactly this dataset, else None."""
-    conn = await db.connect(settings, url)
+    conn = await asyncpg.connect(url)
     try:
-        if not await conn.fetchval(
-            f"SELECT to_regclass('{db.SCHEMA}.schema_migrations') IS NOT NULL"
-        ):
+        if await conn.fetchval(kind.count_sql) != rows + kind.extra_rows:
             return None
-        applied = {
-            r["name"] for r in await conn.fetch(f"SELECT name FROM {db.SCHEMA}.schema_migrations")
-        }
-        # The adapter's record is named "adapter"; its text is in the fingerprint.
-        if applied - {"adapter"} != {r.name for r in sql.migration_files()}:
-            return None
-        if await conn.fetchval("SELECT count(*) FROM public.learners") != rows:
-            return None
-        admin: str | None = await conn.fetchval(
-            "SELECT id FROM public.profiles WHERE role = 'Admin' ORDER BY created_at, id LIMIT 1"
-        )
-        return admin or str(await demo.ensure_profile(conn, "Admin"))
+        admin = await conn.fetchval(kind.admin_sql)
+        return None if admin is None else str(admin)
     finally:
         await conn.close()
 
 
-async def _seed(settings: Settings, url: str, rows: int) -> str:
-    return await demo.prepare_demo(url, settings, learners=rows, clients=CLIENTS, data_seed=SEED)
+async def _seed_heavy(url: str, rows: int) -> str:
+    conn = await db.connect(Settings(), url)
+    try:
+        async with conn.transaction():
+            await conn.execute(HEAVY_SCHEMA.read_text())
+            # The generated rows satisfy their foreign keys by construction (as the sample's
+            # seed, only a superuser may skip the checks).
+            if await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+                await conn.execute("SET LOCAL session_replication_role = replica")
+            await conn.execute("SET LOCAL work_mem = '256MB'")
+            await conn.execute(
+                "SELECT pg_temp.heavy_seed($1, $2, $3)", rows, HEAVY_ORGANISATIONS, SEED
+            )
+            await conn.execute(
+                "INSERT INTO auth.users (id, email, created_at)"
+                " VALUES ($1, 'admin@example.org', '2023-12-01 00:00:00+00')",
+                HEAVY_ADMIN,
+            )
+            await conn.execute(
+                "INSERT INTO public.profiles (id, role, first_name, last_name, locale, time_zone,"
+                " status, is_active, marketing_opt_in, created_at, updated_at)"
+                " VALUES ($1, 'super_admin', 'Ada', 'Admin', 'en-AU', 'UTC', 'active', true,"
+                " false, '2023-12-01 00:00:00+00', '2023-12-01 00:00:00+00')",
+                HEAVY_ADMIN,
+            )
+        await db.migrate(conn, HEAVY_ADAPTER)
+        await conn.execute("VACUUM (ANALYZE)")
+    finally:
+        await conn.close()
+    return HEAVY_ADMIN
 
 
-async def prepare(server_url: str, rows: int) -> Dataset:
-    """The dataset of `rows` learners: reused when present and unchanged, else seeded anew."""
-    settings = Settings()
-    name = database_name(rows)
+async def _seed(url: str, kind: Kind, rows: int) -> str:
+    if kind.name == "heavy":
+        return await _seed_heavy(url, rows)
+    admin = await demo.prepare_demo(url, Settings(), learners=rows, clients=CLIENTS, data_seed=SEED)
+    if kind.name == "hostile":
+        conn = await asyncpg.connect(url)
+        try:
+            async with conn.transaction():
+                await conn.execute(HOSTILE_LEARNERS.read_text())
+                await conn.execute(
+                    "SELECT pg_temp.hostile_learners($1, $2, $3)", rows, CLIENTS, SEED
+                )
+            await conn.execute("VACUUM (ANALYZE) public.learners")
+        finally:
+            await conn.close()
+    return admin
+
+
+# The reference and the adapter are the same text at every size and the data comes from one
+# generator: the first VERIFY_ROWS rows in keyset order settle whether they agree, in ~1 minute
+# where the whole of a 1M-row heavy dataset took more than 5 on a loaded machine.
+VERIFY_ROWS = 100_000
+ROWS_DIGEST_SQL = """
+SELECT count(*), sum(hashtextextended(x::text, 0)::numeric)::text FROM ({} LIMIT {}) AS x
+"""
+PAGE_ALL_SQL = "SELECT * FROM learner_export.get_learner_export_batch($1::uuid, p_page_size => $2)"
+
+
+async def verify(url: str, reference: Reference, admin_id: str, rows: int) -> None:
+    """Raise unless the reference query gives the adapter's rows: the first VERIFY_ROWS rows
+    (all of them in a smaller dataset) in keyset order, as one page of the page function, have
+    the same count and the same multiset of rows, column by column as text."""
+    limit = min(rows, VERIFY_ROWS)
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            await conn.execute("SET LOCAL statement_timeout = 0")
+            ref = await conn.fetchrow(ROWS_DIGEST_SQL.format(reference.sql, limit))
+            page = await conn.fetchrow(ROWS_DIGEST_SQL.format(PAGE_ALL_SQL, limit), admin_id, limit)
+    finally:
+        await conn.close()
+    if tuple(ref) != tuple(page) or ref[0] != limit:
+        raise RuntimeError(
+            f"the {reference.schema} reference query does not give the adapter's rows:"
+            f" {ref[0]:,} rows (digest {ref[1]}) against {page[0]:,} (digest {page[1]})"
+        )
+
+
+async def _postmaster(url: str) -> int | None:
+    conn = await asyncpg.connect(url)
+    try:
+        return cpu.postmaster_of(int(await conn.fetchval("SELECT pg_backend_pid()")))
+    finally:
+        await conn.close()
+
+
+async def prepare(server_url: str, rows: int, kind: Kind = SAMPLE_KIND) -> Dataset:
+    """The dataset: reused when present and unchanged, else seeded anew; its reference query
+    checked against its adapter once for each version of the reference."""
+    name = database_name(rows, kind.name)
     url = with_database(server_url, name)
-    want = fingerprint(settings, rows)
+    want = fingerprint(kind, rows)
+    verified = want + VERIFIED + reference_digest(kind.reference)
     started = time.perf_counter()
     admin = await asyncpg.connect(server_url)
     try:
@@ -131,18 +283,39 @@ async def prepare(server_url: str, rows: int) -> Dataset:
             " FROM pg_catalog.pg_database WHERE datname = $1",
             name,
         )
-        if found is not None and found["comment"] == want:
-            admin_id = await _holds(settings, url, rows)
-            if admin_id is not None:
-                return Dataset(rows, name, url, admin_id, True, time.perf_counter() - started)
-        if found is not None:
-            print(f"{name}: out of date, dropping it", file=sys.stderr, flush=True)
-            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        print(f"{name}: seeding {rows:,} learners...", file=sys.stderr, flush=True)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        admin_id = await _seed(settings, url, rows)
-        # Written last: a seed that was interrupted leaves no fingerprint, so it is not reused.
-        await admin.execute(f"COMMENT ON DATABASE \"{name}\" IS '{want}'")
+        comment = None if found is None else found["comment"]
+        admin_id = None
+        if comment is not None and comment.startswith(want):
+            admin_id = await _holds(url, kind, rows)
+        reused = admin_id is not None
+        if admin_id is None:
+            if found is not None:
+                print(f"{name}: out of date, dropping it", file=sys.stderr, flush=True)
+                await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            print(f"{name}: seeding {rows:,} learners...", file=sys.stderr, flush=True)
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            admin_id = await _seed(url, kind, rows)
+            # Written last: a seed that was interrupted leaves no fingerprint, so it is not reused.
+            await admin.execute(f"COMMENT ON DATABASE \"{name}\" IS '{want}'")
+            comment = want
+        prepared = time.perf_counter() - started
+        verify_seconds = None
+        if comment != verified:
+            print(f"{name}: checking the reference query against the adapter...", file=sys.stderr)
+            checked = time.perf_counter()
+            await verify(url, kind.reference, admin_id, rows + kind.extra_rows)
+            verify_seconds = time.perf_counter() - checked
+            await admin.execute(f"COMMENT ON DATABASE \"{name}\" IS '{verified}'")
     finally:
         await admin.close()
-    return Dataset(rows, name, url, admin_id, False, time.perf_counter() - started)
+    return Dataset(
+        kind,
+        rows + kind.extra_rows,
+        name,
+        url,
+        admin_id,
+        reused,
+        prepared,
+        await _postmaster(url),
+        verify_seconds,
+    )

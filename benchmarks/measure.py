@@ -8,13 +8,15 @@ few bytes to check that the file starts and ends as its format requires. A trans
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
 
-from benchmarks.queries import EXPORT_COLUMNS
+from benchmarks import cpu
+from benchmarks.queries import SAMPLE
 from benchmarks.results import NAIVE, BatchResult, Sample, percentile
 
 EXPORT_PATH = "/v1/exports/learners"
@@ -22,7 +24,8 @@ _EDGE = 256
 # The longest wait for the next bytes; a whole download is bounded by download_timeout().
 READ_TIMEOUT = 60.0
 WARM_UP_TIMEOUT = 30.0
-CSV_HEADER = (",".join(EXPORT_COLUMNS) + "\r\n").encode()
+HEALTH_EVERY = 0.1
+CSV_HEADER = SAMPLE.csv_header
 ZIP_LOCAL_HEADER = b"PK\x03\x04"
 ZIP_END_OF_CENTRAL_DIRECTORY = b"PK\x05\x06"
 PARQUET_MAGIC = b"PAR1"
@@ -87,7 +90,7 @@ async def fetch(url: str, token: str | None) -> Transfer:
     )
 
 
-def problem(path: str, transfer: Transfer, rows: int) -> str | None:
+def problem(path: str, transfer: Transfer, rows: int, csv_header: bytes = CSV_HEADER) -> str | None:
     """Why this transfer is not a complete export of `rows` learners, or None."""
     if transfer.status != 200:
         return f"HTTP {transfer.status}: {transfer.head[:200].decode(errors='replace')}"
@@ -114,32 +117,72 @@ def problem(path: str, transfer: Transfer, rows: int) -> str | None:
         if not transfer.tail.endswith(PARQUET_MAGIC):
             return "the Parquet file has no footer"
     else:
-        if not transfer.head.startswith(CSV_HEADER):
+        # The client keeps the first _EDGE bytes; a wide header may be longer.
+        if not transfer.head.startswith(csv_header[:_EDGE]):
             return "the CSV header is not the export's"
         if not transfer.tail.endswith(b"\r\n"):
             return "the CSV does not end with a complete line"
     return None
 
 
-async def download(base_url: str, path: str, token: str | None, rows: int) -> Sample:
-    """One export downloaded and checked; a failure becomes the sample's error."""
+async def download(
+    base_url: str,
+    path: str,
+    token: str | None,
+    rows: int,
+    *,
+    csv_header: bytes = CSV_HEADER,
+    limit: int | None = None,
+    seconds: float | None = None,
+    health: bool = False,
+) -> Sample:
+    """One export downloaded and checked (within `seconds`, by default download_timeout());
+    a failure becomes the sample's error. With `health`, /healthz is probed meanwhile.
+
+    With `limit`, the export asks for that many rows (`limit=`) and `rows` must equal it.
+    """
     query = "" if path == NAIVE else f"?format={path}"
+    if limit is not None:
+        query += f"&limit={limit}"
     started = time.perf_counter()
+    latencies: list[float] = []
+    probe = asyncio.ensure_future(probe_health(base_url, latencies)) if health else None
     try:
-        async with asyncio.timeout(download_timeout(rows)):
+        async with asyncio.timeout(seconds or download_timeout(rows)):
             transfer = await fetch(f"{base_url}{EXPORT_PATH}{query}", token)
     except (httpx.HTTPError, TimeoutError) as exc:
         return Sample(
             path, rows, 0, time.perf_counter() - started, None, error=f"{type(exc).__name__}: {exc}"
         )
-    return Sample(
+    finally:
+        if probe is not None:
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
+    sample = Sample(
         path,
         rows,
         transfer.size,
         transfer.seconds,
         transfer.ttfb_ms,
-        error=problem(path, transfer, rows),
+        error=problem(path, transfer, rows, csv_header),
     )
+    if probe is not None:
+        sample.health_max_ms = max(latencies, default=None)
+    return sample
+
+
+async def probe_health(base_url: str, latencies: list[float]) -> None:
+    """GET /healthz every HEALTH_EVERY seconds until cancelled, appending each answer's time
+    (ms): an export that does work on the event loop in proportion to its data delays them."""
+    async with httpx.AsyncClient(timeout=httpx.Timeout(READ_TIMEOUT), trust_env=False) as client:
+        while True:
+            started = time.perf_counter()
+            # A refused or cut probe counts as slow as it took.
+            with contextlib.suppress(httpx.HTTPError):
+                await client.get(f"{base_url}/healthz")
+            latencies.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(HEALTH_EVERY)
 
 
 async def warm_up(base_url: str, paths: Sequence[str], token: str) -> float | None:
@@ -169,11 +212,14 @@ def run_warm_up(base_url: str, paths: Sequence[str], token: str) -> float | None
 async def _batch(
     base_url: str, paths: Sequence[str], token: str, rows: int, parallel: bool
 ) -> tuple[list[Sample], float]:
+    """Each download asks for `rows` rows (limit=) of a dataset at least that large."""
     started = time.perf_counter()
     if parallel:
-        samples = list(await asyncio.gather(*(download(base_url, p, token, rows) for p in paths)))
+        samples = list(
+            await asyncio.gather(*(download(base_url, p, token, rows, limit=rows) for p in paths))
+        )
     else:
-        samples = [await download(base_url, p, token, rows) for p in paths]
+        samples = [await download(base_url, p, token, rows, limit=rows) for p in paths]
     return samples, time.perf_counter() - started
 
 
@@ -202,5 +248,23 @@ def run_batch(
     return asyncio.run(_batch(base_url, paths, token, rows, parallel))
 
 
-def run_download(base_url: str, path: str, token: str | None, rows: int) -> Sample:
-    return asyncio.run(download(base_url, path, token, rows))
+def run_download(
+    base_url: str,
+    path: str,
+    token: str | None,
+    rows: int,
+    *,
+    csv_header: bytes = CSV_HEADER,
+    timeout: float | None = None,
+    health: bool = False,
+) -> Sample:
+    return asyncio.run(
+        download(base_url, path, token, rows, csv_header=csv_header, seconds=timeout, health=health)
+    )
+
+
+def record_cpu(sample: Sample, usage: cpu.CpuUsage) -> None:
+    sample.cpu_machine_s = usage.machine_s
+    sample.cpu_service_s = usage.service_s
+    sample.cpu_database_s = usage.database_s
+    sample.cpu_unresolved_exits = usage.unresolved_exits

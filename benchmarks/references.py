@@ -21,12 +21,20 @@ from typing import Any
 
 import asyncpg
 
-from benchmarks.queries import EXPORT_COLUMNS, EXPORT_SQL, TEXT_COLUMNS, TIMESTAMP_COLUMNS
+from benchmarks import cpu
+from benchmarks.queries import (
+    EXPORT_COLUMNS,
+    EXPORT_SQL,
+    SAMPLE,
+    TEXT_COLUMNS,
+    TIMESTAMP_COLUMNS,
+    Reference,
+)
 from benchmarks.results import COPY, KeysetResult, OpenpyxlResult, PlanSummary, Sample
 from learner_export import db
 from learner_export.config import Settings
 
-COPY_HEADER = (",".join(EXPORT_COLUMNS) + "\n").encode()
+COPY_HEADER = SAMPLE.copy_header
 KEYSET_INDEX = "learners_export_keyset"
 EXPORT_FUNCTION = "get_learner_export_batch"
 # One keyset page of the sample adapter, called as the service calls it (its 8 parameters).
@@ -43,9 +51,17 @@ EXPORT_TRANSACTION_SETTINGS = (
 # --- COPY -----------------------------------------------------------------------------------
 
 
-async def copy_sample(url: str, rows: int) -> Sample:
-    """COPY (<export query>) TO STDOUT as CSV with a header, counted by an output callback."""
+async def copy_sample(
+    url: str,
+    rows: int,
+    reference: Reference = SAMPLE,
+    database: str | None = None,
+    postmaster: int | None = None,
+) -> Sample:
+    """COPY (<reference query>) TO STDOUT as CSV with a header, counted by an output callback;
+    with `database`, the CPU of that database's backends (and the machine's) is metered."""
     conn = await asyncpg.connect(url)
+    header = reference.copy_header
     size = 0
     first: float | None = None
     head = b""
@@ -54,23 +70,42 @@ async def copy_sample(url: str, rows: int) -> Sample:
         nonlocal size, first, head
         if first is None:
             first = time.perf_counter()
-        if len(head) < len(COPY_HEADER):
-            head += bytes(chunk[: len(COPY_HEADER) - len(head)])
+        if len(head) < len(header):
+            head += bytes(chunk[: len(header) - len(head)])
         size += len(chunk)
 
+    meter = cpu.Meter(database or "", postmaster if database else None)
     try:
-        started = time.perf_counter()
-        await conn.copy_from_query(EXPORT_SQL, output=output, format="csv", header=True)
-        seconds = time.perf_counter() - started
+        meter.start()
+        try:
+            started = time.perf_counter()
+            await conn.copy_from_query(reference.sql, output=output, format="csv", header=True)
+            seconds = time.perf_counter() - started
+        finally:
+            meter.stop()
     finally:
         await conn.close()
     ttfb = None if first is None else (first - started) * 1000
-    error = None if head == COPY_HEADER else f"unexpected COPY header {head!r}"
-    return Sample(COPY, rows, size, seconds, ttfb, error=error)
+    error = None if head == header else f"unexpected COPY header {head!r}"
+    sample = Sample(COPY, rows, size, seconds, ttfb, error=error)
+    usage = meter.usage()
+    sample.cpu_machine_s = usage.machine_s
+    sample.cpu_database_s = usage.database_s
+    sample.cpu_unresolved_exits = usage.unresolved_exits
+    return sample
 
 
-def run_copy(url: str, rows: int, timeout: float) -> Sample:
-    return asyncio.run(asyncio.wait_for(copy_sample(url, rows), timeout))
+def run_copy(
+    url: str,
+    rows: int,
+    timeout: float,
+    reference: Reference = SAMPLE,
+    database: str | None = None,
+    postmaster: int | None = None,
+) -> Sample:
+    return asyncio.run(
+        asyncio.wait_for(copy_sample(url, rows, reference, database, postmaster), timeout)
+    )
 
 
 # --- openpyxl -------------------------------------------------------------------------------

@@ -59,7 +59,18 @@ HEADERS = (
     "peak RSS MB",
     "vs COPY",
     "runs",
+    "CPU s/M",
+    "CPU vs COPY",
+    "machine CPU s/M",
+    "machine vs COPY",
 )
+# Runs written before CPU was metered have the first ten columns only.
+BASE_COLUMNS = 10
+SCHEMA_TITLES = {
+    "sample": "Sample schema",
+    "heavy": "Heavy schema (benchmarks/schemas/heavy.sql, against COPY of its reference query)",
+    "hostile": "Hostile dataset (notes of 10,000 quotes, a 5 MB note, 1 MB cells)",
+}
 
 
 # --- machine --------------------------------------------------------------------------------
@@ -95,7 +106,8 @@ def code_fingerprint() -> str:
     """A hash of the service's code and SQL as they are on disk (committed or not)."""
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    for path in sorted([*root.glob("service/**/*.py"), *root.glob("sql/**/*.sql")]):
+    code = root / "learner_export"
+    for path in sorted([*code.glob("**/*.py"), *code.glob("**/*.sql")]):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
@@ -154,12 +166,16 @@ def _summary_row(rows: int, s: Summary) -> list[str]:
         _num(s.peak_rss_mb),
         _num(s.vs_copy, 2),
         runs,
+        _num(s.cpu_per_m, 2),
+        _num(s.cpu_vs_copy, 2),
+        _num(s.machine_cpu_per_m, 2),
+        _num(s.machine_cpu_vs_copy, 2),
     ]
 
 
-def table_rows(run: RunResult) -> list[list[str]]:
+def table_rows(run: RunResult, schema: str = "sample") -> list[list[str]]:
     out: list[list[str]] = []
-    for size in run.sizes:
+    for size in run.of_schema(schema):
         for path in PATH_ORDER:
             if path in size.summaries:
                 out.append(_summary_row(size.rows, size.summaries[path]))
@@ -177,9 +193,24 @@ def table_rows(run: RunResult) -> list[list[str]]:
                     "-",
                     "-",
                     "1",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
                 ]
             )
     return out
+
+
+def schemas_of(run: RunResult) -> list[str]:
+    return list(dict.fromkeys(s.schema for s in run.sizes))
+
+
+def _step_lines(run: RunResult) -> list[str]:
+    total = sum(seconds for _, seconds in run.steps)
+    return [f"{name}: {seconds:,.1f} s" for name, seconds in run.steps] + (
+        [f"all steps: {total:,.1f} s ({total / 60:.1f} min)"] if run.steps else []
+    )
 
 
 def _text_table(headers: tuple[str, ...] | list[str], rows: list[list[str]]) -> str:
@@ -271,15 +302,55 @@ def _concurrency_title(run: RunResult) -> str:
     c = run.concurrency
     assert c is not None
     ratio = "-" if c.ratio is None else f"{c.ratio:.2f}"
+    source = "" if c.source_rows is None else f" (limit=, from the {c.source_rows:,}-row dataset)"
     return (
-        f"Concurrency: {c.downloads} downloads of {c.dataset_rows:,} rows "
+        f"Concurrency: {c.downloads} downloads of {c.dataset_rows:,} rows{source} "
         f"({', '.join(c.formats)} in turn), parallel ÷ sequential rows/s = {ratio}"
     )
 
 
+CPU_NOTE = (
+    "CPU s/M: core-seconds per million rows of the service's process and the PostgreSQL "
+    "processes serving the dataset's database (backends and their parallel workers); machine "
+    "CPU s/M: every core's busy time during the transfer, whoever used it. COPY's client is not "
+    "counted, nor the HTTP client."
+)
+
+
+def _cpu_notes(run: RunResult) -> list[str]:
+    notes = []
+    for size in run.sizes:
+        health = [
+            f"{p} {s.health_max_ms:,.0f} ms"
+            for p, s in size.summaries.items()
+            if s.health_max_ms is not None
+        ]
+        if health:
+            notes.append(
+                f"slowest /healthz answer during the {size.schema} exports (median of runs): "
+                + ", ".join(health)
+            )
+    unresolved = sum(x.cpu_unresolved_exits for s in run.sizes for x in s.samples)
+    if unresolved:
+        notes.append(
+            f"{unresolved} PostgreSQL process exits during measured transfers were reaped "
+            "together with another database's: their last moments (at most 20 ms each) are not "
+            "counted"
+        )
+    return notes
+
+
 def text_report(run: RunResult) -> str:
-    parts = [_text_table(HEADERS, table_rows(run))]
-    notes = [n for s in run.sizes for n in s.notes] + run.notes
+    parts: list[str] = []
+    for schema in schemas_of(run) or ["sample"]:
+        if parts:
+            parts.append("")
+        parts += [
+            f"{SCHEMA_TITLES.get(schema, schema)}:",
+            _text_table(HEADERS, table_rows(run, schema)),
+        ]
+    parts.append(CPU_NOTE)
+    notes = [n for s in run.sizes for n in s.notes] + run.notes + _cpu_notes(run)
     parts += [f"note: {n}" for n in notes]
     parts += _keyset_lines(run)
     if run.concurrency is not None:
@@ -288,6 +359,8 @@ def text_report(run: RunResult) -> str:
             _concurrency_title(run),
             _text_table(CONCURRENCY_HEADERS, _concurrency_rows(run)),
         ]
+    if run.steps:
+        parts += ["", "Wall time of each step:", *[f"  {line}" for line in _step_lines(run)]]
     if run.targets:
         parts += [
             "",
@@ -306,6 +379,9 @@ def markdown_report(run: RunResult) -> str:
         f"Python {m.get('python')}; {m.get('postgres')} ({m.get('database')}); "
         f"commit {str(m.get('git_commit'))[:12]}{' (dirty)' if m.get('git_dirty') else ''}.",
         f"Options: {json.dumps(run.options)}.",
+        f"Load average at the start: {m.get('load_average_at_start')}; at the end: "
+        f"{m.get('load_average_at_end')} (other work on the machine slows every path; the "
+        "attributed CPU leaves it out, the machine-wide CPU does not).",
         "",
         "Medians over the runs. rows/s and MB/s (10^6 bytes) are seen by the client, transfer "
         "included; TTFB runs from sending the request to the first body chunk. Each service "
@@ -313,17 +389,25 @@ def markdown_report(run: RunResult) -> str:
         "(its TTFB is 'cold TTFB': the process's first request); peak RSS is that server's "
         "VmHWM (MiB) after the export. The naive endpoint gets no warm-up. "
         "vs COPY = rows/s ÷ COPY's rows/s. openpyxl: one run, rows already in memory, writing "
-        "only.",
+        "only. " + CPU_NOTE,
         "",
         _md_table(HEADERS, table_rows(run)),
     ]
-    notes = [n for s in run.sizes for n in s.notes] + run.notes
+    notes = [n for s in run.sizes for n in s.notes] + run.notes + _cpu_notes(run)
     if notes:
         parts += [""] + [f"- {n}" for n in notes]
     keyset = _keyset_lines(run)
     if keyset:
         parts += ["", "## Keyset pages", "", keyset[0] + ".", ""]
         parts += [f"- {line.strip()}" for line in keyset[1:]]
+    for schema in schemas_of(run):
+        if schema != "sample":
+            parts += [
+                "",
+                f"## {SCHEMA_TITLES.get(schema, schema)}",
+                "",
+                _md_table(HEADERS, table_rows(run, schema)),
+            ]
     if run.concurrency is not None:
         parts += [
             "",
@@ -333,6 +417,8 @@ def markdown_report(run: RunResult) -> str:
             "",
             _md_table(CONCURRENCY_HEADERS, _concurrency_rows(run)),
         ]
+    if run.steps:
+        parts += ["", "## Wall time of each step", ""] + [f"- {line}" for line in _step_lines(run)]
     if run.targets:
         parts += ["", "## Targets", "", _md_table(TARGET_HEADERS, _target_rows(run))]
     return "\n".join(parts) + "\n"
@@ -346,6 +432,7 @@ LABELS = {
     "csv": "CSV",
     "jsonl": "JSON Lines",
     "xlsx": "XLSX",
+    "parquet": "Parquet",
     NAIVE: "naive\n(in memory)",
     OPENPYXL: "openpyxl\nwrite-only",
 }
@@ -608,7 +695,11 @@ def _figure(run: RunResult) -> Figure:
 def _chart(run: RunResult, path: Path) -> str:
     if importlib.util.find_spec("matplotlib") is None:
         return "matplotlib is not installed: no chart (pip install 'matplotlib>=3.8')"
-    figure(run).savefig(path, dpi=110)
+    # The chart draws the sample schema across its sizes; other schemas are in the tables.
+    sample = run.of_schema("sample")
+    if not sample:
+        return "no chart: it draws the sample schema, which this run did not measure"
+    figure(dataclasses.replace(run, sizes=sample)).savefig(path, dpi=110)
     return f"chart: {path}"
 
 
@@ -684,8 +775,9 @@ def run_from_markdown(text: str) -> RunResult:
             options = json.loads(line.removeprefix("Options: ").removesuffix("."))
         elif (found := re.match(r"(.*), (\d+) CPUs, (\d+) MB; ", line)) is not None:
             machine = {"cpu_model": found[1], "nproc": int(found[2]), "memory_mb": int(found[3])}
-    header = _md_table(HEADERS, []).splitlines()[0]
-    if header not in lines:
+    base = _md_table(HEADERS[:BASE_COLUMNS], []).splitlines()[0].removesuffix(" |")
+    header = next((line for line in lines if line.startswith(base)), None)
+    if header is None:
         raise ValueError("no results table: not a learner-export benchmark summary")
     run = RunResult(started_at, options, machine)
     # The table, then its notes ("- ..."), then the next section.
@@ -699,6 +791,7 @@ def run_from_markdown(text: str) -> RunResult:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         rows, path = int(cells[0].replace(",", "")), cells[1]
         seconds, rows_per_s, mb_per_s, ttfb, cold, rss, vs_copy = map(_cell, cells[2:9])
+        cpu_cells = [_cell(c) for c in cells[BASE_COLUMNS:]] + [None] * 4
         size = run.size(rows)
         if size is None:
             size = SizeResult(
@@ -728,6 +821,10 @@ def run_from_markdown(text: str) -> RunResult:
             cold,
             rss,
             vs_copy,
+            cpu_per_m=cpu_cells[0],
+            cpu_vs_copy=cpu_cells[1],
+            machine_cpu_per_m=cpu_cells[2],
+            machine_cpu_vs_copy=cpu_cells[3],
         )
     return run
 

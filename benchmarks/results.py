@@ -28,6 +28,20 @@ class Sample:
     error: str | None = None
     # TTFB of the 1-row export that warmed the fresh server up (its first request).
     cold_ttfb_ms: float | None = None
+    # CPU core-seconds during the transfer (benchmarks/cpu.py): the whole machine's, the
+    # service process's, and the PostgreSQL processes' serving this dataset's database.
+    cpu_machine_s: float | None = None
+    cpu_service_s: float | None = None
+    cpu_database_s: float | None = None
+    cpu_unresolved_exits: int = 0
+    # The slowest /healthz answer during the download (probed on the hostile dataset).
+    health_max_ms: float | None = None
+
+    @property
+    def cpu_attributed_s(self) -> float | None:
+        if self.cpu_database_s is None:
+            return None
+        return self.cpu_database_s + (self.cpu_service_s or 0.0)
 
     @property
     def rows_per_s(self) -> float:
@@ -36,6 +50,13 @@ class Sample:
     @property
     def mb_per_s(self) -> float:
         return self.bytes / MB / self.seconds if self.seconds > 0 else 0.0
+
+
+def per_million(seconds: float | None, rows: int) -> float | None:
+    """Core-seconds per million rows."""
+    if seconds is None or rows <= 0:
+        return None
+    return seconds * 1_000_000 / rows
 
 
 def median(values: Sequence[float | None]) -> float | None:
@@ -70,6 +91,15 @@ class Summary:
     cold_ttfb_ms: float | None
     peak_rss_mb: float | None
     vs_copy: float | None = None
+    # Median core-seconds per million rows: attributed (service + its PostgreSQL processes),
+    # its two parts, and the machine's; and the attributed and machine figures ÷ COPY's.
+    cpu_per_m: float | None = None
+    db_cpu_per_m: float | None = None
+    service_cpu_per_m: float | None = None
+    machine_cpu_per_m: float | None = None
+    cpu_vs_copy: float | None = None
+    machine_cpu_vs_copy: float | None = None
+    health_max_ms: float | None = None
 
     @classmethod
     def of(cls, path: str, rows: int, samples: Sequence[Sample]) -> Summary:
@@ -87,6 +117,11 @@ class Summary:
             ttfb_ms=median([s.ttfb_ms for s in ok]),
             cold_ttfb_ms=median([s.cold_ttfb_ms for s in ok]),
             peak_rss_mb=median([s.peak_rss_mb for s in ok]),
+            cpu_per_m=median([per_million(s.cpu_attributed_s, s.rows) for s in ok]),
+            db_cpu_per_m=median([per_million(s.cpu_database_s, s.rows) for s in ok]),
+            service_cpu_per_m=median([per_million(s.cpu_service_s, s.rows) for s in ok]),
+            machine_cpu_per_m=median([per_million(s.cpu_machine_s, s.rows) for s in ok]),
+            health_max_ms=median([s.health_max_ms for s in samples]),
         )
 
 
@@ -111,6 +146,8 @@ class SizeResult:
     summaries: dict[str, Summary] = field(default_factory=dict)
     openpyxl: OpenpyxlResult | None = None
     notes: list[str] = field(default_factory=list)
+    # sample, heavy (benchmarks/schemas/heavy.sql) or hostile (the sample with hostile cells).
+    schema: str = "sample"
 
     def summarize(self) -> None:
         paths = dict.fromkeys(s.path for s in self.samples)
@@ -118,10 +155,18 @@ class SizeResult:
             p: Summary.of(p, self.rows, [s for s in self.samples if s.path == p]) for p in paths
         }
         copy = self.summaries.get(COPY)
-        base = copy.rows_per_s if copy else None
         for summary in self.summaries.values():
-            if base and summary.rows_per_s is not None:
-                summary.vs_copy = summary.rows_per_s / base
+            if copy is None:
+                break
+            summary.vs_copy = ratio(summary.rows_per_s, copy.rows_per_s)
+            summary.cpu_vs_copy = ratio(summary.cpu_per_m, copy.cpu_per_m)
+            summary.machine_cpu_vs_copy = ratio(summary.machine_cpu_per_m, copy.machine_cpu_per_m)
+
+
+def ratio(value: float | None, base: float | None) -> float | None:
+    if value is None or not base:
+        return None
+    return value / base
 
 
 @dataclass(slots=True)
@@ -175,6 +220,8 @@ class ConcurrencyResult:
     parallel: BatchResult
     sequential: BatchResult
     ratio: float | None
+    # The dataset the downloads read their first dataset_rows rows from (limit=).
+    source_rows: int | None = None
 
 
 @dataclass(slots=True)
@@ -199,6 +246,11 @@ class RunResult:
     targets: list[TargetResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     finished_at: str | None = None
+    # (step, wall seconds), in the order the steps ran.
+    steps: list[tuple[str, float]] = field(default_factory=list)
 
-    def size(self, rows: int) -> SizeResult | None:
-        return next((s for s in self.sizes if s.rows == rows), None)
+    def size(self, rows: int, schema: str = "sample") -> SizeResult | None:
+        return next((s for s in self.sizes if s.rows == rows and s.schema == schema), None)
+
+    def of_schema(self, schema: str) -> list[SizeResult]:
+        return [s for s in self.sizes if s.schema == schema]
