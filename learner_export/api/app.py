@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -19,7 +20,7 @@ from learner_export.api.cors import AllowListCors
 from learner_export.api.errors import add_exception_handlers
 from learner_export.api.openapi import build_openapi
 from learner_export.api.state import load
-from learner_export.audit import AuditLog, RefusalLimiter
+from learner_export.audit import AuditAllowance, AuditLog
 from learner_export.auth import RoleCache, TokenVerifier
 from learner_export.config import Settings
 from learner_export.errors import DatabaseUnavailable
@@ -75,6 +76,16 @@ class RequestIdMiddleware:
             logs.request_id.reset(token)
 
 
+async def _flush_repeated(audit: AuditLog) -> None:
+    """Write the audit's repeated rows as their minutes end."""
+    while True:
+        await asyncio.sleep(5)
+        try:
+            await audit.flush()
+        except Exception:
+            log.exception("could not write repeated audit rows")
+
+
 def create_app(settings: Settings) -> FastAPI:
     if settings.database_url is None:
         raise ValueError("create_app needs settings.database_url")
@@ -93,16 +104,23 @@ def create_app(settings: Settings) -> FastAPI:
             else app.state.pool
         )
         app.state.metrics.watch_pool(app.state.read_pool)
-        app.state.audit = AuditLog(app.state.pool, settings.acquire_timeout_seconds)
+        app.state.audit = AuditLog(
+            app.state.pool, settings.acquire_timeout_seconds, app.state.allowance
+        )
         # The contract is learned now, or on first need if the database is not there yet; a
         # database that does not offer it stops the start (ContractNotMet names what lacks).
         try:
             app.state.contract = await load(app)
         except DatabaseUnavailable:
             log.warning("database not reachable at start; the contract is read when it is")
+        flusher = asyncio.create_task(_flush_repeated(app.state.audit))
         try:
             yield
         finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await app.state.audit.flush(everything=True)
             # Exports still running were cut by the server's graceful-shutdown timeout and have
             # given their connections back; terminate whatever has not within a few seconds.
             for pool in {id(p): p for p in (app.state.read_pool, app.state.pool)}.values():
@@ -124,7 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.roles = RoleCache(settings.role_cache_ttl_seconds)
     app.state.slots = ExportSlots(settings.max_concurrent, settings.max_concurrent_per_user)
-    app.state.refusals = RefusalLimiter(settings.refusals_per_minute)
+    app.state.allowance = AuditAllowance(settings.refusals_per_minute)
     app.state.contract = None
     app.state.contract_lock = asyncio.Lock()
     link_secrets = parse_secrets(settings.link_secrets.get_secret_value())

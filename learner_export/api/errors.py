@@ -18,10 +18,15 @@ from learner_export.api.browser import error_page, wants_html
 from learner_export.errors import (
     ERRORS,
     INTERNAL,
+    ContractNotMet,
+    DatabaseUnavailable,
     ExportError,
+    Forbidden,
     InvalidParameter,
     MethodNotAllowed,
     NotFound,
+    TooManyExports,
+    Unauthorized,
     kind_of,
 )
 
@@ -117,3 +122,8 @@ def add_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+EXPORT_ERRORS = responses(
+    InvalidParameter, Unauthorized, Forbidden, TooManyExports, DatabaseUnavailable, ContractNotMet
+)

@@ -57,3 +57,9 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Audit rows are append-only to the service (migration 003, docs/audit.md): it inserts rows
+-- and completes its own 'started' ones through finish_export(), never UPDATE or DELETE.
+REVOKE UPDATE, DELETE, TRUNCATE ON learner_export.export_audit FROM learner_export_service;
+GRANT EXECUTE ON FUNCTION learner_export.finish_export(uuid, text, bigint, bigint, integer,
+    uuid[], text) TO learner_export_service;
