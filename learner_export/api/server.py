@@ -124,6 +124,7 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "http": guarded_protocol(settings.request_read_timeout_seconds, cap),
         "h11_max_incomplete_event_size": settings.max_header_bytes,
         "timeout_keep_alive": max(1, round(settings.keep_alive_seconds)),
-        # Requests running at once (each a task): past it uvicorn answers 503.
-        "limit_concurrency": cap,
+        # Not limit_concurrency: uvicorn compares it with the connections open, so at the cap
+        # it would answer 503 to the very health check the eviction let in. Requests running
+        # at once are bounded by the connections; exports by their slots.
     }
