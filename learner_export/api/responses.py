@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -29,8 +28,9 @@ log = logging.getLogger("learner_export.exports")
 STANDBY_ADVICE = (
     "raise max_standby_streaming_delay, or turn on hot_standby_feedback, on the standby"
 )
-# A send that took longer than this waited for the client to read: it is reading.
-_WAITED_SECONDS = 0.002
+# More than the sender's and the receiver's socket buffers hold at most (Linux's default
+# tcp_wmem and tcp_rmem maxima: 4 MiB and 6 MiB): past it, the client has read something.
+READING_PROOF_BYTES = 16 * 1024 * 1024
 
 
 def standby_advice(exc: BaseException, on_standby: bool) -> str:
@@ -86,18 +86,19 @@ class ExportResponse(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         settings = self._settings
-        reading = False
+        sent = 0
 
         async def send_or_give_up(message: Message) -> None:
             # A client that stops reading blocks this send (TCP backpressure), with the
-            # snapshot open: past the stall limit the export ends, cut. One that never read
-            # gets the shorter limit, so that unread downloads give their slots back soon.
-            nonlocal reading
-            began = time.monotonic()
+            # snapshot open: past the stall limit the export ends, cut. Until more has gone out
+            # than the kernels' buffers can hold unread, the client has not been seen reading:
+            # it gets the shorter limit, so that unread downloads give their slots back soon.
+            nonlocal sent
+            reading = sent > READING_PROOF_BYTES
             limit = settings.stall_timeout_seconds if reading else settings.first_stall_seconds
             with anyio.fail_after(limit):
                 await send(message)
-            reading = reading or time.monotonic() - began > _WAITED_SECONDS
+            sent += len(message.get("body", b""))
 
         try:
             with anyio.fail_after(settings.max_duration_seconds):
