@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.responses import RedirectResponse
+from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from learner_export import db, logs
@@ -74,6 +76,28 @@ class RequestIdMiddleware:
                 },
             )
             logs.request_id.reset(token)
+
+
+def relative_slash_redirect(router: Router) -> ASGIApp:
+    """Starlette's trailing-slash redirect, with a Location that is a path: it built an
+    absolute URL from the request's Host header, which a client chooses (and the Location may
+    carry a signed link). Anything else still gets the router's 404."""
+    not_found = router.default
+
+    async def default(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        if scope["type"] == "http" and path != "/":
+            other = path.rstrip("/") if path.endswith("/") else path + "/"
+            for route in router.routes:
+                match, _ = route.matches({**scope, "path": other})
+                if match is not Match.NONE:
+                    query = scope.get("query_string", b"").decode("latin-1")
+                    location = scope.get("root_path", "") + other + (f"?{query}" if query else "")
+                    await RedirectResponse(location, status_code=307)(scope, receive, send)
+                    return
+        await not_found(scope, receive, send)
+
+    return default
 
 
 async def _flush_repeated(audit: AuditLog) -> None:
@@ -147,6 +171,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.contract_lock = asyncio.Lock()
     link_secrets = parse_secrets(settings.link_secrets.get_secret_value())
     app.state.links = LinkSigner(link_secrets) if link_secrets else None
+    app.router.redirect_slashes = False
+    app.router.default = relative_slash_redirect(app.router)
     add_exception_handlers(app)
     app.include_router(health.router)
     app.include_router(exports.router)
