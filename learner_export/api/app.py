@@ -116,6 +116,18 @@ def create_app(settings: Settings) -> FastAPI:
     # Needs a ≥32-character EXPORT_JWT_SECRET or a JWKS; a bad JWKS fails here, not per request.
     verifier = TokenVerifier.from_settings(settings)
     dsn = settings.database_url
+    if not settings.read_database_url and (
+        settings.max_concurrent + settings.reserved_connections > settings.pool_max_size
+    ):
+        # Each running export holds one connection: past this, they can take the ones the
+        # audit trail, role lookups and /readyz need.
+        log.warning(
+            "EXPORT_MAX_CONCURRENT (%d) + EXPORT_RESERVED_CONNECTIONS (%d) exceed"
+            " EXPORT_POOL_MAX_SIZE (%d): exports may starve the audit trail and /readyz",
+            settings.max_concurrent,
+            settings.reserved_connections,
+            settings.pool_max_size,
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
