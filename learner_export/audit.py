@@ -90,6 +90,7 @@ class Repeated:
     fmt: str | None
     filters: dict[str, Any]
     detail: str | None
+    window: str  # the allowance it was past: the caller's, or theirs for a full service
 
 
 class AuditAllowance:
@@ -133,14 +134,27 @@ class AuditAllowance:
         fmt: str | None,
         filters: dict[str, Any],
         detail: str | None,
+        window: str | None = None,
     ) -> None:
-        """Add one event that was not admitted to its caller's repeated row."""
+        """Add one event that was not admitted to its repeated row; `window` is the allowance
+        it was refused by (the caller's own by default)."""
         now = datetime.now(UTC)
-        key = (caller, kind, outcome)
+        key = (window or caller, kind, outcome)
         held = self._repeated.get(key)
         if held is None:
             self._repeated[key] = Repeated(
-                caller, kind, outcome, 1, now, now, request_id, via_link, fmt, filters, detail
+                caller,
+                kind,
+                outcome,
+                1,
+                now,
+                now,
+                request_id,
+                via_link,
+                fmt,
+                filters,
+                detail,
+                window or caller,
             )
             return
         held.count += 1
@@ -159,10 +173,18 @@ class AuditAllowance:
             if everything or k[0] in ended or k[0] not in self._windows
         ]
         for r in taken:
-            del self._repeated[(r.caller, r.kind, r.outcome)]
+            del self._repeated[(r.window, r.kind, r.outcome)]
         for caller in ended:
             del self._windows[caller]
         return taken
+
+
+_REPEATED_WHAT = {
+    "refused": "refusals",
+    "refused while full": "refusals while every export slot was taken",
+    "head": "HEAD requests",
+    "limit=0": "limit=0 exports",
+}
 
 
 def _no_nul(text: str) -> str:
@@ -306,7 +328,8 @@ class AuditLog:
         if self.allowance is not None and not self.allowance.admit(key):
             self.allowance.count(
                 caller=caller,
-                kind="refused" if key == caller else "refused:" + key,
+                kind="refused" if key == caller else "refused while full",
+                window=key,
                 outcome=outcome,
                 request_id=request_id,
                 via_link=via_link,
@@ -333,7 +356,7 @@ class AuditLog:
         written = 0
         for r in self.allowance.due(everything=everything):
             span = f"{r.first_at:%H:%M:%S}-{r.last_at:%H:%M:%S} UTC"
-            what = {"refused": "refusals", "head": "HEAD requests"}.get(r.kind, r.kind + " exports")
+            what = _REPEATED_WHAT.get(r.kind, r.kind)
             ok = await self._insert_ended(
                 caller=r.caller,
                 request_id=r.request_id,
