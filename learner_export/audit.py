@@ -6,16 +6,16 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 import asyncpg
 import orjson
 
-from learner_export.errors import DATABASE_ERRORS, DatabaseUnavailable, TooManyExports
+from learner_export.errors import DATABASE_ERRORS, DatabaseUnavailable
 from learner_export.keys import key_of
 
 log = logging.getLogger("learner_export.audit")
@@ -29,7 +29,8 @@ _RECORD_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *DATABASE_ERROR
 
 
 class Outcome(StrEnum):
-    """How an export ended; the SQL CHECK on export_audit.outcome holds the same values."""
+    """How an export ended; the SQL CHECK on export_audit.outcome holds the same values
+    (migrations 001 and 003)."""
 
     STARTED = "started"
     COMPLETED = "completed"
@@ -38,6 +39,7 @@ class Outcome(StrEnum):
     DENIED = "denied"
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
+    HEAD = "head"  # answered with headers only
 
 
 def capped_filters(filters: dict[str, Any]) -> str:
@@ -52,6 +54,8 @@ def capped_filters(filters: dict[str, Any]) -> str:
         text = orjson.dumps(capped)
     except TypeError:  # e.g. an integer beyond 64 bits: never stored as given
         text = b"{}"
+    # jsonb refuses the escaped NUL that JSON allows.
+    text = text.replace(b"\\u0000", b"\\ufffd")
     if len(text) > MAX_FILTERS_BYTES:
         text = orjson.dumps({"truncated": True, "bytes": len(text)})
     return text.decode()
@@ -60,94 +64,158 @@ def capped_filters(filters: dict[str, Any]) -> str:
 def query_filters(query: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """A refused request's query as given (it did not validate), shortened, for its audit row."""
     return {
-        "query": [[name[:64], value[:100]] for name, value in query[:MAX_QUERY_PAIRS_STORED]],
+        "query": [
+            [_no_nul(name[:64]), _no_nul(value[:100])]
+            for name, value in query[:MAX_QUERY_PAIRS_STORED]
+        ],
         "parameters": len(query),
     }
 
 
 def _capped_detail(detail: str | None) -> str | None:
-    return None if detail is None else detail[:MAX_DETAIL_CHARS]
+    return None if detail is None else _no_nul(detail[:MAX_DETAIL_CHARS])
 
 
-class RefusalLimiter:
-    """Refusals per caller in the last minute, in this process: past `per_minute` of them, every
-    request of that caller is answered 429 until the minute has passed."""
+@dataclass
+class Repeated:
+    """Events of one caller, kind and outcome past the minute's allowance: one row, counted."""
+
+    caller: str
+    kind: str
+    outcome: Outcome
+    count: int
+    first_at: datetime
+    last_at: datetime
+    request_id: str
+    via_link: bool
+    fmt: str | None
+    filters: dict[str, Any]
+    detail: str | None
+    window: str  # the allowance it was past: the caller's, or theirs for a full service
+
+
+class AuditAllowance:
+    """How many rows of their own a caller's refusals, HEAD and limit=0 requests get a minute.
+
+    The first `per_minute` such events of a caller in a window of a minute are recorded one
+    row each; the rest are counted, never refused, and recorded when the window ends as one row
+    per kind and outcome with `repeats` = how many (the last one's details as a sample). Nobody
+    is barred by it: it bounds the table, not the caller.
+    """
 
     WINDOW_SECONDS = 60.0
-    MAX_CALLERS = 10_000  # the memory it holds stays bounded too
+    MAX_CALLERS = 10_000  # windows held in memory; past that the oldest end early
 
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._per_minute = per_minute
-        self._clock = clock
-        self._refusals: dict[str, deque[float]] = {}
-        self._throttled: dict[str, float] = {}
+        self.clock = clock
+        self._windows: dict[str, tuple[float, int]] = {}
+        self._repeated: dict[tuple[str, str, Outcome], Repeated] = {}
 
-    def _recent(self, caller: str, now: float) -> deque[float]:
-        times = self._refusals.get(caller, deque())
-        while times and times[0] <= now - self.WINDOW_SECONDS:
-            times.popleft()
-        return times
+    def admit(self, caller: str) -> bool:
+        """Whether this event of the caller gets a row of its own (and count it)."""
+        now = self.clock()
+        opened, used = self._windows.get(caller, (now, 0))
+        if now - opened >= self.WINDOW_SECONDS:
+            opened, used = now, 0
+        elif caller not in self._windows and len(self._windows) >= self.MAX_CALLERS:
+            oldest = min(self._windows, key=lambda c: self._windows[c][0])
+            del self._windows[oldest]
+        self._windows[caller] = (opened, used + 1)
+        return used < self._per_minute
 
-    def check(self, caller: str) -> bool:
-        """Raise TooManyExports (429) when the caller is slowed; True the first time in a window
-        (that refusal is worth an audit row, the ones after it are not)."""
-        now = self._clock()
-        times = self._recent(caller, now)
-        if len(times) < self._per_minute:
-            return False
-        retry = max(1, round(times[0] + self.WINDOW_SECONDS - now))
-        first = self._throttled.get(caller, -self.WINDOW_SECONDS) <= now - self.WINDOW_SECONDS
-        if first:
-            self._throttled[caller] = now
-        raise TooManyExports(
-            f"{self._per_minute} refused requests in a minute; retry in {retry} s",
-            retry_after=retry,
-        ) from _Throttled(first)
+    def count(
+        self,
+        *,
+        caller: str,
+        kind: str,
+        outcome: Outcome,
+        request_id: str,
+        via_link: bool,
+        fmt: str | None,
+        filters: dict[str, Any],
+        detail: str | None,
+        window: str | None = None,
+    ) -> None:
+        """Add one event that was not admitted to its repeated row; `window` is the allowance
+        it was refused by (the caller's own by default)."""
+        now = datetime.now(UTC)
+        key = (window or caller, kind, outcome)
+        held = self._repeated.get(key)
+        if held is None:
+            self._repeated[key] = Repeated(
+                caller,
+                kind,
+                outcome,
+                1,
+                now,
+                now,
+                request_id,
+                via_link,
+                fmt,
+                filters,
+                detail,
+                window or caller,
+            )
+            return
+        held.count += 1
+        held.last_at, held.request_id, held.via_link = now, request_id, via_link
+        held.fmt, held.filters, held.detail = fmt, filters, detail
 
-    def note(self, caller: str) -> None:
-        """Count one refusal of the caller."""
-        now = self._clock()
-        if caller not in self._refusals and len(self._refusals) >= self.MAX_CALLERS:
-            self._forget(now)
-        times = self._recent(caller, now)
-        times.append(now)
-        while len(times) > self._per_minute:
-            times.popleft()
-        self._refusals[caller] = times
-
-    def _forget(self, now: float) -> None:
-        for caller in [
-            c for c, t in self._refusals.items() if not t or t[-1] <= now - self.WINDOW_SECONDS
-        ]:
-            del self._refusals[caller]
-            self._throttled.pop(caller, None)
-        if len(self._refusals) >= self.MAX_CALLERS:
-            oldest = min(self._refusals, key=lambda c: self._refusals[c][-1])
-            del self._refusals[oldest]
+    def due(self, *, everything: bool = False) -> list[Repeated]:
+        """Repeated rows whose caller's window has ended (all of them with `everything`)."""
+        now = self.clock()
+        ended = {
+            c for c, (opened, _) in self._windows.items() if now - opened >= self.WINDOW_SECONDS
+        }
+        taken = [
+            r
+            for k, r in self._repeated.items()
+            if everything or k[0] in ended or k[0] not in self._windows
+        ]
+        for r in taken:
+            del self._repeated[(r.window, r.kind, r.outcome)]
+        for caller in ended:
+            del self._windows[caller]
+        return taken
 
 
-class _Throttled(Exception):
-    """Carried as the 429's cause: whether it is the caller's first in this window."""
+_REPEATED_WHAT = {
+    "refused": "refusals",
+    "refused while full": "refusals while every export slot was taken",
+    "head": "HEAD requests",
+    "limit=0": "limit=0 exports",
+}
 
-    def __init__(self, first: bool) -> None:
-        super().__init__(first)
-        self.first = first
 
-
-def first_throttle(exc: BaseException) -> bool:
-    """Whether a RefusalLimiter's 429 is the first of its window (the one to record)."""
-    return isinstance(exc.__cause__, _Throttled) and exc.__cause__.first
+def _no_nul(text: str) -> str:
+    # PostgreSQL's text and jsonb hold no NUL character; a query with one is still recorded.
+    return text.replace("\x00", "\ufffd")
 
 
 @dataclass
 class AuditEntry:
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    # False for an event past its caller's allowance: counted into a repeated row at the end.
+    recorded: bool = True
+    caller: str = ""
+    kind: str = ""
+    request_id: str = ""
+    via_link: bool = False
+    fmt: str | None = None
+    filters: dict[str, Any] = field(default_factory=dict)
 
 
 class AuditLog:
-    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float) -> None:
+    """Rows of the audit trail, written on connections of the primary's pool; the service's role
+    may insert rows and complete its own 'started' ones (finish_export), nothing else."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, acquire_timeout: float, allowance: AuditAllowance | None = None
+    ) -> None:
         self._pool = pool
         self._timeout = acquire_timeout
+        self.allowance = allowance
 
     async def start(
         self,
@@ -158,9 +226,24 @@ class AuditLog:
         fmt: str,
         filters: dict[str, Any],
         via_link: bool,
+        repeatable: str | None = None,
     ) -> AuditEntry:
-        """Record an export before it starts; an export that cannot be recorded does not run."""
-        entry = AuditEntry()
+        """Record an export before it starts; an export that cannot be recorded does not run.
+
+        A `repeatable` kind of request (HEAD, limit=0: nothing of a learner leaves) past the
+        caller's allowance is not written now but counted into a repeated row when it ends.
+        """
+        entry = AuditEntry(
+            caller=caller,
+            kind=repeatable or "",
+            request_id=request_id,
+            via_link=via_link,
+            fmt=fmt,
+            filters=filters,
+        )
+        if repeatable and self.allowance is not None and not self.allowance.admit(caller):
+            entry.recorded = False
+            return entry
         try:
             await self._execute(
                 "INSERT INTO learner_export.export_audit (id, caller_id, caller_role,"
@@ -192,24 +275,40 @@ class AuditLog:
         client_scope: list[str] | None,
         detail: str | None = None,
     ) -> bool:
-        """Complete the row; False (logged) when that failed."""
+        """Complete the row (only a row still 'started' can be); False (logged) when that
+        failed."""
+        if not entry.recorded:
+            if self.allowance is not None:
+                self.allowance.count(
+                    caller=entry.caller,
+                    kind=entry.kind,
+                    outcome=outcome,
+                    request_id=entry.request_id,
+                    via_link=entry.via_link,
+                    fmt=entry.fmt,
+                    filters=entry.filters,
+                    detail=detail,
+                )
+            return True
         try:
-            await self._execute(
-                "UPDATE learner_export.export_audit SET outcome = $2, rows_sent = $3,"
-                " bytes_sent = $4, duration_ms = $5, client_scope = $6::uuid[], detail = $7,"
-                " ended_at = now() WHERE id = $1",
-                entry.id,
-                outcome.value,
-                rows,
-                bytes_sent,
-                duration_ms,
-                client_scope,
-                _capped_detail(detail),
-            )
-        except DATABASE_ERRORS:
+            async with self._pool.acquire(timeout=self._timeout) as conn:
+                done = await conn.fetchval(
+                    "SELECT learner_export.finish_export($1, $2, $3, $4, $5, $6::uuid[], $7)",
+                    entry.id,
+                    outcome.value,
+                    rows,
+                    bytes_sent,
+                    duration_ms,
+                    client_scope,
+                    _capped_detail(detail),
+                    timeout=self._timeout * 5,
+                )
+        except _RECORD_ERRORS:
             log.exception("could not complete the audit row", extra={"export_id": entry.id})
             return False
-        return True
+        if not done:
+            log.error("the audit row was not 'started'", extra={"export_id": entry.id})
+        return bool(done)
 
     async def refused(
         self,
@@ -220,23 +319,89 @@ class AuditLog:
         filters: dict[str, Any],
         via_link: bool,
         detail: str,
+        outcome: Outcome = Outcome.DENIED,
+        allowance_key: str | None = None,
     ) -> bool:
-        """Record a refusal that never became an export (a 400, a 429, a refused link); False
-        (logged) when that failed: the caller is told of the refusal either way."""
+        """Record a refusal that never became an export (a 400, a 403, a 429, a refused link);
+        past the allowance (of `allowance_key`, by default the caller's) it is counted into a
+        repeated row instead. False (logged) when recording failed: the caller is told of the
+        refusal either way."""
+        key = allowance_key or caller
+        if self.allowance is not None and not self.allowance.admit(key):
+            self.allowance.count(
+                caller=caller,
+                kind="refused" if key == caller else "refused while full",
+                window=key,
+                outcome=outcome,
+                request_id=request_id,
+                via_link=via_link,
+                fmt=fmt,
+                filters=filters,
+                detail=detail,
+            )
+            return True
+        return await self._insert_ended(
+            caller=caller,
+            request_id=request_id,
+            via_link=via_link,
+            fmt=fmt,
+            filters=filters,
+            outcome=outcome,
+            detail=detail,
+        )
+
+    async def flush(self, *, everything: bool = False) -> int:
+        """Write the repeated rows whose minute has ended (all with `everything`, at shutdown);
+        how many were written."""
+        if self.allowance is None:
+            return 0
+        written = 0
+        for r in self.allowance.due(everything=everything):
+            span = f"{r.first_at:%H:%M:%S}-{r.last_at:%H:%M:%S} UTC"
+            what = _REPEATED_WHAT.get(r.kind, r.kind)
+            ok = await self._insert_ended(
+                caller=r.caller,
+                request_id=r.request_id,
+                via_link=r.via_link,
+                fmt=r.fmt,
+                filters=r.filters,
+                outcome=r.outcome,
+                detail=f"{r.count} more {what} in {span}; the last: {r.detail or r.outcome}",
+                repeats=r.count,
+                started_at=r.first_at,
+            )
+            written += ok
+        return written
+
+    async def _insert_ended(
+        self,
+        *,
+        caller: str,
+        request_id: str,
+        via_link: bool,
+        fmt: str | None,
+        filters: dict[str, Any],
+        outcome: Outcome,
+        detail: str,
+        repeats: int = 1,
+        started_at: datetime | None = None,
+    ) -> bool:
         try:
             await self._execute(
                 "INSERT INTO learner_export.export_audit (id, caller_id, request_id, via_link,"
-                " format, filters, outcome, detail, ended_at, duration_ms, api_key_id,"
-                " api_key_name) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, now(), 0, $9,"
-                " $10)",
+                " format, filters, outcome, detail, ended_at, duration_ms, repeats, started_at,"
+                " api_key_id, api_key_name) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, now(),"
+                " 0, $9, coalesce($10, now()), $11, $12)",
                 str(uuid.uuid4()),
                 caller,
                 request_id,
                 via_link,
-                None if fmt is None else fmt[:16],
+                None if fmt is None else _no_nul(fmt[:16]),
                 capped_filters(filters),
-                Outcome.DENIED.value,
+                outcome.value,
                 _capped_detail(detail),
+                repeats,
+                started_at,
                 *key_of(caller),
             )
         except _RECORD_ERRORS:

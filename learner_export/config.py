@@ -68,11 +68,28 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=64 * 1024, ge=4096)
     # Bearer token for GET /metrics; unset, /metrics answers loopback clients only.
     metrics_token: SecretStr = SecretStr("")
+    # Exports at once, for everyone and for one caller: in each process, and across every
+    # replica on the same database (advisory locks). One caller's share is a quarter, so that
+    # two greedy callers leave half for everyone else (docs/limits.md).
     max_concurrent: int = Field(default=16, ge=1)
-    max_concurrent_per_user: int = Field(default=8, ge=1)
-    # Refused requests (400, 403, 429) a caller may have in a minute before every request of
-    # theirs is answered 429 for the rest of it: bounds their audit rows (docs/audit.md).
+    max_concurrent_per_user: int = Field(default=4, ge=1)
+    # Connections of the primary's pool that exports' helper connections leave free, for the
+    # audit trail, role lookups and /readyz.
+    reserved_connections: int = Field(default=4, ge=0)
+    # A download that has not been seen reading is cut after this long blocked (its slot and
+    # connections come back); one that reads gets stall_timeout_seconds.
+    first_stall_seconds: float = Field(default=10.0, gt=0)
+    # Refusals, HEAD and limit=0 requests of one caller recorded one row each per minute; past
+    # that they are answered as usual and counted into one row per kind (docs/audit.md).
     refusals_per_minute: int = Field(default=10, ge=1)
+    # Seconds a client has to send a request's head and body, from its first byte (or from
+    # the connection's start); then the connection is closed.
+    request_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Seconds an idle keep-alive connection stays open between requests.
+    keep_alive_seconds: float = Field(default=5.0, gt=0)
+    # Client connections at once; also held below the process's descriptor limit, with room
+    # for the pools. Past it, the oldest connection that has not sent a whole request goes.
+    max_connections: int = Field(default=1000, ge=16)
     xlsx_sheet_rows: int = Field(default=1_048_576, ge=2, le=1_048_576)
 
     # auto: text for a terminal, JSON when piped; json or text forces one.

@@ -19,9 +19,11 @@ class PoolConnections:
     """From the service's pool. Helpers only while the pool has some to spare: a busy service
     already keeps every core working, and its exports need the connections more."""
 
-    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float, reserve: int = 0) -> None:
         self._pool = pool
         self._timeout = acquire_timeout
+        # Left free for the audit trail, role lookups and /readyz (EXPORT_RESERVED_CONNECTIONS).
+        self._reserve = reserve
 
     async def main(self) -> asyncpg.Connection:
         try:
@@ -34,7 +36,8 @@ class PoolConnections:
 
     async def acquire(self) -> asyncpg.Connection | None:
         pool = self._pool
-        if pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size():
+        free = pool.get_idle_size() + pool.get_max_size() - pool.get_size()
+        if free <= self._reserve:
             return None
         try:
             conn: asyncpg.Connection = await pool.acquire(timeout=POOL_ACQUIRE_SECONDS)

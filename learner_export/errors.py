@@ -43,8 +43,10 @@ class LinkExpired(ExportError):
 
 
 class TooManyExports(ExportError):
-    def __init__(self, detail: Any, retry_after: int) -> None:
+    def __init__(self, detail: Any, retry_after: int, *, by_others: bool = False) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
+        # Full because of everyone's exports, not the caller's own: not held against them.
+        self.by_others = by_others
 
 
 class DatabaseUnavailable(ExportError):

@@ -79,7 +79,8 @@ def export_filename(
         both(f"before_{_when(created_to)}")
     if not full_parts:
         both("all")
-    stamp = f"{now.astimezone(UTC):%Y%m%dT%H%MZ}"
+    # To the second: two downloads in the same minute get two names.
+    stamp = f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}"
     ext = _NOT_ASCII_SAFE.sub("", extension)
     return (
         "-".join(["learners", *ascii_parts, stamp]) + f".{ext}",

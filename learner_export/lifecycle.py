@@ -1,11 +1,15 @@
 """What happens during an export, from the caller to the audit row's end; the HTTP route and the
 CLI are thin faces over it.
 
-    authorise (the caller's role label; the database applies their scope)
+    parameters parsed (a refusal is recorded, and raised for the face to answer)
+      → a slot of this process, for the caller and in all
+      → authorise (the caller's role label; the database applies their scope)
       → audit row 'started'
       → snapshot opened, scope resolved, first page read (a refusal here is 'denied')
+      → slots shared by every replica (advisory locks in the snapshot's transaction)
+      → the count (Prefer: count=exact), or the end for HEAD
       → pages written by COPY in the format → framed by the format → compressed → chunks
-      → finish: outcome, rows and bytes handed on, duration
+      → finish: outcome (decided here, by `ending()`), rows and bytes handed on, duration
 
 Everything that can fail before the first byte does so in `start()`, so a caller gets a real
 status; after it, a failure cuts the stream and the audit row says so.
@@ -17,23 +21,30 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncpg
 
-from learner_export.audit import AuditEntry, AuditLog, Outcome
+from learner_export.audit import AuditEntry, AuditLog, Outcome, query_filters
 from learner_export.auth import RoleCache, caller_role
 from learner_export.compression import Compressor
 from learner_export.config import Settings
-from learner_export.errors import ContractBreach, ExportError, Forbidden, database_error
+from learner_export.errors import (
+    ERRORS,
+    ContractBreach,
+    ExportError,
+    TooManyExports,
+    database_error,
+)
 from learner_export.formats import FORMATS, Format, Framer
 from learner_export.formats.cells import cell_bound
 from learner_export.memory import give_back_large_buffers
 from learner_export.metrics import Metrics
 from learner_export.pages import SnapshotPages
 from learner_export.params import ExportParams
+from learner_export.slots import ExportSlots, take_database_slots
 
 log = logging.getLogger("learner_export.export")
 
@@ -62,6 +73,60 @@ class Services:
     audit: AuditLog
     roles: RoleCache
     metrics: Metrics | None = None
+    # This process's slots (the service); None where one process runs one export (the CLI).
+    slots: ExportSlots | None = None
+
+
+class Disconnected(Exception):
+    """The client went away before the export's end (for `ending()`)."""
+
+
+def ending(exc: BaseException | None) -> tuple[Outcome, str | None]:
+    """How an export ended, from what ended it (None: it ran to its end); the one place that
+    decides, for every face."""
+    if exc is None:
+        return Outcome.COMPLETED, None
+    if isinstance(exc, Disconnected):
+        return Outcome.CLIENT_DISCONNECTED, str(exc) or None
+    if isinstance(exc, TimeoutError):
+        return Outcome.TIMED_OUT, str(exc) or "stalled or ran too long"
+    if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):
+        return Outcome.CANCELLED, str(exc) or None
+    return Outcome.FAILED, type(exc).__name__
+
+
+async def refuse(
+    services: Services,
+    caller: str,
+    exc: BaseException,
+    *,
+    request_id: str,
+    via_link: bool,
+    fmt: str | None,
+    filters: dict[str, Any],
+    what: str = "export",
+) -> None:
+    """Record an export that never started: refused (4xx, 'denied') or failed to open (5xx, or
+    anything else); the face answers it. A 429 caused by everyone's exports is recorded under an
+    allowance of its own, not the caller's."""
+    if isinstance(exc, ExportError):
+        kind = ERRORS[type(exc)]
+        outcome = Outcome.DENIED if kind.status < 500 else Outcome.FAILED
+        detail = f"{what} refused: {kind.status} {kind.code}: {exc.detail}"
+    else:
+        outcome, why = ending(exc)
+        detail = f"{what} not started: {why or type(exc).__name__}"
+    by_others = isinstance(exc, TooManyExports) and exc.by_others
+    await services.audit.refused(
+        caller=caller,
+        allowance_key=caller + ":busy" if by_others else caller,
+        request_id=request_id,
+        fmt=fmt,
+        filters=filters,
+        via_link=via_link,
+        detail=detail,
+        outcome=outcome,
+    )
 
 
 def _split(data: bytes | bytearray, size: int) -> list[Chunk]:
@@ -102,6 +167,7 @@ class Export:
         self.failure: str | None = None
         # The count announced (Prefer: count=exact), which the rows sent must meet.
         self.counted: int | None = None
+        self.total: int | None = None  # counted when asked
 
     @property
     def client_scope(self) -> list[str] | None:
@@ -118,6 +184,7 @@ class Export:
         request_id: str,
         via_link: bool,
         on_end: Callable[[], None] | None = None,
+        head: bool = False,
     ) -> Export:
         """Authorise, record, open the snapshot and read the first page; raise an ExportError
         (a refusal recorded as denied) when the export cannot run."""
@@ -126,14 +193,6 @@ class Export:
         s = services
         role = await s.roles.role(
             caller, lambda c: caller_role(s.pool, c, s.settings.acquire_timeout_seconds)
-        )
-        entry = await s.audit.start(
-            caller=caller,
-            role=role,
-            request_id=request_id,
-            fmt=params.format,
-            filters=params.filters(),
-            via_link=via_link,
         )
         conn: asyncpg.Connection | None = None
         pages: SnapshotPages | None = None
@@ -153,6 +212,21 @@ class Export:
                 where=cell_bound(params.columns, s.settings.max_cell_bytes),
             )
             await pages.open()
+            await take_database_slots(
+                conn, caller, s.settings.max_concurrent_per_user, s.settings.max_concurrent
+            )
+            # Recorded once it can run, before any byte of it leaves; a refusal above is
+            # recorded by refuse(), under the caller's allowance.
+            entry = await s.audit.start(
+                caller=caller,
+                role=role,
+                request_id=request_id,
+                fmt=params.format,
+                filters=params.filters(),
+                via_link=via_link,
+                # Requests that hand out no learner: past an allowance, counted in one row.
+                repeatable="head" if head else "limit=0" if params.limit == 0 else None,
+            )
         except BaseException as exc:
             if pages is not None:
                 await pages.close()
@@ -161,15 +235,14 @@ class Export:
             error = (
                 exc if isinstance(exc, ExportError) else database_error(exc, "opening the export")
             )
-            outcome = Outcome.DENIED if isinstance(error, Forbidden) else Outcome.FAILED
-            await s.audit.finish(
-                entry,
-                outcome=outcome,
-                rows=0,
-                bytes_sent=0,
-                duration_ms=_ms(started),
-                client_scope=None,
-                detail=str(error.detail) if error else type(exc).__name__,
+            await refuse(
+                services,
+                caller,
+                error or exc,
+                request_id=request_id,
+                via_link=via_link,
+                fmt=params.format,
+                filters=params.filters(),
             )
             if error is not None and error is not exc:
                 raise error from exc
@@ -177,6 +250,68 @@ class Export:
         if s.metrics is not None:
             s.metrics.in_flight.labels(params.format).inc()
         return cls(services, params, caller, role, entry, pages, connections, conn, started, on_end)
+
+    @classmethod
+    async def open(
+        cls,
+        services: Services,
+        caller: str,
+        params: Callable[[], ExportParams],
+        connections: Connections,
+        *,
+        request_id: str,
+        via_link: bool,
+        query: Sequence[tuple[str, str]] = (),
+        count: bool = False,
+        head: bool = False,
+    ) -> Export:
+        """Everything before the first byte, for any face: parse the parameters, take a slot,
+        `start()`, count when asked, end a HEAD. A refusal is recorded and raised as the
+        ExportError the face answers; the Export returned is running (or, for HEAD, ended)."""
+        parsed: ExportParams | None = None
+        slot = None
+        try:
+            parsed = params()
+            if services.slots is not None:
+                slot = services.slots.take(caller)
+        except ExportError as exc:
+            await refuse(
+                services,
+                caller,
+                exc,
+                request_id=request_id,
+                via_link=via_link,
+                fmt=None if parsed is None else parsed.format,
+                filters=query_filters(query) if parsed is None else parsed.filters(),
+            )
+            raise
+        try:
+            export = await cls.start(
+                services,
+                parsed,
+                caller,
+                connections,
+                request_id=request_id,
+                via_link=via_link,
+                on_end=None if slot is None else slot.release,
+                head=head,
+            )
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+        try:
+            if count:
+                export.total = await export.count()
+        except BaseException as exc:
+            await export.finish(*ending(exc))
+            error = database_error(exc, "counting the export")
+            if error is None or error is exc:
+                raise
+            raise error from exc
+        if head:
+            await export.finish(Outcome.HEAD, "headers only")
+        return export
 
     async def count(self) -> int:
         """Rows the export holds, counted in its snapshot."""
@@ -245,6 +380,10 @@ class Export:
                 with contextlib.suppress(BaseException):
                     await asyncio.wait([working])
             framer.close()
+
+    async def end(self, exc: BaseException | None) -> bool:
+        """`finish()` with the outcome of what ended the export (None: it ran to its end)."""
+        return await self.finish(*ending(exc))
 
     async def finish(self, outcome: Outcome, detail: str | None = None) -> bool:
         """End the export: free its slot, roll its snapshot back, complete its audit row.

@@ -18,10 +18,17 @@ from learner_export.api.browser import error_page, wants_html
 from learner_export.errors import (
     ERRORS,
     INTERNAL,
+    ContractBreach,
+    ContractChanged,
+    ContractNotMet,
+    DatabaseUnavailable,
     ExportError,
+    Forbidden,
     InvalidParameter,
     MethodNotAllowed,
     NotFound,
+    TooManyExports,
+    Unauthorized,
     kind_of,
 )
 
@@ -117,3 +124,17 @@ def add_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+EXPORT_ERRORS = responses(
+    InvalidParameter,
+    Unauthorized,
+    Forbidden,
+    TooManyExports,
+    DatabaseUnavailable,
+    ContractBreach,
+    ContractChanged,
+    ContractNotMet,
+    ContractChanged,
+    ContractBreach,
+)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+
 import asyncpg
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
@@ -10,6 +13,7 @@ from learner_export.api.state import contract_of
 from learner_export.db.diagnose import CONNECTION_ERRORS, describe_connection_error, target_of
 from learner_export.errors import ContractNotMet, DatabaseUnavailable
 
+log = logging.getLogger("learner_export.health")
 router = APIRouter(tags=["health"])
 
 
@@ -19,7 +23,7 @@ async def healthz() -> dict[str, str]:
 
 
 def _why(exc: BaseException, pool: asyncpg.Pool, dsn: str, seconds: float) -> str:
-    """What failed, in words: host and port of the database, never its password."""
+    """What failed, in words, for the log: host and port of the database, never its password."""
     if isinstance(exc, TimeoutError):
         where = target_of(dsn).where
         if pool.get_size() >= pool.get_max_size() and pool.get_idle_size() == 0:
@@ -28,6 +32,26 @@ def _why(exc: BaseException, pool: asyncpg.Pool, dsn: str, seconds: float) -> st
                 f"busy (none free within {seconds:g} s)"
             )
     return describe_connection_error(exc, dsn, seconds)
+
+
+def _public(exc: BaseException, pool: asyncpg.Pool, seconds: float) -> str:
+    """What failed, for anyone who asks (/readyz needs no token): no host, port, user or
+    database name; the log has those."""
+    if isinstance(exc, TimeoutError):
+        if pool.get_size() >= pool.get_max_size() and pool.get_idle_size() == 0:
+            return f"all {pool.get_max_size()} database connections are busy"
+        return f"the database did not answer within {seconds:g} s"
+    if isinstance(
+        exc, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError
+    ):
+        return "the database refused the service's credentials"
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return "the configured database does not exist"
+    # asyncio's "Multiple exceptions: [Errno 111] ..." (every address refused) has no errno.
+    refused = f"[Errno {errno.ECONNREFUSED}]"
+    if isinstance(exc, OSError) and (exc.errno == errno.ECONNREFUSED or refused in str(exc)):
+        return "the database refused the connection"
+    return "the database cannot be reached"
 
 
 @router.get(
@@ -46,8 +70,9 @@ async def readyz(request: Request) -> JSONResponse:
             async with pool.acquire(timeout=seconds) as conn:
                 await conn.fetchval("SELECT 1", timeout=seconds)
         except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            log.warning("not ready: %s", _why(exc, pool, dsn, seconds))
             return JSONResponse(
-                {"status": "not ready", "detail": _why(exc, pool, dsn, seconds)},
+                {"status": "not ready", "detail": _public(exc, pool, seconds)},
                 status_code=503,
                 headers={"Retry-After": "5"},
             )

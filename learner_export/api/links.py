@@ -8,17 +8,18 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, create_model
 from starlette.responses import Response, StreamingResponse
 
-from learner_export.api.errors import responses
-from learner_export.api.exports import EXPORT_ERRORS, refused, respond, throttle
-from learner_export.api.state import contract_of
+from learner_export.api.errors import EXPORT_ERRORS, responses
+from learner_export.api.responses import respond
+from learner_export.api.state import contract_of, services_of
 from learner_export.audit import query_filters
 from learner_export.auth import authenticate
 from learner_export.config import Settings
 from learner_export.errors import (
     DATABASE_ERRORS,
+    ExportError,
     Forbidden,
     InvalidParameter,
     LinkExpired,
@@ -26,6 +27,7 @@ from learner_export.errors import (
     RequestTooLarge,
     database_error,
 )
+from learner_export.lifecycle import refuse
 from learner_export.links import MAX_TOKEN_CHARS, LinkSigner, link_url
 from learner_export.params import (
     PARAMS,
@@ -40,7 +42,8 @@ router = APIRouter(tags=["exports"])
 
 def _field(param: Param) -> tuple[Any, Any]:
     kind = param.schema.get("type")
-    one: Any = {"boolean": bool, "integer": int}.get(str(kind), str)
+    # Only JSON true and false are booleans, as only "true" and "false" are in a query.
+    one: Any = {"boolean": StrictBool, "integer": int}.get(str(kind), str)
     if param.repeatable:
         return list[one] | None, Field(default=None, description=param.description)
     if param.name == "columns":
@@ -152,7 +155,6 @@ async def make_link(request: Request) -> LinkResponse:
     body: Any = parse_link_request(await read_capped_body(request, settings.link_request_max_bytes))
     values = body.model_dump(exclude={"expires_in"}, exclude_none=True)
     query: list[tuple[str, str]] = []
-    await throttle(request, caller, query, via_link=True, what="link")
     try:
         query = pairs_from_values(values)
         contract, zones = await contract_of(request.app)
@@ -165,9 +167,16 @@ async def make_link(request: Request) -> LinkResponse:
             raise InvalidParameter.one(
                 "expires_in", f"at most {settings.link_max_ttl_seconds} seconds"
             )
-    except (InvalidParameter, Forbidden) as exc:
-        await refused(
-            request, caller, exc, via_link=True, fmt=None, filters=query_filters(query), what="link"
+    except ExportError as exc:
+        await refuse(
+            services_of(request.app),
+            caller,
+            exc,
+            request_id=request.state.request_id,
+            via_link=True,
+            fmt=None,
+            filters=query_filters(query),
+            what="link",
         )
         raise
     expires_at = int(time.time()) + lifetime
@@ -197,21 +206,10 @@ async def follow_link(
 ) -> Response:
     check_link_query(request.query_params.multi_items())
     verified = _signer(request).verify(link)
-    settings: Settings = request.app.state.settings
-    await throttle(request, verified.caller, verified.query, via_link=True)
+    max_limit = request.app.state.settings.max_limit
     contract, zones = await contract_of(request.app)
-    try:
-        params = parse_export_params(
-            verified.query, contract, time_zones=zones, max_limit=settings.max_limit
-        )
-    except InvalidParameter as exc:
-        await refused(
-            request,
-            verified.caller,
-            exc,
-            via_link=True,
-            fmt=None,
-            filters=query_filters(verified.query),
-        )
-        raise
-    return await respond(request, verified.caller, params, via_link=True)
+
+    def params() -> ExportParams:
+        return parse_export_params(verified.query, contract, time_zones=zones, max_limit=max_limit)
+
+    return await respond(request, verified.caller, params, list(verified.query), via_link=True)

@@ -88,4 +88,6 @@ async def contract_of(app: FastAPI) -> tuple[Contract, frozenset[str]]:
 
 def services_of(app: FastAPI) -> Services:
     state = app.state
-    return Services(state.settings, state.pool, state.audit, state.roles, state.metrics)
+    return Services(
+        state.settings, state.pool, state.audit, state.roles, state.metrics, state.slots
+    )

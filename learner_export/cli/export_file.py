@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from learner_export import db
-from learner_export.audit import AuditLog, Outcome
+from learner_export.audit import AuditLog
 from learner_export.auth import RoleCache
 from learner_export.cli.atomic import atomic_file
 from learner_export.cli.progress import Progress
@@ -76,15 +76,16 @@ async def export_to_file(
         services = Services(
             settings, pool, AuditLog(pool, settings.acquire_timeout_seconds), RoleCache(0)
         )
-        export = await Export.start(
+        export = await Export.open(
             services,
-            params,
             caller,
+            lambda: params,
             DirectConnections(settings, read_dsn),
             request_id=f"cli-{uuid.uuid4().hex}",
             via_link=False,
+            count=progress_stream is not None,
         )
-        outcome, detail = Outcome.FAILED, None
+        ended: BaseException | None = None
         try:
             with contextlib.ExitStack() as files:
                 out: BinaryIO = (
@@ -93,23 +94,18 @@ async def export_to_file(
                     else sys.stdout.buffer
                 )
                 await _write(export, out, progress_stream)
-            outcome = Outcome.COMPLETED
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            outcome = Outcome.CANCELLED
-            raise
         except BaseException as exc:
-            detail = type(exc).__name__
+            ended = exc
             raise
         finally:
-            await export.finish(outcome, detail)
+            await export.end(ended)
     finally:
         await pool.close()
 
 
 async def _write(export: Export, out: BinaryIO, progress_stream: TextIO | None) -> None:
     # Counted in the export's own snapshot, so the bar ends exactly at its total.
-    total = await export.count() if progress_stream is not None else None
-    progress = Progress(progress_stream, total=total)
+    progress = Progress(progress_stream, total=export.total)
     try:
         rows = 0
         async for chunk in export.chunks(export.services.settings.chunk_bytes):

@@ -191,6 +191,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from learner_export.api.app import create_app
     from learner_export.api.head_limit import HeadLimit
+    from learner_export.api.server import server_options
 
     settings = _settings()
     if problem := _port_problem(args.host, args.port):
@@ -265,7 +266,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
             signal.signal(stop_signal, lambda *_: None)
         # h11 refuses a request head still incomplete past this size before buffering more;
-        # httptools has no such limit. Measured: no cost to export throughput (docs).
+        # httptools has no such limit. Measured: no cost to export throughput (docs). Request
+        # deadlines and the connection cap: learner_export.api.server (docs/limits.md).
         uvicorn.run(
             HeadLimit(app, settings.max_header_bytes),
             host=args.host,
@@ -274,8 +276,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-            http="h11",
-            h11_max_incomplete_event_size=settings.max_header_bytes,
+            **server_options(settings),
         )
     return 0
 

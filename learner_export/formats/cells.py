@@ -36,8 +36,11 @@ def python_float(ref: str) -> str:
 def cursor(tz: str) -> str:
     """The opaque resume cursor of row `r`: base64url, unpadded, of "<created_at>|<learner id>"
     (learner_export.cursor decodes it); encode() breaks base64 into lines of 76, which go too."""
-    # The keyset as the guarded page query names it, whatever the adapter calls its columns.
-    stamp = timestamp_text(f"r.{KEY_AT}", Kind.TIMESTAMPTZ, tz)
+    # The keyset as the guarded page query names it, whatever the adapter calls its columns; in
+    # UTC whatever the export's zone: TZH:TZM drop an offset's seconds (Africa/Monrovia before
+    # 1972 was -00:44:30), and a resume would then skip or repeat rows.
+    stamp = timestamp_text(f"r.{KEY_AT} AT TIME ZONE 'UTC'", Kind.TIMESTAMP, "UTC")
+    stamp = f"{stamp} || '+00:00'"
     return (
         f"rtrim(translate(encode(convert_to({stamp} || '|' || r.{KEY_ID_AT}, 'UTF8'),"
         " 'base64'), E'+/\\n', '-_'), '=')"

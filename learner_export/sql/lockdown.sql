@@ -71,3 +71,9 @@ DROP POLICY IF EXISTS api_keys_service_used ON learner_export.api_keys;
 CREATE POLICY api_keys_service_used ON learner_export.api_keys
     FOR UPDATE TO learner_export_service USING (true) WITH CHECK (true);
 GRANT SELECT, UPDATE (last_used_at) ON learner_export.api_keys TO learner_export_service;
+
+-- Audit rows are append-only to the service (migration 003, docs/audit.md): it inserts rows
+-- and completes its own 'started' ones through finish_export(), never UPDATE or DELETE.
+REVOKE UPDATE, DELETE, TRUNCATE ON learner_export.export_audit FROM learner_export_service;
+GRANT EXECUTE ON FUNCTION learner_export.finish_export(uuid, text, bigint, bigint, integer,
+    uuid[], text) TO learner_export_service;

@@ -3,6 +3,7 @@ no HTTP request can pass for the CLI."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -13,13 +14,12 @@ import pytest
 
 from learner_export.audit import (
     MAX_FILTERS_BYTES,
-    RefusalLimiter,
+    AuditAllowance,
+    Outcome,
     capped_filters,
-    first_throttle,
 )
 from learner_export.auth import issue_token
-from learner_export.errors import TooManyExports
-from tests.conftest import JWT_SECRET, LiveServer
+from tests.conftest import JWT_SECRET, LiveServer, wait_for
 
 IDS = [str(uuid.UUID(int=i)) for i in range(1000)]
 
@@ -37,22 +37,28 @@ def test_stored_filters_never_exceed_2_kb() -> None:
     assert len(capped_filters({"columns": ["x" * 100] * 100}).encode()) <= MAX_FILTERS_BYTES
 
 
-def test_limiter_slows_a_caller_after_n_refusals_a_minute() -> None:
+def test_allowance_counts_what_is_past_it_into_one_row_per_kind() -> None:
     now = [0.0]
-    limiter = RefusalLimiter(3, clock=lambda: now[0])
-    for _ in range(3):
-        limiter.check("a")
-        limiter.note("a")
-    firsts = []
-    for _ in range(3):
-        with pytest.raises(TooManyExports) as slowed:
-            limiter.check("a")
-        firsts.append(first_throttle(slowed.value))
-    assert firsts == [True, False, False]
-    assert slowed.value.headers["Retry-After"] == "60"
-    limiter.check("b")  # others are not slowed
-    now[0] = 60.5
-    limiter.check("a")
+    allowance = AuditAllowance(3, clock=lambda: now[0])
+    admitted = [allowance.admit("a") for _ in range(5)]
+    assert admitted == [True, True, True, False, False]
+    assert allowance.admit("b")  # others have their own allowance
+    for detail in ("first", "second"):
+        allowance.count(
+            caller="a",
+            kind="refused",
+            outcome=Outcome.DENIED,
+            request_id="r",
+            via_link=False,
+            fmt=None,
+            filters={},
+            detail=detail,
+        )
+    assert allowance.due() == []  # the minute has not ended
+    now[0] = 60.0
+    (row,) = allowance.due()
+    assert (row.caller, row.count, row.detail) == ("a", 2, "second")
+    assert allowance.admit("a")  # a new minute: rows of its own again
 
 
 def profile(sql: Callable[..., Any], role: str) -> str:
@@ -64,7 +70,7 @@ def profile(sql: Callable[..., Any], role: str) -> str:
 def rows_of(sql: Callable[..., Any], caller: str) -> list[Any]:
     return list(
         sql(
-            "SELECT outcome, detail, via_link, request_id, filters::text AS filters,"
+            "SELECT outcome, detail, via_link, request_id, filters::text AS filters, repeats,"
             " pg_column_size(t.*) AS size FROM learner_export.export_audit t"
             " WHERE caller_id = $1",
             caller,
@@ -72,7 +78,7 @@ def rows_of(sql: Callable[..., Any], caller: str) -> list[Any]:
     )
 
 
-def test_a_refused_user_cannot_flood_the_audit_table(
+def test_a_refused_user_cannot_flood_the_audit_table_and_is_never_barred(
     start_server: Callable[..., LiveServer], sql: Callable[..., Any]
 ) -> None:
     server = start_server(refusals_per_minute=10)
@@ -84,17 +90,34 @@ def test_a_refused_user_cannot_flood_the_audit_table(
             statuses = [
                 client.get("/v1/exports/learners", params=query).status_code for _ in range(40)
             ]
+        # The minute ends (as the allowance sees it): the repeated row is written.
+        server.app.state.allowance.clock = lambda: time.monotonic() + 61
+        assert wait_for(lambda: len(rows_of(sql, student)) == 11)
         rows = rows_of(sql, student)
     finally:
         sql("DELETE FROM public.profiles WHERE id = $1", student)
-    assert statuses[:10] == [403] * 10
-    assert set(statuses[10:]) == {429}
-    # The bound docs/audit.md states: N refusals and one 429 a minute, each row a few KB.
-    assert len(rows) == 11
+    # Every request gets its true answer: no 429 for having been refused before.
+    assert statuses == [403] * 40
+    # The bound docs/audit.md states: N rows of their own, then one row counting the rest.
+    assert sorted(r["repeats"] for r in rows) == [1] * 10 + [30]
     assert all(r["outcome"] == "denied" for r in rows)
-    assert sum("429" in r["detail"] for r in rows) == 1
     assert all(len(r["filters"].encode()) <= MAX_FILTERS_BYTES for r in rows)
     assert sum(r["size"] for r in rows) < 11 * 3072
+
+
+def test_typos_do_not_lock_an_admin_out(
+    start_server: Callable[..., LiveServer], sql: Callable[..., Any]
+) -> None:
+    server = start_server(refusals_per_minute=10)
+    with server.client() as client:
+        typos = [
+            client.get("/v1/exports/learners", params={"created_from": "2024-13-01"}).status_code
+            for _ in range(15)
+        ]
+        valid = client.get("/v1/exports/learners", params={"limit": "3"})
+    assert typos == [400] * 15
+    assert valid.status_code == 200
+    assert len(valid.text.splitlines()) == 4
 
 
 def test_post_auth_400_is_recorded(live: LiveServer, sql: Callable[..., Any]) -> None:

@@ -40,7 +40,8 @@ def test_a_finish_that_cannot_be_written_is_seen(
     start_server: Callable[..., LiveServer], database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = start_server(database)
-    query(database.url, "REVOKE UPDATE ON learner_export.export_audit FROM learner_export_service")
+    finish = "learner_export.finish_export(uuid, text, bigint, bigint, integer, uuid[], text)"
+    query(database.url, f"REVOKE EXECUTE ON FUNCTION {finish} FROM learner_export_service")
     try:
         with (
             caplog.at_level(logging.ERROR, logger="learner_export.audit"),
@@ -56,7 +57,7 @@ def test_a_finish_that_cannot_be_written_is_seen(
                 time.sleep(0.05)
             metrics = client.get("/metrics").text
     finally:
-        query(database.url, "GRANT UPDATE ON learner_export.export_audit TO learner_export_service")
+        query(database.url, f"GRANT EXECUTE ON FUNCTION {finish} TO learner_export_service")
     assert "could not complete the audit row" in caplog.text
     assert 'learner_export_failures_total{kind="audit_not_completed"} 1.0' in metrics
     assert audit(database.url, response.headers["x-export-id"])["outcome"] == "started"

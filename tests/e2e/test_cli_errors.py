@@ -309,9 +309,10 @@ def test_readyz_says_what_failed(start_server: object, database: Database) -> No
     server: LiveServer = start_server(Database(url, database.admin_id))  # type: ignore[operator]
     response = httpx.get(server.url + "/readyz", timeout=10)
     assert response.status_code == 503
+    # Unauthenticated: what failed, not where (the log says where).
     assert response.json() == {
         "status": "not ready",
-        "detail": f"database at 127.0.0.1:{port} refused the connection",
+        "detail": "the database refused the connection",
     }
 
 
@@ -339,9 +340,7 @@ def test_serve_warns_at_start_and_becomes_ready_when_the_database_appears() -> N
             assert wait_for(lambda: answer() is not None, timeout=30)
             response = answer()
             assert response is not None and response.status_code == 503
-            assert response.json()["detail"] == (
-                f"database at 127.0.0.1:{db_port} refused the connection"
-            )
+            assert response.json()["detail"] == "the database refused the connection"
             with EmbeddedPostgres(port=db_port, password=PASSWORD):
                 assert wait_for(lambda: getattr(answer(), "status_code", 0) == 200, timeout=30)
         finally:

@@ -119,13 +119,17 @@ def test_database_restart_cuts_the_stream_and_the_service_recovers(
 def test_pool_exhausted_gets_503_in_bounded_time(
     start_server: Callable[..., LiveServer], big_database: Database
 ) -> None:
-    server = start_server(big_database, pool_max_size=1, acquire_timeout_seconds=0.5)
+    # Two connections, one kept from helpers: a running export holds one, and a second export
+    # takes the other for its snapshot, then finds none for its audit row.
+    server = start_server(
+        big_database, pool_max_size=2, reserved_connections=1, acquire_timeout_seconds=0.5
+    )
     with (
         server.client() as client,
         client.stream("GET", "/v1/exports/learners", params={"format": "jsonl"}) as stalled,
     ):
         chunks = stalled.iter_raw()  # kept: a dropped iterator closes the response
-        next(chunks)  # the export now holds the only connection, and the client reads no more
+        next(chunks)  # the export now holds its connection, and the client reads no more
         time.sleep(0.5)
         assert server.pool_in_use() == 1
         with server.client(timeout=10) as other:

@@ -28,7 +28,7 @@ def names(extension: str = "csv", **filters: object) -> tuple[str, str]:
 
 
 def test_no_filter_says_all() -> None:
-    assert names("xlsx") == ("learners-all-20261201T2327Z.xlsx",) * 2
+    assert names("xlsx") == ("learners-all-20261201T232750Z.xlsx",) * 2
 
 
 def test_filters_are_named_in_order() -> None:
@@ -41,15 +41,15 @@ def test_filters_are_named_in_order() -> None:
     assert (
         ascii_name
         == full
-        == "learners-2-clients-active-2024-01-01_to_2025-01-01-20261201T2327Z.csv"
+        == "learners-2-clients-active-2024-01-01_to_2025-01-01-20261201T232750Z.csv"
     )
 
 
 def test_one_client_by_id_or_by_name() -> None:
-    assert names(client_ids=[CLIENT])[0] == "learners-client-3f2a9c1e-20261201T2327Z.csv"
+    assert names(client_ids=[CLIENT])[0] == "learners-client-3f2a9c1e-20261201T232750Z.csv"
     ascii_name, full = names("jsonl", client_ids=[CLIENT], client_names=["Zürich Åcademy"])
-    assert ascii_name == "learners-client-Zurich-Academy-20261201T2327Z.jsonl"
-    assert full == "learners-client-Zürich-Åcademy-20261201T2327Z.jsonl"
+    assert ascii_name == "learners-client-Zurich-Academy-20261201T232750Z.jsonl"
+    assert full == "learners-client-Zürich-Åcademy-20261201T232750Z.jsonl"
     # A name with no Latin letters: the id stands in for it in the ASCII name only.
     ascii_name, full = names(client_ids=[CLIENT], client_names=["東京校"])
     assert ascii_name.startswith("learners-client-3f2a9c1e-")
@@ -59,16 +59,16 @@ def test_one_client_by_id_or_by_name() -> None:
 def test_half_open_ranges_and_times() -> None:
     assert (
         names(created_from=datetime(2024, 3, 1, tzinfo=UTC), active=False)[0]
-        == "learners-inactive-from_2024-03-01-20261201T2327Z.csv"
+        == "learners-inactive-from_2024-03-01-20261201T232750Z.csv"
     )
     sydney = timezone(timedelta(hours=11))
     assert (
         names(created_to=datetime(2024, 3, 1, 9, 30, tzinfo=sydney))[0]
-        == "learners-before_2024-02-29T2230Z-20261201T2327Z.csv"
+        == "learners-before_2024-02-29T2230Z-20261201T232750Z.csv"
     )
     assert (
-        names(now=datetime(2026, 12, 2, 10, 27, tzinfo=sydney))[0]
-        == "learners-all-20261201T2327Z.csv"
+        names(now=datetime(2026, 12, 2, 10, 27, 50, tzinfo=sydney))[0]
+        == "learners-all-20261201T232750Z.csv"
     )
 
 
@@ -102,12 +102,12 @@ def test_hostile_client_names_cannot_escape_the_name(hostile: str) -> None:
 
 def test_content_disposition_carries_both_names() -> None:
     header = content_disposition(
-        "learners-client-Zurich-20261201T2327Z.csv", "learners-client-Zürich-20261201T2327Z.csv"
+        "learners-client-Zurich-20261201T232750Z.csv", "learners-client-Zürich-20261201T232750Z.csv"
     )
-    assert header.startswith('attachment; filename="learners-client-Zurich-20261201T2327Z.csv";')
+    assert header.startswith('attachment; filename="learners-client-Zurich-20261201T232750Z.csv";')
     encoded = header.split("filename*=UTF-8''")[1]
     assert encoded.isascii() and "%C3%BC" in encoded
-    assert unquote(encoded) == "learners-client-Zürich-20261201T2327Z.csv"
+    assert unquote(encoded) == "learners-client-Zürich-20261201T232750Z.csv"
 
 
 def test_the_download_is_named_after_its_filters(live: LiveServer) -> None:
@@ -128,5 +128,5 @@ def test_the_download_is_named_after_its_filters(live: LiveServer) -> None:
         'attachment; filename="learners-active-2020-01-01_to_2030-01-01-20'
     )
     stamp = disposition.split('"')[1].rsplit("-", 1)[1]
-    made = datetime.strptime(stamp, "%Y%m%dT%H%MZ.jsonl").replace(tzinfo=UTC)
+    made = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ.jsonl").replace(tzinfo=UTC)
     assert abs(datetime.now(UTC) - made) < timedelta(minutes=2)

@@ -33,7 +33,7 @@ test("303 to a signed link; following it downloads the CSV", async () => {
   assert.equal(download.status, 200);
   assert.match(download.headers.get("content-type") ?? "", /^text\/csv/);
   assert.match(download.headers.get("content-disposition") ?? "",
-    /^attachment; filename="learners-active-\d{8}T\d{4}Z\.csv"/);
+    /^attachment; filename="learners-active-\d{8}T\d{6}Z\.csv"/);
   const text = await download.text();
   assert.ok(text.startsWith("learner_id,full_name\r\n"), text.slice(0, 80));
   assert.ok(text.length > 25 * 38, "25 rows of a UUID and a name");
@@ -71,7 +71,7 @@ test("repeated client_id and the date range reach the service", async () => {
   const download = await fetch(response.headers.get("location") ?? "");
   assert.equal(download.status, 200);
   assert.match(download.headers.get("content-disposition") ?? "",
-    /filename="learners-2-clients-2024-01-01_to_2025-01-01-\d{8}T\d{4}Z\.xlsx"/);
+    /filename="learners-2-clients-2024-01-01_to_2025-01-01-\d{8}T\d{6}Z\.xlsx"/);
   const bytes = new Uint8Array(await download.arrayBuffer());
   assert.deepEqual([...bytes.slice(0, 2)], [0x50, 0x4b], "an XLSX is a zip");
 });
