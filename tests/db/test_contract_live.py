@@ -340,6 +340,22 @@ def test_db_check_passes_as_the_least_privileged_login(own: Database) -> None:
     assert bare.returncode == 0
     assert "give `db check --as <profile id>`" in bare.stdout
 
+    # A login without the service's role: the catalogue is checked, and it says which checks
+    # need the service's login or the owner.
+    query(
+        own.url,
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'learner_export_stranger')"
+        " THEN CREATE ROLE learner_export_stranger LOGIN; END IF; END $$",
+    )
+    stranger = own.service_url.replace("learner_export_app@", "learner_export_stranger@")
+    lacking = cli(stranger, "db", "check", "--as", own.admin_id)
+    assert "Traceback" not in lacking.stdout + lacking.stderr
+    assert "all 5 functions of the contract exist" in lacking.stdout
+    assert "the rows were not checked: this role may not execute the contract's functions" in (
+        lacking.stdout
+    )
+    assert "this role does not hold learner_export_service" in lacking.stdout
+
 
 def test_db_check_finds_a_missing_keyset_index_whatever_the_size(
     own: Database, tmp_path: Path

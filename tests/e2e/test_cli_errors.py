@@ -342,6 +342,14 @@ def test_serve_warns_at_start_and_becomes_ready_when_the_database_appears() -> N
             assert response is not None and response.status_code == 503
             assert response.json()["detail"] == "the database refused the connection"
             with EmbeddedPostgres(port=db_port, password=PASSWORD):
+                # Reachable, but without the contract: not ready, and it says why ...
+                assert wait_for(
+                    lambda: "export contract" in str(getattr(answer(), "text", "")), timeout=30
+                )
+                assert getattr(answer(), "status_code", 0) == 503
+                # ... until `db seed` (the sample schema and adapter) gives it one.
+                seeded = cli("db", "seed", "--learners", "10", env=cli_env(DATABASE_URL=url))
+                assert seeded.returncode == 0, seeded.stderr
                 assert wait_for(lambda: getattr(answer(), "status_code", 0) == 200, timeout=30)
         finally:
             process.terminate()
