@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from learner_export.errors import DATABASE_ERRORS, DatabaseUnavailable, TooManyExports
+from learner_export.errors import DATABASE_ERRORS, TooManyExports, database_error
 
 log = logging.getLogger("learner_export.audit")
 
@@ -173,10 +173,11 @@ class AuditLog:
                 fmt,
                 capped_filters(filters),
             )
-        except TimeoutError:
-            raise DatabaseUnavailable("every database connection is busy; retry shortly") from None
         except DATABASE_ERRORS as exc:
-            raise DatabaseUnavailable("could not record the export in the audit trail") from exc
+            error = database_error(exc, "recording the export in the audit trail")
+            if error is None:
+                raise
+            raise error from exc
         return entry
 
     async def finish(

@@ -18,7 +18,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from learner_export.config import Settings
-from learner_export.errors import DATABASE_ERRORS, DatabaseUnavailable, Unauthorized
+from learner_export.errors import DATABASE_ERRORS, Unauthorized, database_error
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -256,10 +256,11 @@ async def caller_role(pool: asyncpg.Pool, caller_id: str, wait: float) -> str | 
             role: str | None = await conn.fetchval(
                 "SELECT learner_export.caller_role($1::uuid)", caller_id, timeout=wait
             )
-    except TimeoutError:
-        raise DatabaseUnavailable("every database connection is busy; retry shortly") from None
     except DATABASE_ERRORS as exc:
-        raise DatabaseUnavailable("database unreachable") from exc
+        error = database_error(exc, "reading the caller's role")
+        if error is None:
+            raise
+        raise error from exc
     return role
 
 

