@@ -35,6 +35,7 @@ STYLE_DATETIME = 1
 STYLE_QUOTED = 2
 _STYLE_HEADER = 3
 STYLE_DATE = 4
+STYLE_BOOL = 5
 
 # The characters XML 1.0 forbids in text (NUL aside: PostgreSQL text never holds it).
 XML_FORBIDDEN = (
@@ -52,19 +53,23 @@ XML_DECL = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 
 STYLES = (
     XML_DECL + f'<styleSheet xmlns="{NS_MAIN}">'
-    '<numFmts count="1"><numFmt numFmtId="164" formatCode="yyyy-mm-dd hh:mm:ss"/></numFmts>'
+    '<numFmts count="2"><numFmt numFmtId="164" formatCode="yyyy-mm-dd hh:mm:ss"/>'
+    # Booleans shown TRUE/FALSE: without a format LibreOffice shows some of them as 1/0.
+    '<numFmt numFmtId="165" formatCode="&quot;TRUE&quot;;&quot;TRUE&quot;;&quot;FALSE&quot;"/>'
+    "</numFmts>"
     '<fonts count="2"><font><sz val="11"/><name val="Calibri"/></font>'
     '<font><b/><sz val="11"/><name val="Calibri"/></font></fonts>'
     '<fills count="2"><fill><patternFill patternType="none"/></fill>'
     '<fill><patternFill patternType="gray125"/></fill></fills>'
     '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
     '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
-    '<cellXfs count="5">'
+    '<cellXfs count="6">'
     '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
     '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
     '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0" quotePrefix="1"/>'
     '<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/>'
     '<xf numFmtId="14" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+    '<xf numFmtId="165" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
     "</cellXfs>"
     '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
     "</styleSheet>"
@@ -76,9 +81,26 @@ ROOT_RELS = (
     "</Relationships>"
 )
 
+# A printable sheet: landscape, as many pages tall as it takes but one page wide, the header row
+# repeated on each (print_titles(), in the workbook). sheetPr opens a sheet, page setup ends it.
+PAGE_FIT = '<sheetPr><pageSetUpPr fitToPage="1"/></sheetPr>'
+PAGE_SETUP = (
+    '<pageMargins left="0.4" right="0.4" top="0.6" bottom="0.6" header="0.3" footer="0.3"/>'
+    '<pageSetup orientation="landscape" fitToWidth="1" fitToHeight="0"/>'
+)
+
+
+def print_titles(names: Sequence[str]) -> str:
+    """The workbook's defined names that repeat each sheet's header row on every page."""
+    return "".join(
+        f'<definedName name="_xlnm.Print_Titles" localSheetId="{n}">\'{name}\'!$1:$1</definedName>'
+        for n, name in enumerate(names)
+    )
+
+
 SHEET_HEAD = (
-    XML_DECL + f'<worksheet xmlns="{NS_MAIN}" xmlns:r="{NS_REL}">'
-    '<sheetViews><sheetView workbookViewId="0">'
+    XML_DECL + f'<worksheet xmlns="{NS_MAIN}" xmlns:r="{NS_REL}">' + PAGE_FIT + "<sheetViews>"
+    '<sheetView workbookViewId="0">'
     '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>'
     '<selection pane="bottomLeft" activeCell="A2" sqref="A2"/>'
     "</sheetView></sheetViews>"
@@ -176,7 +198,7 @@ def _cell(column: Column, letter: str, options: RenderOptions, last: bool = Fals
             f"'{at} s=\"{number_format}\"><v>' || {_serial(column, ref, options.tz)} || '</v></c>'"
         )
     elif column.kind is Kind.BOOL:
-        cell = f"'{at} t=\"b\"><v>' || {ref}::integer || '</v></c>'"
+        cell = f"'{at} t=\"b\" s=\"{STYLE_BOOL}\"><v>' || {ref}::integer || '</v></c>'"
     elif column.kind is Kind.FLOAT:
         cell = (
             f"CASE WHEN {ref} IN ('NaN', 'Infinity', '-Infinity') THEN NULL"
@@ -277,7 +299,8 @@ class XlsxFramer:
     def _close_sheet(self, data_rows: int) -> None:
         # The sheet's end is written last, so its filter covers exactly the rows it holds.
         self._sheet.write(
-            f'</sheetData><autoFilter ref="{self._filter_ref(data_rows)}"/></worksheet>'.encode()
+            f'</sheetData><autoFilter ref="{self._filter_ref(data_rows)}"/>{PAGE_SETUP}'
+            "</worksheet>".encode()
         )
         self._sheet.close()
 
@@ -344,7 +367,8 @@ class XlsxFramer:
         )
         workbook = (
             XML_DECL + f'<workbook xmlns="{NS_MAIN}" xmlns:r="{NS_REL}">'
-            f"<sheets>{sheets}</sheets><definedNames>{filters}</definedNames></workbook>"
+            f"<sheets>{sheets}</sheets>"
+            f"<definedNames>{filters}{print_titles(names)}</definedNames></workbook>"
         )
         sheet_rels = "".join(
             f'<Relationship Id="rId{n}" Type="{NS_REL}/worksheet" '
