@@ -202,6 +202,13 @@ class LiveServer:
         return int(pool.get_size() - pool.get_idle_size())
 
 
+def interruptible() -> None:
+    """A child's preexec_fn: SIGINT back to its default, so that Ctrl-C reaches the child as a
+    terminal would deliver it even when the test run started as a background job (whose shell
+    leaves SIGINT ignored, and Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,7 +18,7 @@ import openpyxl
 import pytest
 
 from learner_export.cli.progress import Progress
-from tests.conftest import SEED_LEARNERS, Database, LiveServer, query
+from tests.conftest import SEED_LEARNERS, Database, LiveServer, interruptible, query
 
 APP_NAME = "learner-export-cli-test"
 
@@ -332,6 +332,7 @@ def start_big_export(big_database: Database, target: Path) -> subprocess.Popen[b
         env=cli_env(DATABASE_URL=tagged(big_database.url), EXPORT_PAGE_SIZE="500"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=interruptible,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
