@@ -152,10 +152,12 @@ DEMO_ENV = Path("learner-export-demo.env")
 
 
 def _this_command() -> str:
-    """The command as it was typed (.venv/bin/learner-export), so that what the demo prints
-    runs pasted as it is, with or without the venv activated."""
-    typed = sys.argv[0] if sys.argv else ""
-    return shlex.quote(typed) if Path(typed).name == "learner-export" else "learner-export"
+    """The command that is running (.venv/bin/learner-export, made absolute), so that what the
+    demo prints runs pasted as it is, in any directory, with or without the venv activated."""
+    typed = Path(sys.argv[0] if sys.argv else "")
+    return (
+        shlex.quote(str(typed.absolute())) if typed.name == "learner-export" else "learner-export"
+    )
 
 
 def _demo_banner(base: str, token: str, admin: str, learners: int, env_file: Path) -> str:
