@@ -16,6 +16,7 @@ rows with its header; the export continues on a new sheet with the header again.
 from __future__ import annotations
 
 import contextlib
+import re
 import zipfile
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -258,9 +259,21 @@ def header(column: Column, tz: str) -> str:
     return column.name
 
 
+# A sheet ends before its XML passes this many bytes, as it ends at the row bound, and the export
+# goes on in the next: zipfile writes a member past 2 GiB only as Zip64, which not every reader
+# of XLSX accepts, and raises when the member closes, after its rows were streamed. The margin
+# holds the sheet's end (its filter and page setup, a few hundred bytes).
+SHEET_BYTES = zipfile.ZIP64_LIMIT - 1024 * 1024
+
+
 class XlsxFramer:
-    def __init__(self, columns: Sequence[Column], options: RenderOptions) -> None:
+    def __init__(
+        self, columns: Sequence[Column], options: RenderOptions, sheet_bytes: int = SHEET_BYTES
+    ) -> None:
         self._max_data_rows = options.sheet_rows - 1
+        self._max_sheet_bytes = sheet_bytes
+        self._full_sheets: list[int] = []  # data rows of each sheet already ended
+        self._renumber = False
         letters = [column_letter(i) for i in range(len(columns))]
         self._last_letter = letters[-1]
         widths = "".join(
@@ -276,6 +289,8 @@ class XlsxFramer:
         self._head = (
             SHEET_HEAD + f"<cols>{widths}</cols><sheetData>" + f'<row r="1">{cells_}</row>'
         ).encode()
+        # The open sheet's XML so far, counted in the caller's thread as pages are handed on.
+        self._sheet_bytes = len(self._head)
         self._sink = _Sink()
         self._zip = zipfile.ZipFile(
             cast(IO[bytes], self._sink), "w", zipfile.ZIP_DEFLATED, compresslevel=3
@@ -311,35 +326,53 @@ class XlsxFramer:
     def page(self, data: bytes, rows: int) -> bytes:
         """The page's XML goes to the deflate thread; what comes back is the compressed output
         of the page before (one page late, all of it by end())."""
-        if rows <= self._max_data_rows - self._rows_in_sheet:
+        if (
+            rows <= self._max_data_rows - self._rows_in_sheet
+            and self._sheet_bytes + len(data) <= self._max_sheet_bytes
+            and not self._renumber
+        ):
             self._rows_in_sheet += rows
+            self._sheet_bytes += len(data)
             return self._submit([data.replace(b"\n", b"")])
         return self._add(data.split(b"\n")[:rows])
 
     def _add(self, rows: list[bytes]) -> bytes:
-        parts: list[bytes | None] = []  # None: start the next sheet
+        parts: list[bytes | int] = []  # an int: end the sheet with that many rows, start the next
         start = 0
         while start < len(rows):
             room = self._max_data_rows - self._rows_in_sheet
-            if room == 0:
-                parts.append(None)
+            fit = _rows_within(rows, start, room, self._max_sheet_bytes - self._sheet_bytes)
+            if fit == 0 and self._rows_in_sheet == 0:
+                fit = 1  # a row larger than the byte bound still needs a sheet: it gets its own
+            if fit == 0:
+                # PostgreSQL numbered the rows for sheets ended by rows alone: from a sheet ended
+                # by bytes on, they are numbered here (past 2 GiB of sheet: rare, and slower).
+                self._renumber = self._renumber or room > 0
+                parts.append(self._rows_in_sheet)
+                self._full_sheets.append(self._rows_in_sheet)
                 self._rows_in_sheet = 0
+                self._sheet_bytes = len(self._head)
                 continue
-            chunk = rows[start : start + room]
+            chunk = rows[start : start + fit]
+            if self._renumber:
+                chunk = [
+                    _numbered(row, self._rows_in_sheet + n) for n, row in enumerate(chunk, start=2)
+                ]
             parts.append(b"".join(chunk))
-            self._rows_in_sheet += len(chunk)
-            start += len(chunk)
+            self._rows_in_sheet += fit
+            self._sheet_bytes += sum(map(len, chunk))
+            start += fit
         return self._submit(parts)
 
-    def _submit(self, parts: list[bytes | None]) -> bytes:
+    def _submit(self, parts: list[bytes | int]) -> bytes:
         done = self._wait()
         self._pending = self._deflater.submit(self._write, parts)
         return done
 
-    def _write(self, parts: list[bytes | None]) -> None:
+    def _write(self, parts: list[bytes | int]) -> None:
         for xml in parts:
-            if xml is None:
-                self._close_sheet(self._max_data_rows)
+            if isinstance(xml, int):
+                self._close_sheet(xml)
                 self._open_sheet()
             else:
                 self._sheet.write(xml)
@@ -408,8 +441,8 @@ class XlsxFramer:
         return head + self._sink.drain()
 
     def _sheet_rows(self, n: int) -> int:
-        """Data rows in sheet n (1-based): every sheet but the last is full."""
-        return self._rows_in_sheet if n == self._sheets else self._max_data_rows
+        """Data rows in sheet n (1-based)."""
+        return self._rows_in_sheet if n == self._sheets else self._full_sheets[n - 1]
 
     @staticmethod
     def _absolute(ref: str) -> str:
@@ -435,6 +468,27 @@ class XlsxFramer:
             self._sheet.close()
         self._zip.close()
         self._sink.drain()
+
+
+# A row's own number and its cells' references; text cannot match (its `<` is escaped).
+_ROW_REFERENCES = re.compile(rb'(<row r="|<c r="[A-Z]+)\d+"')
+
+
+def _numbered(row: bytes, number: int) -> bytes:
+    """The row's XML with its number, and its cells' references, set to `number`."""
+    tail = b'%d"' % number
+    return _ROW_REFERENCES.sub(lambda m: m.group(1) + tail, row)
+
+
+def _rows_within(rows: list[bytes], start: int, room: int, free: int) -> int:
+    """How many of rows[start:], at most `room`, fit in `free` bytes."""
+    fit = 0
+    for row in rows[start : start + room]:
+        free -= len(row)
+        if free < 0:
+            break
+        fit += 1
+    return fit
 
 
 FORMAT = Format(
