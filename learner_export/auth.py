@@ -196,7 +196,7 @@ class TokenVerifier:
         return key.key, key.algorithm_name
 
 
-# Keyed by the values that shape a verifier, so an app and verify_token() share one; unbounded, as
+# Keyed by the values that shape a verifier, so apps of one configuration share one; unbounded, as
 # a process has one configuration (a few in tests). A JWKS file is read once: restart to rotate.
 @functools.cache
 def _verifier(
@@ -214,12 +214,6 @@ def _verifier(
     elif jwks:
         keys = load_jwks(jwks, "EXPORT_JWKS")
     return TokenVerifier(secret=secret, keys=keys, audience=audience, leeway_seconds=leeway_seconds)
-
-
-def verify_token(token: str, settings: Settings, *, verifier: TokenVerifier | None = None) -> str:
-    """Check a bearer token with `verifier` (app.state.verifier), else the settings' verifier;
-    return the subject (a profile id)."""
-    return (verifier or TokenVerifier.from_settings(settings)).verify(token)
 
 
 RoleLookup = Callable[[str], Awaitable[str | None]]

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime, time
 from urllib.parse import quote
 
-MAX_NAME_CHARACTERS = 40
-# Path separators, quotes, control characters and what Windows refuses in a file name.
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f/\\"\'<>:|?*;%\s]+')
 _NOT_ASCII_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -22,23 +18,10 @@ def _when(moment: datetime) -> str:
     return f"{moment:%Y-%m-%dT%H%MZ}"
 
 
-def _client_label(name: str) -> tuple[str, str]:
-    """A client's name as (ASCII, UTF-8) file-name parts, or ("", "") if nothing is left."""
-    # Format characters too: a right-to-left override would make "…txt.exe" read as "…exe.txt".
-    visible = "".join(
-        "-" if unicodedata.category(c)[0] in "CZ" else c for c in unicodedata.normalize("NFC", name)
-    )
-    full = _UNSAFE.sub("-", visible).strip("-.")[:MAX_NAME_CHARACTERS]
-    decomposed = unicodedata.normalize("NFKD", full).encode("ascii", "ignore").decode()
-    ascii_part = _NOT_ASCII_SAFE.sub("-", decomposed).strip("-.")
-    return ascii_part, full.strip("-.")
-
-
 def export_filename(
     extension: str,
     *,
     client_ids: Sequence[str] | None,
-    client_names: Sequence[str] | None = None,
     created_from: datetime | None,
     created_to: datetime | None,
     active: bool | None,
@@ -53,12 +36,7 @@ def export_filename(
         full_parts.append(part)
 
     if client_ids and len(client_ids) == 1:
-        name = client_names[0] if client_names else ""
-        ascii_name, full_name = _client_label(name)
-        # A name that has no ASCII letters left still names the client in the UTF-8 name.
-        short_id = _NOT_ASCII_SAFE.sub("-", client_ids[0])[:8]
-        ascii_parts.append(f"client-{ascii_name or short_id}")
-        full_parts.append(f"client-{full_name or short_id}")
+        both(f"client-{_NOT_ASCII_SAFE.sub('-', client_ids[0])[:8]}")
     elif client_ids:
         both(f"{len(client_ids)}-clients")
     if active is not None:
