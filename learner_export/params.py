@@ -21,7 +21,9 @@ from learner_export.formats import FORMATS, RenderOptions
 
 MAX_CLIENT_IDS = 1000
 MAX_VALUE_LENGTH = 4096
-MAX_LIMIT = 2**63 - 1  # PostgreSQL's bigint
+# The largest whole number JavaScript holds exactly (so /docs and a browser's JSON show it as it
+# is, where 2**63 - 1 read 9223372036854776000), well within PostgreSQL's bigint.
+MAX_LIMIT = 2**53 - 1
 # PostgreSQL's timestamptz reaches further, but Python's datetime (and so the cursor) does not.
 EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
 LATEST = datetime(9999, 12, 30, tzinfo=UTC)
