@@ -197,6 +197,12 @@ class LiveServer:
         headers = {"Authorization": f"Bearer {self.token}", "Accept-Encoding": "identity"}
         return httpx.Client(base_url=self.url, headers=headers, **{"timeout": 60, **kwargs})
 
+    def export(self, **params: Any) -> httpx.Response:
+        """GET /v1/exports/learners with these query parameters (a list repeats), as the
+        service's admin; the body as the file's bytes."""
+        with self.client() as client:
+            return client.get("/v1/exports/learners", params=params)
+
     def pool_in_use(self) -> int:
         pool = self.app.state.pool
         return int(pool.get_size() - pool.get_idle_size())

@@ -29,8 +29,7 @@ ARROW_TYPES: dict[Kind, pa.DataType] = {
 
 
 def download(live: LiveServer, **params: Any) -> bytes:
-    with live.client() as client:
-        response = client.get("/v1/exports/learners", params={"format": "parquet", **params})
+    response = live.export(format="parquet", **params)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/vnd.apache.parquet"
     assert '.parquet"' in response.headers["content-disposition"]
