@@ -1,21 +1,29 @@
-# learner-export: a slim image that runs the service as a non-root user.
+# learner-export: a slim image that installs the project's wheel and runs the service as a
+# non-root user.
 #   docker build -t learner-export .
 #   docker run --rm -p 8000:8000 -e DATABASE_URL=... -e EXPORT_JWT_SECRET=... learner-export
+# PORT (default 8000) moves the listening port, the HEALTHCHECK following it.
 
-FROM python:3.11-slim AS build
+# An exact tag, so that a rebuild gets the same Python (pin its digest in your registry too).
+ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY learner_export ./learner_export
-RUN pip install --no-cache-dir --prefix=/install .
+# The wheel, as `pip install learner-export` would get it: package data (the SQL) included.
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
-FROM python:3.11-slim
+FROM ${PYTHON_IMAGE}
 RUN useradd --system --uid 10001 --home-dir /app exporter
 WORKDIR /app
-COPY --from=build /install /usr/local
-ENV PYTHONUNBUFFERED=1
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+ENV PYTHONUNBUFFERED=1 PORT=8000
 USER exporter
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
+    CMD ["python", "-c", "import os, sys, urllib.request; sys.exit(urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/healthz', timeout=2).status != 200)"]
 # One uvicorn worker per container: exports are I/O- and CPU-bound streams; scale with replicas.
-CMD ["learner-export", "serve", "--host", "0.0.0.0", "--port", "8000"]
+# `exec`: the service replaces the shell as PID 1, so `docker stop`'s SIGTERM reaches it.
+CMD ["sh", "-c", "exec learner-export serve --host 0.0.0.0 --port \"$PORT\""]

@@ -15,7 +15,10 @@ from typing import Any
 import asyncpg
 import orjson
 
-from learner_export.errors import DATABASE_ERRORS, DatabaseUnavailable
+from learner_export.errors import (
+    DATABASE_ERRORS,
+    database_error,
+)
 from learner_export.keys import key_of
 
 log = logging.getLogger("learner_export.audit")
@@ -258,10 +261,11 @@ class AuditLog:
                 capped_filters(filters),
                 *key_of(caller),
             )
-        except TimeoutError:
-            raise DatabaseUnavailable("every database connection is busy; retry shortly") from None
         except DATABASE_ERRORS as exc:
-            raise DatabaseUnavailable("could not record the export in the audit trail") from exc
+            error = database_error(exc, "recording the export in the audit trail")
+            if error is None:
+                raise
+            raise error from exc
         return entry
 
     async def finish(

@@ -22,7 +22,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from learner_export.config import Settings
-from learner_export.errors import DATABASE_ERRORS, DatabaseUnavailable, Unauthorized
+from learner_export.errors import DATABASE_ERRORS, Unauthorized, database_error
 from learner_export.keys import caller_for_key, is_key
 
 log = logging.getLogger("learner_export.auth")
@@ -306,7 +306,7 @@ def _jwks_text(response: httpx.Response) -> str:
     return response.text
 
 
-# Keyed by the values that shape a verifier, so an app and verify_token() share one; unbounded, as
+# Keyed by the values that shape a verifier, so apps of one configuration share one; unbounded, as
 # a process has one configuration (a few in tests). A JWKS file is read once: restart to rotate
 # (EXPORT_JWKS_URL is fetched again as keys rotate).
 @functools.cache
@@ -360,12 +360,6 @@ async def authenticate(state: Any, authorization: str | None, *, keys: bool = Tr
     return await verifier.verify_async(token)
 
 
-def verify_token(token: str, settings: Settings, *, verifier: TokenVerifier | None = None) -> str:
-    """Check a bearer token with `verifier` (app.state.verifier), else the settings' verifier;
-    return the subject (a profile id)."""
-    return (verifier or TokenVerifier.from_settings(settings)).verify(token)
-
-
 RoleLookup = Callable[[str], Awaitable[str | None]]
 
 
@@ -400,10 +394,11 @@ async def caller_role(pool: asyncpg.Pool, caller_id: str, wait: float) -> str | 
             role: str | None = await conn.fetchval(
                 "SELECT learner_export.caller_role($1::uuid)", caller_id, timeout=wait
             )
-    except TimeoutError:
-        raise DatabaseUnavailable("every database connection is busy; retry shortly") from None
     except DATABASE_ERRORS as exc:
-        raise DatabaseUnavailable("database unreachable") from exc
+        error = database_error(exc, "reading the caller's role")
+        if error is None:
+            raise
+        raise error from exc
     return role
 
 

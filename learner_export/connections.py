@@ -9,10 +9,21 @@ import asyncpg
 
 from learner_export import db
 from learner_export.config import Settings
-from learner_export.errors import CONNECTION_ERRORS, DATABASE_ERRORS, DatabaseUnavailable
+from learner_export.errors import (
+    CONNECTION_ERRORS,
+    DATABASE_ERRORS,
+    ExportError,
+    database_error,
+)
 
 # A helper is worth having only if it comes at once; the export does not wait for it.
 POOL_ACQUIRE_SECONDS = 0.5
+
+
+def _unavailable(exc: BaseException, dsn: str | None = None) -> ExportError:
+    error = database_error(exc, "opening the export", dsn=dsn)
+    assert error is not None  # every connection failure is classified
+    return error
 
 
 class PoolConnections:
@@ -28,10 +39,8 @@ class PoolConnections:
     async def main(self) -> asyncpg.Connection:
         try:
             conn: asyncpg.Connection = await self._pool.acquire(timeout=self._timeout)
-        except TimeoutError:
-            raise DatabaseUnavailable("every database connection is busy; retry shortly") from None
         except CONNECTION_ERRORS as exc:
-            raise DatabaseUnavailable("database unreachable") from exc
+            raise _unavailable(exc) from exc
         return conn
 
     async def acquire(self) -> asyncpg.Connection | None:
@@ -61,7 +70,7 @@ class DirectConnections:
         try:
             return await db.connect(self._settings, self._dsn)
         except CONNECTION_ERRORS as exc:
-            raise DatabaseUnavailable("database unreachable") from exc
+            raise _unavailable(exc, self._dsn) from exc
 
     async def acquire(self) -> asyncpg.Connection | None:
         try:

@@ -11,6 +11,10 @@ from typing import Any
 
 import asyncpg
 
+# The one list of connection failures, kept beside the sentences that describe them.
+from learner_export.db.diagnose import CONNECTION_ERRORS as CONNECTION_ERRORS
+from learner_export.db.diagnose import describe_connection_error
+
 
 class ExportError(Exception):
     """Something the caller should be told: `detail` says what (a list of problems for 400)."""
@@ -176,27 +180,36 @@ def kind_of(error: ExportError) -> ErrorKind:
     return INTERNAL
 
 
-# A connection that failed, was lost or could not be had: worth retrying later.
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
+# Any failure of the database, of the way to it, or of a connection's use (a connection used
+# after it was lost raises InterfaceError): what cleanup tolerates and database_error() is asked
+# about. Only CONNECTION_ERRORS among them mean "unavailable, retry".
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    *CONNECTION_ERRORS,
+    asyncpg.PostgresError,
     asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
     asyncpg.InternalClientError,
 )
 
-# Any failure of the database or of the way to it.
-DATABASE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
+BUSY = "every database connection is busy; retry shortly"
+UNREACHABLE = "the database is unreachable; retry shortly"
 
 
 # What the COPY's cell bound (learner_export.formats.cells.cell_bound) fails with.
 CELL_TOO_LARGE_MARK = "learner_export.cell_too_large "
 
 
-def database_error(exc: BaseException, doing: str) -> ExportError | None:
-    """What to tell the caller about a database failure while `doing` something, or None when
-    it is not one: a refusal by the contract's scope function is a 403 with its message."""
+def database_error(
+    exc: BaseException, doing: str, *, dsn: str | None = None, seconds: float | None = None
+) -> ExportError | None:
+    """The one classifier of database failures: what to tell the caller about `exc`, raised
+    while `doing` something, or None when it is no database failure of the caller's concern (a
+    bug: let it surface as one). A refusal by the contract's scope function is a 403 with its
+    message; a missing contract function, ContractNotMet. With `dsn` (the CLI, whose user runs
+    the database), a connection failure says why in diagnose's sentence, naming host and port;
+    without (an HTTP client), only that it failed. A TimeoutError without `dsn` is a pool that
+    had no connection free within the wait."""
+    if isinstance(exc, ExportError):
+        return exc
     if isinstance(exc, asyncpg.InvalidTextRepresentationError):
         message = str(exc.args[0]) if exc.args else ""
         if CELL_TOO_LARGE_MARK in message:
@@ -206,8 +219,10 @@ def database_error(exc: BaseException, doing: str) -> ExportError | None:
         return Forbidden(exc.args[0] if exc.args else "not allowed")
     if isinstance(exc, asyncpg.UndefinedFunctionError | asyncpg.InvalidSchemaNameError):
         return ContractNotMet(f"{doing}: {exc.args[0] if exc.args else exc}")
+    if not isinstance(exc, CONNECTION_ERRORS):
+        return None
+    if dsn is not None:
+        return DatabaseUnavailable(describe_connection_error(exc, dsn, seconds))
     if isinstance(exc, TimeoutError):
-        return DatabaseUnavailable(f"{doing}: every database connection is busy; retry shortly")
-    if isinstance(exc, DATABASE_ERRORS):
-        return DatabaseUnavailable(f"{doing}: the database is unreachable or failed")
-    return None
+        return DatabaseUnavailable(BUSY)
+    return DatabaseUnavailable(f"{doing}: {UNREACHABLE}")

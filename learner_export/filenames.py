@@ -22,11 +22,11 @@ def _when(moment: datetime) -> str:
     return f"{moment:%Y-%m-%dT%H%MZ}"
 
 
-def _client_label(name: str) -> tuple[str, str]:
-    """A client's name as (ASCII, UTF-8) file-name parts, or ("", "") if nothing is left."""
+def _label(word: str) -> tuple[str, str]:
+    """An operator's word (the scope unit) as (ASCII, UTF-8) file-name parts, or ("", "")."""
     # Format characters too: a right-to-left override would make "…txt.exe" read as "…exe.txt".
     visible = "".join(
-        "-" if unicodedata.category(c)[0] in "CZ" else c for c in unicodedata.normalize("NFC", name)
+        "-" if unicodedata.category(c)[0] in "CZ" else c for c in unicodedata.normalize("NFC", word)
     )
     full = _UNSAFE.sub("-", visible).strip("-.")[:MAX_NAME_CHARACTERS]
     decomposed = unicodedata.normalize("NFKD", full).encode("ascii", "ignore").decode()
@@ -38,7 +38,6 @@ def export_filename(
     extension: str,
     *,
     client_ids: Sequence[str] | None,
-    client_names: Sequence[str] | None = None,
     created_from: datetime | None,
     created_to: datetime | None,
     active: bool | None,
@@ -48,8 +47,8 @@ def export_filename(
 ) -> tuple[str, str]:
     """(ASCII fallback, full UTF-8 name) for an export with these filters, made at `now`; a
     scope unit is called `unit` (`units`), in the operator's words (the adapter's)."""
-    unit_ascii, unit_full = _client_label(unit)
-    units_ascii, units_full = _client_label(units)
+    unit_ascii, unit_full = _label(unit)
+    units_ascii, units_full = _label(units)
     unit_ascii, units_ascii = unit_ascii or "client", units_ascii or "clients"
     unit_full, units_full = unit_full or unit_ascii, units_full or units_ascii
     ascii_parts: list[str] = []
@@ -60,12 +59,9 @@ def export_filename(
         full_parts.append(part)
 
     if client_ids and len(client_ids) == 1:
-        name = client_names[0] if client_names else ""
-        ascii_name, full_name = _client_label(name)
-        # A name that has no ASCII letters left still names the client in the UTF-8 name.
         short_id = _NOT_ASCII_SAFE.sub("-", client_ids[0])[:8]
-        ascii_parts.append(f"{unit_ascii}-{ascii_name or short_id}")
-        full_parts.append(f"{unit_full}-{full_name or short_id}")
+        ascii_parts.append(f"{unit_ascii}-{short_id}")
+        full_parts.append(f"{unit_full}-{short_id}")
     elif client_ids:
         ascii_parts.append(f"{len(client_ids)}-{units_ascii}")
         full_parts.append(f"{len(client_ids)}-{units_full}")

@@ -22,7 +22,9 @@ from learner_export.formats import FORMATS, RenderOptions
 
 MAX_CLIENT_IDS = 1000
 MAX_VALUE_LENGTH = 4096
-MAX_LIMIT = 2**63 - 1  # PostgreSQL's bigint
+# The largest whole number JavaScript holds exactly (so /docs and a browser's JSON show it as it
+# is, where 2**63 - 1 read 9223372036854776000), well within PostgreSQL's bigint.
+MAX_LIMIT = 2**53 - 1
 # PostgreSQL's timestamptz reaches further, but Python's datetime (and so the cursor) does not.
 EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
 LATEST = datetime(9999, 12, 30, tzinfo=UTC)
@@ -37,6 +39,8 @@ class Param:
     cli_metavar: str | None = None  # None: not a CLI option
     # CLI switches for booleans: "--name" sets true, "--no-name" sets false.
     cli_switch: str | None = None
+    # The switch's help when it says the opposite of the parameter (a "--no-name" switch).
+    cli_help: str | None = None
 
     def describe(self, words: Words | None = None) -> str:
         """The description in the operator's words (the service's own when none are given)."""
@@ -117,6 +121,9 @@ PARAMS: tuple[Param, ...] = (
         "CSV/XLSX: neutralise cells a spreadsheet would run as formulas (default true)",
         {"type": "boolean", "default": True},
         cli_switch="--no-escape-formulas",
+        cli_help="write cells that start with = + - @ (or a tab or carriage return) as they "
+        "are, without the ' that stops a spreadsheet running them as formulas: for data tools "
+        "(DuckDB, pandas, polars), never for files a person opens in a spreadsheet",
     ),
     Param(
         "cursor",
@@ -128,6 +135,8 @@ PARAMS: tuple[Param, ...] = (
     ),
 )
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
+# The formats whose text a byte-order mark can start (binary formats and JSON Lines cannot).
+BOM_FORMATS = ("csv",)
 
 _NOT_NAME = re.compile(r"[^a-z0-9]+")
 
@@ -255,6 +264,9 @@ def parse_export_params(
     bom = _parse_bool("bom", single.get("bom"), bad)
     escape = _parse_bool("escape_formulas", single.get("escape_formulas"), bad)
     cursor = _parse_bool("cursor", single.get("cursor"), bad)
+    if bom and fmt in FORMATS and fmt not in BOM_FORMATS:
+        # Refused, as cursor is, rather than silently ignored: the caller expects it in the file.
+        bad("bom", "only " + " and ".join(BOM_FORMATS) + " exports start with a byte-order mark")
     if cursor and fmt in FORMATS and not FORMATS[fmt].resumable:
         bad(
             "cursor",

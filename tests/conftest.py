@@ -200,9 +200,22 @@ class LiveServer:
         headers = {"Authorization": f"Bearer {self.token}", "Accept-Encoding": "identity"}
         return httpx.Client(base_url=self.url, headers=headers, **{"timeout": 60, **kwargs})
 
+    def export(self, **params: Any) -> httpx.Response:
+        """GET /v1/exports/learners with these query parameters (a list repeats), as the
+        service's admin; the body as the file's bytes."""
+        with self.client() as client:
+            return client.get("/v1/exports/learners", params=params)
+
     def pool_in_use(self) -> int:
         pool = self.app.state.pool
         return int(pool.get_size() - pool.get_idle_size())
+
+
+def interruptible() -> None:
+    """A child's preexec_fn: SIGINT back to its default, so that Ctrl-C reaches the child as a
+    terminal would deliver it even when the test run started as a background job (whose shell
+    leaves SIGINT ignored, and Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _free_port() -> int:
@@ -418,51 +431,3 @@ def sheets(workbook: bytes) -> dict[str, bytes]:
     """The sheet XML of each worksheet of an XLSX file."""
     with zipfile.ZipFile(io.BytesIO(workbook)) as z:
         return {n: z.read(n) for n in z.namelist() if n.startswith("xl/worksheets/")}
-
-
-# Fixtures that bring a database or a server: a test using none of them is pure code.
-_LIVE_FIXTURES = frozenset(
-    {
-        "pg_server",
-        "database",
-        "database_url",
-        "seeded",
-        "big_database",
-        "start_server",
-        "live",
-        "sql",
-    }
-)
-
-
-# Modules whose tests run the CLI or a server as processes, or a PostgreSQL of their own.
-_PROCESS_MODULES = frozenset(
-    {
-        "test_cli_download",
-        "test_cli_errors",
-        "test_cli_export",
-        "test_demo",
-        "test_dockerfile",
-        "test_pgbouncer",
-        "test_resilience",
-        "test_standby",
-        "test_request_size",
-        "test_embedded_pg",
-        "test_nextjs_example",
-        "test_docs_page",
-        "test_fuzz",
-    }
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the pure tests `pure` (no database, server, process or browser, not slow), so
-    `pytest -m pure` runs the fast layer alone."""
-    for item in items:
-        module = getattr(item, "module", None)
-        if (
-            not _LIVE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
-            and (module is None or module.__name__.rpartition(".")[2] not in _PROCESS_MODULES)
-            and item.get_closest_marker("slow") is None
-        ):
-            item.add_marker(pytest.mark.pure)

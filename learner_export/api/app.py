@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from learner_export import db, logs
+from learner_export import __version__, db, logs
 from learner_export.api import docs, exports, health, links, metrics
 from learner_export.api.cors import AllowListCors
 from learner_export.api.errors import add_exception_handlers
@@ -167,8 +167,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(
         title="learner-export",
-        version="0.1.0",
-        summary="Streaming exports of learners as CSV, JSON Lines or XLSX",
+        version=__version__,
+        summary="Streaming exports of learners as CSV, JSON Lines, XLSX or Parquet",
         lifespan=lifespan,
         docs_url=None,  # served by api/docs.py from packaged assets, not a CDN
         redoc_url=None,

@@ -15,7 +15,15 @@ from learner_export.params import ExportParams, parse_export_params
 router = APIRouter(tags=["exports"])
 
 
-@router.head("/v1/exports/learners", include_in_schema=False)
+@router.head(
+    "/v1/exports/learners",
+    summary="The export's headers only (with Prefer: count=exact, its row count)",
+    responses={
+        200: {"description": "The headers GET would answer, without the body"},
+        **EXPORT_ERRORS,
+    },
+    openapi_extra={"x-export-parameters": True},
+)
 @router.get(
     "/v1/exports/learners",
     summary="Stream every learner as " + ", ".join(f.name for f in FORMATS.values()),

@@ -18,7 +18,7 @@ from learner_export.api.state import services_of
 from learner_export.compression import negotiate
 from learner_export.config import Settings
 from learner_export.connections import PoolConnections
-from learner_export.errors import CONNECTION_ERRORS
+from learner_export.errors import DATABASE_ERRORS
 from learner_export.filenames import content_disposition, export_filename
 from learner_export.lifecycle import Chunk, Disconnected, Export
 from learner_export.params import ExportParams
@@ -41,7 +41,9 @@ def standby_advice(exc: BaseException, on_standby: bool) -> str:
     """
     if "conflict with recovery" in str(exc):
         return f"; the standby cancelled it for a replication conflict: {STANDBY_ADVICE}"
-    if on_standby and isinstance(exc, CONNECTION_ERRORS):
+    # A session the standby ended surfaces as a lost connection, or as the use of one that is
+    # gone (asyncpg's InterfaceError): any database failure, then.
+    if on_standby and isinstance(exc, DATABASE_ERRORS):
         return (
             "; it read from a standby, where a replication conflict ends such sessions:"
             f" if the standby's log says so, {STANDBY_ADVICE}"

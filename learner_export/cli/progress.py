@@ -91,10 +91,6 @@ class Progress:
         self._next_draw = self._started
         self._drawn = 0
 
-    @property
-    def enabled(self) -> bool:
-        return self.stream is not None
-
     def advance(self, rows: int = 0, nbytes: int = 0) -> None:
         self.rows += rows
         self.bytes += nbytes

@@ -16,7 +16,7 @@ from learner_export.contract import (
     _problems_of,
     read_functions,
 )
-from learner_export.errors import DATABASE_ERRORS
+from learner_export.errors import CONNECTION_ERRORS, DATABASE_ERRORS, database_error
 
 # Roles that must never reach the service's functions (Supabase's API roles, and everyone).
 FORBIDDEN_GRANTEES = ("PUBLIC", "anon", "authenticated", "service_role", "authenticator")
@@ -40,12 +40,10 @@ async def check(settings: Settings, dsn: str, caller: str | None = None) -> list
     scope is every learner), and are skipped without one."""
     try:
         conn = await db.connect(settings, dsn)
-    except DATABASE_ERRORS as exc:
-        return [
-            Finding(
-                "error", f"cannot connect to the database: {type(exc).__name__}: {str(exc)[:200]}"
-            )
-        ]
+    except CONNECTION_ERRORS as exc:
+        # The same sentence as `export` and serve's warning give (errors.database_error).
+        error = database_error(exc, "connecting", dsn=dsn)
+        return [Finding("error", str(error.detail if error else exc))]
     try:
         return await _check(conn, caller)
     except DATABASE_ERRORS as exc:

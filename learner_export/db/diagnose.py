@@ -53,6 +53,21 @@ def target_of(dsn: str) -> Target:
     return Target(where or f"localhost:{port}", user, database, password)
 
 
+# A connection that could not be had, was refused or was lost, or a server that cannot serve
+# now: worth retrying later. The one list, for the service and the CLI (learner_export.errors
+# classifies with it). Misuse of a connection (asyncpg.InterfaceError: two statements at once,
+# a released connection) and a statement the database rejects (DataError, a syntax error) are
+# bugs, not an unavailable database.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, and a connection closed under us
+    asyncpg.InvalidAuthorizationSpecificationError,  # 28: the user or password refused
+    asyncpg.InvalidCatalogNameError,  # 3D000: no such database
+    asyncpg.InsufficientResourcesError,  # 53: no connection slot, memory or disk left
+    asyncpg.OperatorInterventionError,  # 57: shutting down, starting up, statement timeout
+)
+
 _ERRNO = re.compile(r"\[Errno (\d+)\]")
 _REFUSED = frozenset({errno.ECONNREFUSED})
 _CLOSED = frozenset({errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE})
@@ -109,18 +124,6 @@ def describe_connection_error(exc: BaseException, dsn: str, seconds: float | Non
     if target.password:
         text = text.replace(target.password, "***")
     return text
-
-
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.InvalidAuthorizationSpecificationError,
-    asyncpg.InvalidCatalogNameError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-)
 
 
 async def probe(dsn: str, seconds: float) -> str | None:

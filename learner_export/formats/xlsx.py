@@ -16,6 +16,7 @@ rows with its header; the export continues on a new sheet with the header again.
 from __future__ import annotations
 
 import contextlib
+import re
 import zipfile
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,6 +36,7 @@ STYLE_DATETIME = 1
 STYLE_QUOTED = 2
 _STYLE_HEADER = 3
 STYLE_DATE = 4
+STYLE_BOOL = 5
 
 # The characters XML 1.0 forbids in text (NUL aside: PostgreSQL text never holds it).
 XML_FORBIDDEN = (
@@ -52,19 +54,23 @@ XML_DECL = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 
 STYLES = (
     XML_DECL + f'<styleSheet xmlns="{NS_MAIN}">'
-    '<numFmts count="1"><numFmt numFmtId="164" formatCode="yyyy-mm-dd hh:mm:ss"/></numFmts>'
+    '<numFmts count="2"><numFmt numFmtId="164" formatCode="yyyy-mm-dd hh:mm:ss"/>'
+    # Booleans shown TRUE/FALSE: without a format LibreOffice shows some of them as 1/0.
+    '<numFmt numFmtId="165" formatCode="&quot;TRUE&quot;;&quot;TRUE&quot;;&quot;FALSE&quot;"/>'
+    "</numFmts>"
     '<fonts count="2"><font><sz val="11"/><name val="Calibri"/></font>'
     '<font><b/><sz val="11"/><name val="Calibri"/></font></fonts>'
     '<fills count="2"><fill><patternFill patternType="none"/></fill>'
     '<fill><patternFill patternType="gray125"/></fill></fills>'
     '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
     '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
-    '<cellXfs count="5">'
+    '<cellXfs count="6">'
     '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
     '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
     '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0" quotePrefix="1"/>'
     '<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/>'
     '<xf numFmtId="14" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+    '<xf numFmtId="165" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
     "</cellXfs>"
     '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
     "</styleSheet>"
@@ -76,9 +82,26 @@ ROOT_RELS = (
     "</Relationships>"
 )
 
+# A printable sheet: landscape, as many pages tall as it takes but one page wide, the header row
+# repeated on each (print_titles(), in the workbook). sheetPr opens a sheet, page setup ends it.
+PAGE_FIT = '<sheetPr><pageSetUpPr fitToPage="1"/></sheetPr>'
+PAGE_SETUP = (
+    '<pageMargins left="0.4" right="0.4" top="0.6" bottom="0.6" header="0.3" footer="0.3"/>'
+    '<pageSetup orientation="landscape" fitToWidth="1" fitToHeight="0"/>'
+)
+
+
+def print_titles(names: Sequence[str]) -> str:
+    """The workbook's defined names that repeat each sheet's header row on every page."""
+    return "".join(
+        f'<definedName name="_xlnm.Print_Titles" localSheetId="{n}">\'{name}\'!$1:$1</definedName>'
+        for n, name in enumerate(names)
+    )
+
+
 SHEET_HEAD = (
-    XML_DECL + f'<worksheet xmlns="{NS_MAIN}" xmlns:r="{NS_REL}">'
-    '<sheetViews><sheetView workbookViewId="0">'
+    XML_DECL + f'<worksheet xmlns="{NS_MAIN}" xmlns:r="{NS_REL}">' + PAGE_FIT + "<sheetViews>"
+    '<sheetView workbookViewId="0">'
     '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>'
     '<selection pane="bottomLeft" activeCell="A2" sqref="A2"/>'
     "</sheetView></sheetViews>"
@@ -176,7 +199,7 @@ def _cell(column: Column, letter: str, options: RenderOptions, last: bool = Fals
             f"'{at} s=\"{number_format}\"><v>' || {_serial(column, ref, options.tz)} || '</v></c>'"
         )
     elif column.kind is Kind.BOOL:
-        cell = f"'{at} t=\"b\"><v>' || {ref}::integer || '</v></c>'"
+        cell = f"'{at} t=\"b\" s=\"{STYLE_BOOL}\"><v>' || {ref}::integer || '</v></c>'"
     elif column.kind is Kind.FLOAT:
         cell = (
             f"CASE WHEN {ref} IN ('NaN', 'Infinity', '-Infinity') THEN NULL"
@@ -236,9 +259,21 @@ def header(column: Column, tz: str) -> str:
     return column.name
 
 
+# A sheet ends before its XML passes this many bytes, as it ends at the row bound, and the export
+# goes on in the next: zipfile writes a member past 2 GiB only as Zip64, which not every reader
+# of XLSX accepts, and raises when the member closes, after its rows were streamed. The margin
+# holds the sheet's end (its filter and page setup, a few hundred bytes).
+SHEET_BYTES = zipfile.ZIP64_LIMIT - 1024 * 1024
+
+
 class XlsxFramer:
-    def __init__(self, columns: Sequence[Column], options: RenderOptions) -> None:
+    def __init__(
+        self, columns: Sequence[Column], options: RenderOptions, sheet_bytes: int = SHEET_BYTES
+    ) -> None:
         self._max_data_rows = options.sheet_rows - 1
+        self._max_sheet_bytes = sheet_bytes
+        self._full_sheets: list[int] = []  # data rows of each sheet already ended
+        self._renumber = False
         letters = [column_letter(i) for i in range(len(columns))]
         self._last_letter = letters[-1]
         widths = "".join(
@@ -254,6 +289,8 @@ class XlsxFramer:
         self._head = (
             SHEET_HEAD + f"<cols>{widths}</cols><sheetData>" + f'<row r="1">{cells_}</row>'
         ).encode()
+        # The open sheet's XML so far, counted in the caller's thread as pages are handed on.
+        self._sheet_bytes = len(self._head)
         self._sink = _Sink()
         self._zip = zipfile.ZipFile(
             cast(IO[bytes], self._sink), "w", zipfile.ZIP_DEFLATED, compresslevel=3
@@ -277,7 +314,8 @@ class XlsxFramer:
     def _close_sheet(self, data_rows: int) -> None:
         # The sheet's end is written last, so its filter covers exactly the rows it holds.
         self._sheet.write(
-            f'</sheetData><autoFilter ref="{self._filter_ref(data_rows)}"/></worksheet>'.encode()
+            f'</sheetData><autoFilter ref="{self._filter_ref(data_rows)}"/>{PAGE_SETUP}'
+            "</worksheet>".encode()
         )
         self._sheet.close()
 
@@ -289,35 +327,55 @@ class XlsxFramer:
         """The piece's XML (whole rows, a line each) goes to the deflate thread; what comes back
         is the compressed output of the piece before (one late, all of it by end())."""
         rows = data.count(b"\n")
-        if rows <= self._max_data_rows - self._rows_in_sheet:
+        if (
+            rows <= self._max_data_rows - self._rows_in_sheet
+            and self._sheet_bytes + len(data) <= self._max_sheet_bytes
+            and not self._renumber
+        ):
             self._rows_in_sheet += rows
+            self._sheet_bytes += len(data)
             return self._submit([data.replace(b"\n", b"")])
-        return self._add(data.split(b"\n")[:rows])
+        # Past a sheet's end (rare): rows one by one, as bytes.
+        return self._add(bytes(data).split(b"\n")[:rows])
 
-    def _add(self, rows: list[bytes] | list[bytearray]) -> bytes:
-        parts: list[bytes | bytearray | None] = []  # None: start the next sheet
+    def _add(self, rows: list[bytes]) -> bytes:
+        # An int: end the sheet with that many rows, start the next.
+        parts: list[bytes | bytearray | int] = []
         start = 0
         while start < len(rows):
             room = self._max_data_rows - self._rows_in_sheet
-            if room == 0:
-                parts.append(None)
+            fit = _rows_within(rows, start, room, self._max_sheet_bytes - self._sheet_bytes)
+            if fit == 0 and self._rows_in_sheet == 0:
+                fit = 1  # a row larger than the byte bound still needs a sheet: it gets its own
+            if fit == 0:
+                # PostgreSQL numbered the rows for sheets ended by rows alone: from a sheet ended
+                # by bytes on, they are numbered here (past 2 GiB of sheet: rare, and slower).
+                self._renumber = self._renumber or room > 0
+                parts.append(self._rows_in_sheet)
+                self._full_sheets.append(self._rows_in_sheet)
                 self._rows_in_sheet = 0
+                self._sheet_bytes = len(self._head)
                 continue
-            chunk = rows[start : start + room]
+            chunk = rows[start : start + fit]
+            if self._renumber:
+                chunk = [
+                    _numbered(row, self._rows_in_sheet + n) for n, row in enumerate(chunk, start=2)
+                ]
             parts.append(b"".join(chunk))
-            self._rows_in_sheet += len(chunk)
-            start += len(chunk)
+            self._rows_in_sheet += fit
+            self._sheet_bytes += sum(map(len, chunk))
+            start += fit
         return self._submit(parts)
 
-    def _submit(self, parts: list[bytes | bytearray | None]) -> bytes:
+    def _submit(self, parts: list[bytes | bytearray | int]) -> bytes:
         done = self._wait()
         self._pending = self._deflater.submit(self._write, parts)
         return done
 
-    def _write(self, parts: list[bytes | bytearray | None]) -> None:
+    def _write(self, parts: list[bytes | bytearray | int]) -> None:
         for xml in parts:
-            if xml is None:
-                self._close_sheet(self._max_data_rows)
+            if isinstance(xml, int):
+                self._close_sheet(xml)
                 self._open_sheet()
             else:
                 self._sheet.write(xml)
@@ -345,7 +403,8 @@ class XlsxFramer:
         )
         workbook = (
             XML_DECL + f'<workbook xmlns="{NS_MAIN}" xmlns:r="{NS_REL}">'
-            f"<sheets>{sheets}</sheets><definedNames>{filters}</definedNames></workbook>"
+            f"<sheets>{sheets}</sheets>"
+            f"<definedNames>{filters}{print_titles(names)}</definedNames></workbook>"
         )
         sheet_rels = "".join(
             f'<Relationship Id="rId{n}" Type="{NS_REL}/worksheet" '
@@ -385,8 +444,8 @@ class XlsxFramer:
         return head + self._sink.drain()
 
     def _sheet_rows(self, n: int) -> int:
-        """Data rows in sheet n (1-based): every sheet but the last is full."""
-        return self._rows_in_sheet if n == self._sheets else self._max_data_rows
+        """Data rows in sheet n (1-based)."""
+        return self._rows_in_sheet if n == self._sheets else self._full_sheets[n - 1]
 
     @staticmethod
     def _absolute(ref: str) -> str:
@@ -412,6 +471,27 @@ class XlsxFramer:
             self._sheet.close()
         self._zip.close()
         self._sink.drain()
+
+
+# A row's own number and its cells' references; text cannot match (its `<` is escaped).
+_ROW_REFERENCES = re.compile(rb'(<row r="|<c r="[A-Z]+)\d+"')
+
+
+def _numbered(row: bytes, number: int) -> bytes:
+    """The row's XML with its number, and its cells' references, set to `number`."""
+    tail = b'%d"' % number
+    return _ROW_REFERENCES.sub(lambda m: m.group(1) + tail, row)
+
+
+def _rows_within(rows: list[bytes], start: int, room: int, free: int) -> int:
+    """How many of rows[start:], at most `room`, fit in `free` bytes."""
+    fit = 0
+    for row in rows[start : start + room]:
+        free -= len(row)
+        if free < 0:
+            break
+        fit += 1
+    return fit
 
 
 FORMAT = Format(

@@ -18,8 +18,7 @@ from tests.reference import NAMES, as_csv_cell, as_excel, reference_rows, same_i
 
 
 def download(live: LiveServer, **params: Any) -> tuple[Any, bytes]:
-    with live.client() as client:
-        response = client.get("/v1/exports/learners", params=params)
+    response = live.export(**params)
     assert response.status_code == 200, response.text
     return response, response.content
 

@@ -5,11 +5,6 @@ from __future__ import annotations
 import csv
 import io
 
-import pytest
-
-from learner_export.contract import Contract
-from learner_export.errors import InvalidParameter
-from learner_export.params import parse_export_params
 from tests.conftest import LiveServer
 
 
@@ -29,20 +24,3 @@ def test_head_answers_the_headers_with_the_count(live: LiveServer, sql: object) 
     with live.client() as client:
         refused = client.head("/v1/exports/learners", headers={"Authorization": "Bearer nope"})
     assert refused.status_code == 401
-
-
-@pytest.mark.parametrize("word", ["yes", "no", "1", "0", "TRUE", "False", " true"])
-def test_only_true_and_false_are_booleans(word: str) -> None:
-    with pytest.raises(InvalidParameter) as raised:
-        parse_export_params([("active", word)], Contract(()), time_zones=frozenset({"UTC"}))
-    assert raised.value.detail == [{"parameter": "active", "message": "must be true or false"}]
-    for name in ("bom", "cursor", "escape_formulas"):
-        with pytest.raises(InvalidParameter):
-            parse_export_params([(name, word)], Contract(()), time_zones=frozenset({"UTC"}))
-
-
-def test_true_and_false_are() -> None:
-    params = parse_export_params(
-        [("active", "false"), ("bom", "true")], Contract(()), time_zones=frozenset({"UTC"})
-    )
-    assert params.active is False and params.bom is True

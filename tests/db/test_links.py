@@ -15,9 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from learner_export.api.links import check_link_query
 from learner_export.auth import issue_token
-from learner_export.errors import Forbidden, InvalidParameter
 from learner_export.links import LinkSigner, parse_secrets
 from tests.conftest import JWT_SECRET, LINK_SECRETS, Database, LiveServer, server_process
 
@@ -108,20 +106,21 @@ def test_tampered_link_gets_403_and_no_rows(live: LiveServer, change: Any) -> No
 
 
 @pytest.mark.parametrize(
-    "mangle",
+    ("mangle", "status", "error"),
     [
-        lambda u: u[:-3] + ("AAA" if not u.endswith("AAA") else "BBB"),
-        lambda u: u.replace("link=k2.", "link=k1."),
-        lambda u: u.split("link=")[0] + "link=nonsense",
-        lambda u: u + "&format=csv",
+        (lambda u: u[:-3] + ("AAA" if not u.endswith("AAA") else "BBB"), 403, "forbidden"),
+        (lambda u: u.replace("link=k2.", "link=k1."), 403, "forbidden"),
+        (lambda u: u.split("link=")[0] + "link=nonsense", 403, "forbidden"),
+        (lambda u: u + "&format=csv", 400, "invalid_parameter"),
     ],
     ids=["signature", "other-kid", "garbage", "extra-parameter"],
 )
-def test_altered_link_is_refused(live: LiveServer, mangle: Callable[[str], str]) -> None:
+def test_altered_link_is_refused(
+    live: LiveServer, mangle: Callable[[str], str], status: int, error: str
+) -> None:
     url = link_url(live, limit=1)
     response = follow(mangle(url))
-    assert response.status_code in (400, 403)
-    assert response.json()["error"] in ("forbidden", "invalid_parameter")
+    assert (response.status_code, response.json()["error"]) == (status, error)
 
 
 def test_expired_link_gets_410(live: LiveServer, seeded: str) -> None:
@@ -249,25 +248,6 @@ def _with_unused_bits_set(token: str) -> str:
     return token[:-1] + B64URL[last ^ 1]
 
 
-@pytest.mark.parametrize(
-    "mangle",
-    [
-        lambda t: t + "!!",
-        lambda t: t + "=",
-        lambda t: t + "==",
-        lambda t: t + " ",
-        lambda t: t[:-4] + "+" + t[-3:],
-        _with_unused_bits_set,
-    ],
-    ids=["bangs", "padding", "double-padding", "space", "standard-alphabet", "unused-bits"],
-)
-def test_only_the_canonical_encoding_of_a_signature_verifies(mangle: Callable[[str], str]) -> None:
-    token = SIGNER.sign(str(uuid.uuid4()), [("limit", "1")], int(time.time()) + 60)
-    assert SIGNER.verify(token).query == (("limit", "1"),)
-    with pytest.raises(Forbidden):
-        SIGNER.verify(mangle(token))
-
-
 @pytest.mark.parametrize("suffix", ["!!", "%3D", "%21%21"])
 def test_a_link_with_a_non_canonical_signature_is_refused(live: LiveServer, suffix: str) -> None:
     url = link_url(live, limit=1)
@@ -295,16 +275,6 @@ def test_any_parameter_beside_the_link_gets_400_naming_it(live: LiveServer, extr
     assert response.status_code == 400
     assert response.json()["detail"] == [
         {"parameter": extra.split("=")[0], "message": "unknown parameter"}
-    ]
-
-
-def test_check_link_query_names_every_problem() -> None:
-    check_link_query([("link", "a")])
-    with pytest.raises(InvalidParameter) as refused:
-        check_link_query([("link", "a"), ("x", "1"), ("link", "b")])
-    assert refused.value.detail == [
-        {"parameter": "link", "message": "given more than once"},
-        {"parameter": "x", "message": "unknown parameter"},
     ]
 
 

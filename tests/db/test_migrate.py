@@ -383,8 +383,3 @@ def test_db_migrate_refuses_a_missing_adapter_file(pg_server: str, tmp_path: Pat
         assert result.returncode == 2
         assert "no adapter file" in result.stderr
         assert "Traceback" not in result.stderr
-
-
-def test_the_tests_use_the_shipped_sql() -> None:
-    """The sample adapter the tests use is the one the service ships."""
-    assert Path(str(sql.SAMPLE_ADAPTER)).resolve() == SAMPLE_ADAPTER.resolve()

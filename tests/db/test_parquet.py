@@ -11,11 +11,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
-from learner_export.contract.columns import Column, Kind
-from learner_export.formats import RenderOptions
-from learner_export.formats.parquet import ROW_GROUP_ROWS, ParquetFramer
+from learner_export.contract.columns import Kind
+from learner_export.formats.parquet import ROW_GROUP_ROWS
 from tests.conftest import BIG_LEARNERS, SEED_LEARNERS, Database, LiveServer, export_backends
 from tests.reference import KINDS, NAMES, reference_rows
 
@@ -31,8 +29,7 @@ ARROW_TYPES: dict[Kind, pa.DataType] = {
 
 
 def download(live: LiveServer, **params: Any) -> bytes:
-    with live.client() as client:
-        response = client.get("/v1/exports/learners", params={"format": "parquet", **params})
+    response = live.export(format="parquet", **params)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/vnd.apache.parquet"
     assert '.parquet"' in response.headers["content-disposition"]
@@ -133,30 +130,3 @@ def test_parquet_first_bytes_leave_before_the_export_is_read(
     assert metadata.num_rows == BIG_LEARNERS
     sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
     assert max(sizes) <= ROW_GROUP_ROWS
-
-
-def test_parquet_keeps_an_empty_string_apart_from_null() -> None:
-    framer = ParquetFramer([Column("t", Kind.TEXT, "text")], RenderOptions())
-    # As COPY writes them: NULL an empty field, an empty string "".
-    body = framer.begin() + framer.page(b'""\n\nx\n') + framer.end()
-    assert pq.read_table(io.BytesIO(body)).column("t").to_pylist() == ["", None, "x"]
-
-
-@pytest.mark.parametrize("page_rows", [500, 5000, pytest.param(7, marks=pytest.mark.slow)])
-def test_parquet_row_groups_stay_within_their_bound(page_rows: int) -> None:
-    """Pages that do not divide ROW_GROUP_ROWS still give row groups of at most that many rows."""
-    total = 2 * ROW_GROUP_ROWS + 1234
-    framer = ParquetFramer([Column("n", Kind.INT, "int4")], RenderOptions())
-    parts = [framer.begin()]
-    for start in range(0, total, page_rows):
-        end = min(total, start + page_rows)
-        page = "".join(f"{i}\n" for i in range(start, end)).encode()
-        parts.append(framer.page(page))
-    parts.append(framer.end())
-    # Bytes leave once a row group is full, not only at the end.
-    assert sum(len(p) for p in parts[:-1]) > len(parts[-1])
-    file = pq.ParquetFile(io.BytesIO(b"".join(parts)))
-    sizes = [file.metadata.row_group(i).num_rows for i in range(file.metadata.num_row_groups)]
-    assert sum(sizes) == total
-    assert max(sizes) <= ROW_GROUP_ROWS
-    assert file.read().column("n").to_pylist() == list(range(total))

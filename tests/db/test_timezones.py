@@ -47,11 +47,7 @@ def dst_client(database_url: str) -> Iterator[str]:
 
 
 def export(live: LiveServer, client: str, **params: str) -> bytes:
-    with live.client() as c:
-        response = c.get(
-            "/v1/exports/learners",
-            params={"client_id": client, "columns": "full_name,created_at", **params},
-        )
+    response = live.export(client_id=client, columns="full_name,created_at", **params)
     assert response.status_code == 200, response.text
     return response.content
 

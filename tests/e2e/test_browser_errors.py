@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from learner_export.api.browser import error_page, wants_html
 from learner_export.auth import issue_token
 from learner_export.links import LinkSigner, parse_secrets
 from tests.chromium import browser, needs_chromium
@@ -73,51 +72,6 @@ def test_only_the_download_link_answers_html(live: LiveServer) -> None:
     response = httpx.get(live.url + "/v1/exports/learners", headers={"Accept": BROWSER_ACCEPT})
     assert response.status_code == 401
     assert response.json()["error"] == "unauthorized"
-
-
-def test_error_page_escapes_what_it_shows() -> None:
-    page = error_page(
-        400,
-        "invalid_parameter<x>",
-        [{"parameter": "<script>alert(1)</script>", "message": "a & b"}],
-    )
-    body = bytes(page.body).decode()
-    assert "<script>" not in body
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;: a &amp; b" in body
-    assert "invalid_parameter&lt;x&gt;" in body
-    assert page.status_code == 400
-    assert page.headers["content-security-policy"].startswith("default-src 'none'")
-
-
-def _request(path: str, accept: str) -> Any:
-    from starlette.requests import Request
-
-    return Request(
-        {
-            "type": "http",
-            "method": "GET",
-            "path": path,
-            "query_string": b"",
-            "headers": [(b"accept", accept.encode())],
-        }
-    )
-
-
-@pytest.mark.parametrize(
-    ("accept", "html"),
-    [
-        (BROWSER_ACCEPT, True),
-        ("application/xhtml+xml", True),
-        ("TEXT/HTML; q=0.5", True),
-        ("text/html;q=0", False),
-        ("text/html;q=x", False),
-        ("*/*", False),
-        ("", False),
-    ],
-)
-def test_wants_html_reads_the_accept_header(accept: str, html: bool) -> None:
-    assert wants_html(_request(DOWNLOAD, accept)) is html
-    assert wants_html(_request("/v1/exports/learners", accept)) is False
 
 
 @needs_chromium

@@ -22,7 +22,14 @@ import pytest
 
 from learner_export.cli import download
 from learner_export.cli.record_ends import CsvRecordEnds, JsonlRecordEnds
-from tests.conftest import BIG_LEARNERS, Database, LiveServer, joined_backends, query
+from tests.conftest import (
+    BIG_LEARNERS,
+    Database,
+    LiveServer,
+    interruptible,
+    joined_backends,
+    query,
+)
 from tests.e2e.test_cli_export import (
     cells,
     cli,
@@ -393,6 +400,7 @@ def test_cut_transfer_exits_1_keeps_the_partial_file_and_resumes(
         env=token_env(big),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=interruptible,
     )
     deadline = time.monotonic() + 30
     while not (partial.exists() and partial.stat().st_size > 0):
@@ -433,6 +441,7 @@ def test_ctrl_c_exits_130_and_keeps_the_partial_file(big: LiveServer, tmp_path: 
         env=token_env(big),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=interruptible,
     )
     deadline = time.monotonic() + 30
     while not (partial.exists() and partial.stat().st_size > 0):

@@ -54,4 +54,4 @@ def test_nextjs_route_hands_the_browser_a_working_link(
     )
     report = ran.stdout + ran.stderr
     assert ran.returncode == 0, report
-    assert "# pass 9" in report and "# fail 0" in report, report
+    assert "# pass 10" in report and "# fail 0" in report, report

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import orjson
 import pytest
 import zstandard
 
-from tests.conftest import JWT_SECRET, Database, LiveServer
+from tests.conftest import JWT_SECRET, Database, LiveServer, _free_port
 
 
 def raw_download(server: LiveServer, encoding: str, **params: Any) -> httpx.Response:
@@ -139,12 +138,6 @@ def test_metrics_count_disconnects(
     while metric_values(big).get(key, 0) == before.get(key, 0) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert metric_values(big)[key] == before.get(key, 0) + 1
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_logs_are_json_lines_with_request_ids_and_no_secrets(database: Database) -> None:

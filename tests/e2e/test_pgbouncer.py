@@ -18,17 +18,11 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 import pytest
 
-from tests.conftest import SERVICE_PASSWORD, Database, LiveServer
+from tests.conftest import SERVICE_PASSWORD, Database, LiveServer, _free_port
 
 PGBOUNCER = shutil.which("pgbouncer") or (
     "/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _die_with_parent() -> None:

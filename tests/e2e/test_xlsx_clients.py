@@ -31,8 +31,7 @@ needs_ssconvert = pytest.mark.skipif(
 
 
 def export(live: LiveServer, tmp_path: Path, **params: Any) -> Path:
-    with live.client() as client:
-        response = client.get("/v1/exports/learners", params={"format": "xlsx", **params})
+    response = live.export(format="xlsx", **params)
     assert response.status_code == 200, response.text
     target = tmp_path / "learners.xlsx"
     target.write_bytes(response.content)

@@ -1,5 +1,5 @@
 // The route handler against a running learner-export: LEARNER_EXPORT_URL and a Supabase-style
-// access token (LEARNER_EXPORT_TOKEN) come from the environment (tests/test_nextjs_example.py).
+// access token (LEARNER_EXPORT_TOKEN) come from the environment (tests/e2e/test_nextjs_example.py, or README.md).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
@@ -48,6 +48,17 @@ test("a script asking for JSON gets the link to navigate to", async () => {
   assert.ok(link.url.startsWith(`${SERVICE}/v1/exports/learners/download?link=`));
   assert.ok(Date.parse(link.expires_at) > Date.now());
   assert.equal((await fetch(link.url)).status, 200);
+});
+
+test("bom=true reaches the service: the CSV starts with a byte-order mark, for Excel", async () => {
+  const response = await call("format=csv&bom=true&limit=2&columns=learner_id", {
+    Authorization: `Bearer ${TOKEN}`,
+  });
+  assert.equal(response.status, 303);
+  const download = await fetch(response.headers.get("location") ?? "");
+  const bytes = new Uint8Array(await download.arrayBuffer());
+  assert.deepEqual([...bytes.slice(0, 3)], [0xef, 0xbb, 0xbf]);
+  assert.equal(new TextDecoder().decode(bytes.slice(3, 14)), "learner_id\r");
 });
 
 test("the session cookie works when there is no Authorization header", async () => {

@@ -1,5 +1,6 @@
 /**
  * GET /api/admin/learners/export?format=xlsx&client_id=…&active=true
+ * GET /api/admin/learners/export?format=csv&bom=true   (a CSV for Excel: UTF-8 with a BOM)
  *
  * The admin page links (or navigates) here with its filters. This route asks learner-export for a
  * short-lived signed link on behalf of the signed-in admin, then answers 303 See Other to it:
@@ -15,7 +16,11 @@
  */
 
 /** Filters the admin page may send, as the service names them; client_id may repeat. */
-const SINGLE = ["format", "created_from", "created_to", "active", "columns", "limit", "tz"];
+const SINGLE = [
+  "format", "created_from", "created_to", "active", "columns", "limit", "tz", "bom",
+];
+/** Booleans the service wants as JSON true/false (bom=true: a CSV that Excel opens as UTF-8). */
+const BOOLEANS = ["active", "bom"];
 const REPEATED = ["client_id"];
 const TIMEOUT_MS = 15_000;
 
@@ -59,7 +64,7 @@ export function linkRequest(query: URLSearchParams): { body: Json; unknown: stri
     } else if (SINGLE.includes(name)) {
       const value = query.get(name) ?? "";
       // Typed as the service's JSON expects; anything else goes as given, for it to refuse.
-      if (name === "active" && (value === "true" || value === "false")) {
+      if (BOOLEANS.includes(name) && (value === "true" || value === "false")) {
         body[name] = value === "true";
       } else if (name === "limit" && /^\d{1,12}$/.test(value)) {
         body[name] = Number(value);
