@@ -13,37 +13,11 @@ import pytest
 
 from learner_export.audit import (
     MAX_FILTERS_BYTES,
-    AuditAllowance,
-    Outcome,
 )
 from learner_export.auth import issue_token
 from tests.conftest import JWT_SECRET, LiveServer, wait_for
 
 IDS = [str(uuid.UUID(int=i)) for i in range(1000)]
-
-
-def test_allowance_counts_what_is_past_it_into_one_row_per_kind() -> None:
-    now = [0.0]
-    allowance = AuditAllowance(3, clock=lambda: now[0])
-    admitted = [allowance.admit("a") for _ in range(5)]
-    assert admitted == [True, True, True, False, False]
-    assert allowance.admit("b")  # others have their own allowance
-    for detail in ("first", "second"):
-        allowance.count(
-            caller="a",
-            kind="refused",
-            outcome=Outcome.DENIED,
-            request_id="r",
-            via_link=False,
-            fmt=None,
-            filters={},
-            detail=detail,
-        )
-    assert allowance.due() == []  # the minute has not ended
-    now[0] = 60.0
-    (row,) = allowance.due()
-    assert (row.caller, row.count, row.detail) == ("a", 2, "second")
-    assert allowance.admit("a")  # a new minute: rows of its own again
 
 
 def profile(sql: Callable[..., Any], role: str) -> str:

@@ -1,18 +1,11 @@
-"""The audit trail's bounds, without a database: the refusal limiter slows a caller after N
-refusals a minute, and stored filters keep at most 20 client ids and 2 KB."""
+"""The audit trail's bounds, without a database: past a caller's allowance, rows are counted
+into one row per kind; stored filters keep at most 20 client ids and 2 KB."""
 
 from __future__ import annotations
 
 import orjson
-import pytest
 
-from learner_export.audit import (
-    MAX_FILTERS_BYTES,
-    RefusalLimiter,
-    capped_filters,
-    first_throttle,
-)
-from learner_export.errors import TooManyExports
+from learner_export.audit import MAX_FILTERS_BYTES, AuditAllowance, Outcome, capped_filters
 from tests.db.test_audit_bounds import IDS
 
 
@@ -29,19 +22,25 @@ def test_stored_filters_never_exceed_2_kb() -> None:
     assert len(capped_filters({"columns": ["x" * 100] * 100}).encode()) <= MAX_FILTERS_BYTES
 
 
-def test_limiter_slows_a_caller_after_n_refusals_a_minute() -> None:
+def test_allowance_counts_what_is_past_it_into_one_row_per_kind() -> None:
     now = [0.0]
-    limiter = RefusalLimiter(3, clock=lambda: now[0])
-    for _ in range(3):
-        limiter.check("a")
-        limiter.note("a")
-    firsts = []
-    for _ in range(3):
-        with pytest.raises(TooManyExports) as slowed:
-            limiter.check("a")
-        firsts.append(first_throttle(slowed.value))
-    assert firsts == [True, False, False]
-    assert slowed.value.headers["Retry-After"] == "60"
-    limiter.check("b")  # others are not slowed
-    now[0] = 60.5
-    limiter.check("a")
+    allowance = AuditAllowance(3, clock=lambda: now[0])
+    admitted = [allowance.admit("a") for _ in range(5)]
+    assert admitted == [True, True, True, False, False]
+    assert allowance.admit("b")  # others have their own allowance
+    for detail in ("first", "second"):
+        allowance.count(
+            caller="a",
+            kind="refused",
+            outcome=Outcome.DENIED,
+            request_id="r",
+            via_link=False,
+            fmt=None,
+            filters={},
+            detail=detail,
+        )
+    assert allowance.due() == []  # the minute has not ended
+    now[0] = 60.0
+    (row,) = allowance.due()
+    assert (row.caller, row.count, row.detail) == ("a", 2, "second")
+    assert allowance.admit("a")  # a new minute: rows of its own again
