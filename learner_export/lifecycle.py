@@ -211,9 +211,10 @@ class Export:
                 helpers=connections,
                 where=cell_bound(params.columns, s.settings.max_cell_bytes),
             )
-            await pages.open()
-            await take_database_slots(
-                conn, caller, s.settings.max_concurrent_per_user, s.settings.max_concurrent
+            await pages.open(
+                lambda c: take_database_slots(
+                    c, caller, s.settings.max_concurrent_per_user, s.settings.max_concurrent
+                )
             )
             # Recorded once it can run, before any byte of it leaves; a refusal above is
             # recorded by refuse(), under the caller's allowance.

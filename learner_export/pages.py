@@ -349,9 +349,17 @@ class SnapshotPages:
         """Connections reading this export so far."""
         return 1 + len(self._helper_conns)
 
-    async def open(self) -> SnapshotPages:
+    async def open(
+        self, admit: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
+    ) -> SnapshotPages:
+        """Start the snapshot, hold the contract, run `admit` on the export's connection inside
+        its transaction (the slots every replica shares), then start page 0's COPY; returns
+        once its first bytes (or its end, or its failure) have arrived."""
         await self._begin(self._conn, self._transaction)
         await guard.hold_contract(self._conn, self._params.contract_version)
+        if admit is not None:
+            # Before page 0's COPY, which keeps the connection busy until it is read.
+            await admit(self._conn)
         self.client_scope = await self._conn.fetchval(
             "SELECT learner_export.export_scope($1::uuid, $2::uuid[])",
             self._caller,

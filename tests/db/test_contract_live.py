@@ -20,6 +20,7 @@ import orjson
 import pytest
 
 from tests.conftest import (
+    SERVICE_PASSWORD,
     Database,
     LiveServer,
     fresh_database,
@@ -345,9 +346,10 @@ def test_db_check_passes_as_the_least_privileged_login(own: Database) -> None:
     query(
         own.url,
         "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'learner_export_stranger')"
-        " THEN CREATE ROLE learner_export_stranger LOGIN; END IF; END $$",
+        " THEN CREATE ROLE learner_export_stranger LOGIN; END IF;"
+        f" ALTER ROLE learner_export_stranger PASSWORD '{SERVICE_PASSWORD}'; END $$",
     )
-    stranger = own.service_url.replace("learner_export_app@", "learner_export_stranger@")
+    stranger = own.service_url.replace("learner_export_app:", "learner_export_stranger:")
     lacking = cli(stranger, "db", "check", "--as", own.admin_id)
     assert "Traceback" not in lacking.stdout + lacking.stderr
     assert "all 5 functions of the contract exist" in lacking.stdout

@@ -211,8 +211,8 @@ def test_the_cursor_is_exact_in_zones_with_offset_seconds(
             await conn.execute(f"SET TimeZone = '{zone}'")
             learner = str(uuid.uuid4())
             row = await conn.fetchrow(
-                f"SELECT {cursor(zone)} AS c, r.created_at FROM (SELECT $1::text::timestamptz"
-                " AS created_at, $2::text::uuid AS learner_id) AS r",
+                f"SELECT {cursor(zone)} AS c, r._key_at AS created_at FROM"
+                " (SELECT $1::text::timestamptz AS _key_at, $2::text::uuid AS _key_id) AS r",
                 instant,
                 learner,
             )
