@@ -47,8 +47,8 @@ def test_an_adapter_for_tables_the_database_lacks_is_one_line(empty_database: st
     result = cli("db", "migrate", "--adapter", "sample", env=cli_env(DATABASE_URL=empty_database))
     assert result.returncode == 1
     assert result.stderr.decode() == (
-        "learner-export: the adapter sample failed and was not applied: "
-        'relation "public.profiles" does not exist\n'
+        "learner-export: the adapter sample.sql failed at line 19: relation"
+        ' "public.profiles" does not exist (SQLSTATE 42P01); nothing was changed\n'
     )
 
 
