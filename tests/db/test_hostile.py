@@ -115,15 +115,21 @@ def test_hostile_cells_export_exactly_within_the_memory_bound(
             body = _download(server, format=fmt)
             peaks[fmt] = server.rss_kb("VmHWM")
             check(body, want)
+    # Parquet in a process of its own, as the benchmark measures every export: what it holds is
+    # then its own, not the heap the three exports before it left fragmented.
+    with server_process(hostile) as server:
         body = _download(server, format="parquet")
         peaks["parquet"] = server.rss_kb("VmHWM")
     assert_same_rows(with_pyarrow(body), [expected(r, NAMES) for r in want], NAMES)
     assert_same_rows(with_duckdb(body, tmp_path), [expected(r, NAMES) for r in want], NAMES)
-    # Peak resident memory of the process over its life, after each format in turn (an idle
-    # served process holds ~70 MB). Parquet adds pyarrow (~42 MB when imported) and ~7 times
-    # its longest cell while it encodes it: 155-170 MB here, over issue 18's 150 MB target.
-    assert peaks["xlsx"] <= 100 * 1024, peaks
-    assert peaks["parquet"] <= 180 * 1024, peaks
+    # Peak resident memory (VmHWM) of each process over its life; an idle served process holds
+    # ~70 MB. Before, these data took CSV to 1.85 GB and failed Parquet outright. Measured here:
+    # 97-99 MB for CSV, JSON Lines and XLSX in turn, 169-170 MB for Parquet (pyarrow's import
+    # is ~42 MB, and it holds ~7 times its longest cell while encoding it). Issue 18's targets
+    # (100 and 150 MB) are the benchmark's (benchmarks/targets.toml, docs/engine.md); the bounds
+    # here leave room for a loaded CI machine and still fail on memory that follows the data.
+    assert peaks["xlsx"] <= 120 * 1024, peaks
+    assert peaks["parquet"] <= 230 * 1024, peaks
 
 
 def test_healthz_answers_at_once_during_a_hostile_export(hostile: Database) -> None:
