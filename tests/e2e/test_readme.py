@@ -36,6 +36,13 @@ def _block(marker: str) -> str:
     return found
 
 
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -100,6 +107,12 @@ def test_the_readme_and_the_demo_commands_work_as_written(tmp_path: Path) -> Non
                 time.sleep(0.5)
             assert (repo / "learner-export-demo.env").stat().st_mode & 0o777 == 0o600
             banner = Path(log.name).read_text()
+            # The banner is printed just before uvicorn binds the port; a person reading it is
+            # slower than this test, which waits for the port as they would by reading.
+            while not _answers(f"http://127.0.0.1:{DEMO_PORT}/healthz"):
+                assert demo.poll() is None, Path(log.name).read_text()
+                assert time.monotonic() < deadline, "the demo never listened"
+                time.sleep(0.2)
 
             downloads = _bash(_block("learner-export-demo.env"), repo, env)
             assert downloads.returncode == 0, downloads.stderr
