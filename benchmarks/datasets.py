@@ -33,6 +33,7 @@ from benchmarks import cpu
 from benchmarks.queries import HEAVY, SAMPLE, Reference
 from learner_export import db
 from learner_export.config import Settings
+from learner_export.db.migrate import migrate
 from learner_export.demo import seed as demo
 from learner_export.demo.embedded import EmbeddedPostgres
 
@@ -205,7 +206,7 @@ async def _seed_heavy(url: str, rows: int) -> str:
                 " false, '2023-12-01 00:00:00+00', '2023-12-01 00:00:00+00')",
                 HEAVY_ADMIN,
             )
-        await db.migrate(conn, HEAVY_ADAPTER)
+        await migrate(conn, HEAVY_ADAPTER)
         await conn.execute("VACUUM (ANALYZE)")
     finally:
         await conn.close()

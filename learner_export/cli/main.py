@@ -30,6 +30,7 @@ from learner_export.cli.export_file import Sent, export_to_file, read_contract
 from learner_export.cli.progress import stderr_if_terminal
 from learner_export.config import ConfigError, Settings, load_settings
 from learner_export.db import diagnose as dbdiag
+from learner_export.db.migrate import migrate
 from learner_export.demo import seed as demo
 from learner_export.errors import (
     CONNECTION_ERRORS,
@@ -372,7 +373,7 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
     async def run() -> list[str]:
         conn = await _connect(settings, dsn)
         try:
-            return await db.migrate(conn, adapter, wait=args.wait)
+            return await migrate(conn, adapter, wait=args.wait)
         finally:
             await conn.close()
 
@@ -408,7 +409,7 @@ def cmd_db_seed(args: argparse.Namespace) -> int:
         conn = await _connect(settings, dsn)
         try:
             await demo.create_sample_schema(conn)
-            await db.migrate(conn, demo.sample_adapter())
+            await migrate(conn, demo.sample_adapter())
             await demo.seed(
                 conn,
                 learners=args.learners,

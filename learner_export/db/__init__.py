@@ -1,6 +1,7 @@
-"""The database as the service uses it: the pool, `db migrate`, and connection diagnosis."""
+"""The database as the service uses it: the pool, `db migrate` (learner_export.db.migrate, not
+imported here: it imports the contract, which imports errors, which imports diagnose), and
+connection diagnosis."""
 
-from learner_export.db.migrate import SCHEMA, migrate
 from learner_export.db.pool import connect, create_pool
 
-__all__ = ["SCHEMA", "connect", "create_pool", "migrate"]
+__all__ = ["connect", "create_pool"]

@@ -17,7 +17,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from learner_export import db, sql
+from learner_export import sql
+from learner_export.db.migrate import migrate
 from tests.conftest import (
     SERVICE_LOGIN_SQL,
     _admin,
@@ -120,7 +121,7 @@ def catalogue(url: str) -> list[str]:
 async def _migrate(url: str, adapter: Path | None = None) -> list[str]:
     conn = await asyncpg.connect(url)
     try:
-        return await db.migrate(conn, adapter)
+        return await migrate(conn, adapter)
     finally:
         await conn.close()
 

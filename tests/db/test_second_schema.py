@@ -19,6 +19,7 @@ import pytest
 
 from learner_export import db, sql
 from learner_export.config import Settings
+from learner_export.db.migrate import migrate
 from tests.conftest import (
     SERVICE_LOGIN_SQL,
     Database,
@@ -65,7 +66,7 @@ SELECT p.id::text AS learner_id, p.display_name, u.email,
 async def _migrate(url: str) -> None:
     conn = await db.connect(Settings(database_url=url), url)
     try:
-        await db.migrate(conn, Path(str(sql.SUPABASE_ADAPTER)))
+        await migrate(conn, Path(str(sql.SUPABASE_ADAPTER)))
     finally:
         await conn.close()
 
