@@ -30,6 +30,7 @@ from learner_export.cli.export_file import Sent, export_to_file, read_contract
 from learner_export.cli.progress import stderr_if_terminal
 from learner_export.config import ConfigError, Settings, load_settings
 from learner_export.db import diagnose as dbdiag
+from learner_export.db import role
 from learner_export.demo import seed as demo
 from learner_export.errors import (
     CONNECTION_ERRORS,
@@ -38,6 +39,7 @@ from learner_export.errors import (
     ExportError,
     Forbidden,
     InvalidParameter,
+    ServiceRoleRefused,
     database_error,
     kind_of,
 )
@@ -369,15 +371,29 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
 
-    async def run() -> list[str]:
+    async def run() -> tuple[list[str], str]:
         conn = await _connect(settings, dsn)
         try:
-            return await db.migrate(conn, adapter, wait=args.wait)
+            applied = await db.migrate(
+                conn,
+                adapter,
+                wait=args.wait,
+                service_role=(
+                    args.service_role
+                    if args.service_role is not None
+                    else settings.service_role or None
+                ),
+            )
+            name = (await role.in_use(conn))[0]
+            return applied, name
         finally:
             await conn.close()
 
     try:
-        applied = asyncio.run(run())
+        applied, service_role = asyncio.run(run())
+    except ServiceRoleRefused as exc:
+        _error(_one_line(str(exc.detail)))
+        return kind_of(exc).exit_code
     except ContractNotMet as exc:
         # Refused and rolled back: the database keeps the adapter it had.
         problems = exc.detail if isinstance(exc.detail, list) else [exc.detail]
@@ -390,6 +406,10 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
         _error(f"{what} failed and was not applied: {_one_line(str(exc))}")
         return EXIT_FAILED
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    print(
+        f"the service's role in this database: {service_role} (grant it to the login role the"
+        " service connects as; docs/security.md)"
+    )
     if adapter is None:
         print(
             "no adapter given: the contract's functions are yours to define "
@@ -408,7 +428,7 @@ def cmd_db_seed(args: argparse.Namespace) -> int:
         conn = await _connect(settings, dsn)
         try:
             await demo.create_sample_schema(conn)
-            await db.migrate(conn, demo.sample_adapter())
+            await db.migrate(conn, demo.sample_adapter(), service_role=settings.service_role)
             await demo.seed(
                 conn,
                 learners=args.learners,
@@ -684,6 +704,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         metavar="SECONDS",
         help="how long to wait for running exports to end before changing the adapter (default 30)",
+    )
+    migrate.add_argument(
+        "--service-role",
+        metavar="NAME",
+        default=None,
+        help="the role granted what the running service needs, this database's own "
+        "(a role is the whole server's; docs/security.md); default: EXPORT_SERVICE_ROLE, else "
+        "the name this database recorded at its last migrate, else learner_export_service",
     )
     migrate.set_defaults(run=cmd_db_migrate)
     check = db_sub.add_parser("check", help="say whether the database meets the export contract")

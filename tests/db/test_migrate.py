@@ -25,6 +25,7 @@ from tests.conftest import (
     export_bytes,
     query,
     run,
+    service_role_of,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,7 +121,7 @@ def catalogue(url: str) -> list[str]:
 async def _migrate(url: str, adapter: Path | None = None) -> list[str]:
     conn = await asyncpg.connect(url)
     try:
-        return await db.migrate(conn, adapter)
+        return await db.migrate(conn, adapter, service_role=service_role_of(url))
     finally:
         await conn.close()
 
@@ -128,7 +129,7 @@ async def _migrate(url: str, adapter: Path | None = None) -> list[str]:
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "learner_export.cli.main", *args],
-        env={**os.environ, "DATABASE_URL": url},
+        env={**os.environ, "DATABASE_URL": url, "EXPORT_SERVICE_ROLE": service_role_of(url)},
         capture_output=True,
         text=True,
         timeout=120,

@@ -27,6 +27,7 @@ from tests.conftest import (
     _with_database,
     query,
     run,
+    service_role_of,
 )
 
 HERE = Path(__file__).resolve().parents[1]
@@ -65,7 +66,7 @@ SELECT p.id::text AS learner_id, p.display_name, u.email,
 async def _migrate(url: str) -> None:
     conn = await db.connect(Settings(database_url=url), url)
     try:
-        await db.migrate(conn, Path(str(sql.SUPABASE_ADAPTER)))
+        await db.migrate(conn, Path(str(sql.SUPABASE_ADAPTER)), service_role=service_role_of(url))
     finally:
         await conn.close()
 
