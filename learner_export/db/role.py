@@ -37,11 +37,15 @@ RESERVED = frozenset(
 
 _RECORD = f"{SCHEMA}.service_role"
 
-# Whether the record exists, and whether this role may read it.
+# Whether the record exists, and whether this role may read it (from the catalogue: to_regclass
+# is refused to a role without USAGE on the schema).
 _RECORD_STATE = f"""
-SELECT c IS NOT NULL AS exists,
-       coalesce(pg_catalog.has_table_privilege(c, 'SELECT'), false) AS readable
-  FROM pg_catalog.to_regclass('{_RECORD}') AS c
+SELECT count(*) > 0 AS exists,
+       coalesce(bool_and(pg_catalog.has_schema_privilege(n.oid, 'USAGE')
+                         AND pg_catalog.has_table_privilege(c.oid, 'SELECT')), false) AS readable
+  FROM pg_catalog.pg_class AS c
+  JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+ WHERE n.nspname = '{SCHEMA}' AND c.relname = 'service_role'
 """
 
 # The other databases of the server where the role holds a privilege (an ACL entry, default
@@ -152,7 +156,10 @@ async def choose(conn: asyncpg.Connection, given: str | None) -> Choice:
     database's too. Reads only: nothing is changed before it answers."""
     previous = await recorded(conn)
     if previous is None and await conn.fetchval(
-        f"SELECT pg_catalog.to_regclass('{SCHEMA}.export_audit') IS NOT NULL"
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_class AS c"
+        " JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = $1 AND c.relname = 'export_audit')",
+        SCHEMA,
     ):
         previous = SERVICE_ROLE  # migrated before the name was recorded: the old constant
     name = given if given is not None else (previous or SERVICE_ROLE)
