@@ -406,10 +406,11 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
         _error(f"{what} failed and was not applied: {_one_line(str(exc))}")
         return EXIT_FAILED
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
-    print(
-        f"the service's role in this database: {service_role} (grant it to the login role the"
-        " service connects as; docs/security.md)"
-    )
+    if applied:
+        print(
+            f"the service's role in this database: {service_role} (grant it to the login role"
+            " the service connects as; docs/security.md)"
+        )
     if adapter is None:
         print(
             "no adapter given: the contract's functions are yours to define "

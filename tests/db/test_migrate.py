@@ -112,6 +112,7 @@ def empty_database(server: str) -> Iterator[str]:
         yield _with_database(server, name)
     finally:
         run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run(_admin(server, f'DROP ROLE IF EXISTS "{name}_service"'))
 
 
 def catalogue(url: str) -> list[str]:

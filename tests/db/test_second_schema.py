@@ -83,6 +83,7 @@ def other(pg_server: str) -> Iterator[Database]:
         yield Database(url, ADMIN)
     finally:
         run(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run(_admin(pg_server, f'DROP ROLE IF EXISTS "{service_role_of(url)}"'))
 
 
 @pytest.fixture(scope="module")
