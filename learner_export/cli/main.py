@@ -151,6 +151,27 @@ def _warn_if_unreachable(settings: Settings) -> None:
             log.warning(f"{problem}; starting anyway, not ready until it answers")
 
 
+def _warn_if_not_the_service_role(settings: Settings) -> None:
+    """One warning line at start when the login does not hold the database's service role
+    (the name `db migrate` recorded): every export would be refused."""
+
+    async def problem() -> str | None:
+        assert settings.database_url is not None
+        async with asyncio.timeout(settings.acquire_timeout_seconds):
+            conn = await db.connect(settings, settings.database_url)
+        try:
+            return await role.not_granted(conn)
+        finally:
+            await conn.close()
+
+    try:
+        sentence = asyncio.run(problem())
+    except (*dbdiag.CONNECTION_ERRORS, asyncpg.PostgresError):
+        return  # said by _warn_if_unreachable, or by /readyz
+    if sentence is not None:
+        log.warning(sentence)
+
+
 def _error(message: str) -> None:
     print(f"learner-export: {message}", file=sys.stderr, flush=True)
 
@@ -299,6 +320,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if (refusal := _contract_refusal(settings)) is not None:
                 _error(refusal)
                 return EXIT_FAILED
+            _warn_if_not_the_service_role(settings)
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
             signal.signal(stop_signal, lambda *_: None)
         # h11 refuses a request head still incomplete past this size before buffering more;

@@ -207,3 +207,32 @@ async def settle(conn: asyncpg.Connection, choice: Choice, lockdown: str) -> Non
         choice.name,
     )
     await conn.execute(lockdown)
+
+
+_GRANTED = """
+SELECT current_user::text AS login,
+       pg_catalog.quote_ident(current_user) AS login_quoted,
+       pg_catalog.quote_ident($1) AS quoted,
+       r.rolsuper OR r.rolbypassrls AS above,
+       coalesce(pg_catalog.pg_has_role(current_user, s.oid, 'USAGE'), false) AS holds,
+       coalesce((SELECT pg_catalog.pg_has_role(current_user, n.nspowner, 'USAGE')
+                   FROM pg_catalog.pg_namespace AS n WHERE n.nspname = $2), false) AS owner
+  FROM pg_catalog.pg_roles AS r
+  LEFT JOIN pg_catalog.pg_roles AS s ON s.rolname = $1
+ WHERE r.rolname = current_user
+"""
+
+
+async def not_granted(conn: asyncpg.Connection) -> str | None:
+    """One sentence when the login connected neither holds this database's service role nor
+    owns the schema (nor is a superuser): its exports would be refused; None when it may
+    export. What `serve` warns at start, after a new name for instance."""
+    name, _ = await in_use(conn)
+    row = await conn.fetchrow(_GRANTED, name, SCHEMA)
+    if row is None or row["above"] or row["holds"] or row["owner"]:
+        return None
+    return (
+        f"the login {row['login']} does not hold this database's service role {name}: exports "
+        f"will be refused (permission denied) until `GRANT {row['quoted']} TO "
+        f"{row['login_quoted']}`"
+    )

@@ -18,6 +18,7 @@ import pytest
 
 from learner_export import db
 from learner_export.contract import SERVICE_ROLE
+from learner_export.db import role
 from learner_export.demo import seed as demo
 from tests.conftest import SERVICE_PASSWORD, _admin, _with_database, query, run
 
@@ -287,3 +288,53 @@ def test_db_check_reports_a_role_shared_with_another_database(pg_server: str) ->
             f"ERROR    the service's role {role_a} already holds privileges or owns objects in "
             f"the database {a_name} of this server" in shared.stdout
         )
+
+
+async def _not_granted(url: str) -> str | None:
+    conn = await asyncpg.connect(url)
+    try:
+        return await role.not_granted(conn)
+    finally:
+        await conn.close()
+
+
+def test_serve_warns_a_login_that_does_not_hold_the_recorded_role(pg_server: str) -> None:
+    """After a new name, the service's login still holds the old role: serve says so at start,
+    naming the grant, rather than letting every export fail with permission denied."""
+    tag = uuid.uuid4().hex[:8]
+    old, new, app = f"le_old_{tag}", f"le_new_{tag}", f"le_app_{tag}"
+    with roles(pg_server, app, old, new), databases(pg_server, 1) as (url,):
+        run(_migrate(url, old))
+        login(pg_server, app, old)
+        assert run(_not_granted(as_login(url, app))) is None
+        assert run(_not_granted(url)) is None  # the owner
+        run(_migrate(url, new))
+        said = run(_not_granted(as_login(url, app)))
+        assert said == (
+            f"the login {app} does not hold this database's service role {new}: exports will "
+            f"be refused (permission denied) until `GRANT {new} TO {app}`"
+        )
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORT_")}
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "learner_export.cli.main", "serve", "--port", "0"],
+            env={**env, "DATABASE_URL": as_login(url, app), "EXPORT_JWT_SECRET": "s" * 40},
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+        )
+        try:
+            assert serve.stderr is not None
+            seen = ""
+            for line in serve.stderr:
+                seen += line
+                if (
+                    "does not hold this database's service role" in line
+                    or "Uvicorn running" in line
+                ):
+                    break
+            assert f"does not hold this database's service role {new}" in seen, seen
+        finally:
+            serve.kill()  # the warning is all this test wants of it
+            serve.wait(timeout=30)
