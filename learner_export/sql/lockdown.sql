@@ -10,6 +10,7 @@
 -- name comes in the setting learner_export.service_role, set for the transaction by `db
 -- migrate`, and is quoted with format('%I') wherever it is used. When the name changed,
 -- learner_export.old_service_role names the role that held it, and loses everything here.
+--
 -- Row-level security on the tables is a second wall: a grant made by mistake still shows no row
 -- to a role without a policy (owners bypass it; the service role has one).
 
