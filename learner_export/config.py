@@ -21,6 +21,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("DATABASE_URL", "EXPORT_DATABASE_URL")
     )
     read_database_url: str | None = None
+    # `db migrate`'s and `db seed`'s: the service's role in this database (learner_export.db.role);
+    # None: the one the database recorded at its last migrate, else learner_export_service.
+    service_role: str | None = None
     jwt_secret: SecretStr = SecretStr("")
     jwt_audience: str = "authenticated"
     jwt_leeway_seconds: int = Field(default=30, ge=0)

@@ -103,6 +103,15 @@ class CellTooLarge(ExportError):
     """A cell of the export is larger than EXPORT_MAX_CELL_BYTES."""
 
 
+class ServiceRoleRefused(ExportError):
+    """`db migrate` refuses the service's role: it already holds privileges or owns objects in
+    another database of the server (a role is the whole server's; docs/security.md)."""
+
+
+class ServiceRoleInvalid(ServiceRoleRefused, ValueError):
+    """The name given for the service's role cannot be one (reserved, too long, a superuser)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorKind:
     status: int
@@ -167,6 +176,16 @@ ERRORS: dict[type[ExportError], ErrorKind] = {
     ),
     LinksNotConfigured: ErrorKind(
         503, "links_not_configured", 1, "Signed links are not configured (EXPORT_LINK_SECRETS)"
+    ),
+    # `db migrate`'s only: never an HTTP answer.
+    ServiceRoleRefused: ErrorKind(
+        409,
+        "service_role_shared",
+        1,
+        "The service's role is another database's too; choose one of this database's own",
+    ),
+    ServiceRoleInvalid: ErrorKind(
+        400, "service_role_invalid", 2, "The name given for the service's role cannot be one"
     ),
 }
 

@@ -60,7 +60,7 @@ class Database:
 
     @property
     def service_url(self) -> str:
-        """As the login role the service runs as: it holds learner_export_service, nothing
+        """As the login role the service runs as: it holds the database's service role, nothing
         more (not a superuser, owns nothing)."""
         parts = urlsplit(self.url)
         netloc = parts.netloc.rpartition("@")[2]
@@ -97,17 +97,30 @@ def pg_server() -> Iterator[str]:
         yield pg.url
 
 
-# The role is the cluster's, shared by the tests' databases: made once, granted in each.
+def service_role_of(url: str) -> str:
+    """The service's role the tests give a database of theirs: its own, as `db migrate`
+    requires of databases sharing a server (learner_export.db.role), named after it."""
+    return f"{urlsplit(url).path.lstrip('/')}_service"[:63]
+
+
+# The login is the cluster's, shared by the tests' databases: made once, and granted in each
+# the service's role that database recorded (each has its own).
 SERVICE_LOGIN_SQL = f"""
 DO $$
+DECLARE
+    service text;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{SERVICE_LOGIN}') THEN
         CREATE ROLE {SERVICE_LOGIN} LOGIN NOINHERIT;
     END IF;
+    -- Before the grant: PostgreSQL 16 gives a grant the member's INHERIT at the time.
+    ALTER ROLE {SERVICE_LOGIN} INHERIT PASSWORD '{SERVICE_PASSWORD}';
+    IF to_regclass('learner_export.service_role') IS NOT NULL THEN
+        EXECUTE 'SELECT name FROM learner_export.service_role' INTO service;
+    END IF;
+    EXECUTE format('GRANT %I TO {SERVICE_LOGIN}', coalesce(service, 'learner_export_service'));
 END
 $$;
-ALTER ROLE {SERVICE_LOGIN} INHERIT PASSWORD '{SERVICE_PASSWORD}';
-GRANT learner_export_service TO {SERVICE_LOGIN};
 """
 
 
@@ -127,15 +140,15 @@ def fresh_database(server: str, learners: int, clients: int, seed: int) -> Itera
     url = _with_database(server, name)
 
     try:
+        settings = Settings(database_url=url, service_role=service_role_of(url))
         admin = run(
-            demo.prepare_demo(
-                url, Settings(database_url=url), learners=learners, clients=clients, data_seed=seed
-            )
+            demo.prepare_demo(url, settings, learners=learners, clients=clients, data_seed=seed)
         )
         run(_admin(url, SERVICE_LOGIN_SQL))
         yield Database(url, admin)
     finally:
         run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run(_admin(server, f'DROP ROLE IF EXISTS "{service_role_of(url)}"'))
 
 
 @pytest.fixture(scope="session")

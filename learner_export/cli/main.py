@@ -30,6 +30,7 @@ from learner_export.cli.export_file import Sent, export_to_file, read_contract
 from learner_export.cli.progress import stderr_if_terminal
 from learner_export.config import ConfigError, Settings, load_settings
 from learner_export.db import diagnose as dbdiag
+from learner_export.db import role
 from learner_export.db.migrate import migrate
 from learner_export.demo import seed as demo
 from learner_export.errors import (
@@ -39,6 +40,7 @@ from learner_export.errors import (
     ExportError,
     Forbidden,
     InvalidParameter,
+    ServiceRoleRefused,
     database_error,
     kind_of,
 )
@@ -148,6 +150,27 @@ def _warn_if_unreachable(settings: Settings) -> None:
         problem = dbdiag.check(dsn, seconds=settings.acquire_timeout_seconds)
         if problem is not None:
             log.warning(f"{problem}; starting anyway, not ready until it answers")
+
+
+def _warn_if_not_the_service_role(settings: Settings) -> None:
+    """One warning line at start when the login does not hold the database's service role
+    (the name `db migrate` recorded): every export would be refused."""
+
+    async def problem() -> str | None:
+        assert settings.database_url is not None
+        async with asyncio.timeout(settings.acquire_timeout_seconds):
+            conn = await db.connect(settings, settings.database_url)
+        try:
+            return await role.not_granted(conn)
+        finally:
+            await conn.close()
+
+    try:
+        sentence = asyncio.run(problem())
+    except (*dbdiag.CONNECTION_ERRORS, asyncpg.PostgresError):
+        return  # said by _warn_if_unreachable, or by /readyz
+    if sentence is not None:
+        log.warning(sentence)
 
 
 def _error(message: str) -> None:
@@ -298,6 +321,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if (refusal := _contract_refusal(settings)) is not None:
                 _error(refusal)
                 return EXIT_FAILED
+            _warn_if_not_the_service_role(settings)
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
             signal.signal(stop_signal, lambda *_: None)
         # h11 refuses a request head still incomplete past this size before buffering more;
@@ -370,15 +394,29 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
 
-    async def run() -> list[str]:
+    async def run() -> tuple[list[str], str]:
         conn = await _connect(settings, dsn)
         try:
-            return await migrate(conn, adapter, wait=args.wait)
+            applied = await migrate(
+                conn,
+                adapter,
+                wait=args.wait,
+                service_role=(
+                    args.service_role
+                    if args.service_role is not None
+                    else settings.service_role or None
+                ),
+            )
+            name = (await role.in_use(conn))[0]
+            return applied, name
         finally:
             await conn.close()
 
     try:
-        applied = asyncio.run(run())
+        applied, service_role = asyncio.run(run())
+    except ServiceRoleRefused as exc:
+        _error(_one_line(str(exc.detail)))
+        return kind_of(exc).exit_code
     except ContractNotMet as exc:
         # Refused and rolled back: the database keeps the adapter it had.
         problems = exc.detail if isinstance(exc.detail, list) else [exc.detail]
@@ -391,6 +429,11 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
         _error(f"{what} failed and was not applied: {_one_line(str(exc))}")
         return EXIT_FAILED
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    if applied:
+        print(
+            f"the service's role in this database: {service_role} (grant it to the login role"
+            " the service connects as; docs/security.md)"
+        )
     if adapter is None:
         print(
             "no adapter given: the contract's functions are yours to define "
@@ -409,7 +452,7 @@ def cmd_db_seed(args: argparse.Namespace) -> int:
         conn = await _connect(settings, dsn)
         try:
             await demo.create_sample_schema(conn)
-            await migrate(conn, demo.sample_adapter())
+            await migrate(conn, demo.sample_adapter(), service_role=settings.service_role)
             await demo.seed(
                 conn,
                 learners=args.learners,
@@ -685,6 +728,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         metavar="SECONDS",
         help="how long to wait for running exports to end before changing the adapter (default 30)",
+    )
+    migrate.add_argument(
+        "--service-role",
+        metavar="NAME",
+        default=None,
+        help="the role granted what the running service needs, this database's own "
+        "(a role is the whole server's; docs/security.md); default: EXPORT_SERVICE_ROLE, else "
+        "the name this database recorded at its last migrate, else learner_export_service",
     )
     migrate.set_defaults(run=cmd_db_migrate)
     check = db_sub.add_parser("check", help="say whether the database meets the export contract")

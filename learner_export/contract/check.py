@@ -12,10 +12,10 @@ from learner_export.config import Settings
 from learner_export.contract import (
     BY_FUNCTION,
     SCHEMA,
-    SERVICE_ROLE,
     _problems_of,
     read_functions,
 )
+from learner_export.db import role
 from learner_export.errors import CONNECTION_ERRORS, DATABASE_ERRORS, database_error
 
 # Roles that must never reach the service's functions (Supabase's API roles, and everyone).
@@ -66,6 +66,8 @@ async def _check(conn: asyncpg.Connection, caller: str | None) -> list[Finding]:
                 "`learner-export db migrate --adapter FILE`",
             )
         ]
+    service, recorded = await role.in_use(conn)
+    findings += await _service_role(conn, service, recorded)
     functions = await read_functions(conn)
     problems, columns, words = _problems_of(functions)
     findings += [Finding("error", p) for p in problems]
@@ -98,16 +100,14 @@ async def _check(conn: asyncpg.Connection, caller: str | None) -> list[Finding]:
                         "`db migrate` again (it revokes these grants)",
                     )
                 )
-            others = [g for g in info.executors if g not in (*FORBIDDEN_GRANTEES, SERVICE_ROLE)]
+            others = [g for g in info.executors if g not in (*FORBIDDEN_GRANTEES, service)]
             if others:
                 findings.append(
                     Finding("warning", f"{where} is also executable by {', '.join(others)}")
                 )
-            if SERVICE_ROLE not in info.executors:
+            if service not in info.executors:
                 findings.append(
-                    Finding(
-                        "error", f"{SERVICE_ROLE} may not execute {where}: run `db migrate` again"
-                    )
+                    Finding("error", f"{service} may not execute {where}: run `db migrate` again")
                 )
     exposed = await conn.fetch(
         # By oid from pg_roles: SQL does not promise to test a name's existence before
@@ -125,14 +125,33 @@ async def _check(conn: asyncpg.Connection, caller: str | None) -> list[Finding]:
         findings.append(
             Finding(
                 "ok",
-                f"EXECUTE is held by nobody but the service's role ({SERVICE_ROLE}) and the owner",
+                f"EXECUTE is held by nobody but the service's role ({service}) and the owner",
             )
         )
     findings += await _definers_exposed(conn)
     findings += await _forced_rls(conn)
     if not problems:
-        findings += await _data(conn, caller, words.time_column)
-    findings += await _login_role(conn)
+        findings += await _data(conn, caller, words.time_column, service)
+    findings += await _login_role(conn, service)
+    return findings
+
+
+async def _service_role(conn: asyncpg.Connection, service: str, recorded: bool) -> list[Finding]:
+    """Whether the service's role is this database's own: a role holding privileges or owning
+    objects in another database of the server gives a login granted it both."""
+    findings: list[Finding] = []
+    others = await role.other_databases(conn, service)
+    if others:
+        database: str = await conn.fetchval("SELECT pg_catalog.current_database()")
+        findings.append(Finding("error", role.shared_sentence(service, others, database)))
+    else:
+        findings.append(
+            Finding(
+                "ok",
+                f"the service's role {service} is this database's own"
+                + ("" if recorded else " (not recorded: run `db migrate` again to record it)"),
+            )
+        )
     return findings
 
 
@@ -214,7 +233,9 @@ _ARGS = "$1::uuid, NULL, NULL, NULL, NULL, $2::timestamptz, $3::uuid"
 Key = tuple[object, object]
 
 
-async def _data(conn: asyncpg.Connection, caller: str | None, time_column: str) -> list[Finding]:
+async def _data(
+    conn: asyncpg.Connection, caller: str | None, time_column: str, service: str
+) -> list[Finding]:
     """The contract's promises about rows, on the live data as the caller sees it: keys unique
     and in order, pages no longer than asked, page ends that are rows of the pages, a count
     that agrees with the pages; then whether a page reads in proportion to its size."""
@@ -238,7 +259,7 @@ async def _data(conn: asyncpg.Connection, caller: str | None, time_column: str) 
             Finding(
                 "warning",
                 "the rows were not checked: this role may not execute the contract's functions;"
-                f" run `db check` as the service's login role (holding {SERVICE_ROLE}) or as"
+                f" run `db check` as the service's login role (holding {service}) or as"
                 " the owner",
             )
         ]
@@ -427,14 +448,14 @@ async def _rows_read(conn: asyncpg.Connection, caller: object, after: Key, page:
     return after_count - int(before)
 
 
-async def _login_role(conn: asyncpg.Connection) -> list[Finding]:
+async def _login_role(conn: asyncpg.Connection, service: str) -> list[Finding]:
     row = await conn.fetchrow(
         "SELECT r.rolsuper, pg_has_role(current_user, $1, 'MEMBER') AS service,"
         " EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         "          WHERE c.relowner = r.oid AND n.nspname NOT IN ('pg_catalog',"
         "          'information_schema', $2)) AS owns_tables"
         " FROM pg_roles AS r WHERE r.rolname = current_user",
-        SERVICE_ROLE,
+        service,
         SCHEMA,
     )
     findings: list[Finding] = []
@@ -443,7 +464,7 @@ async def _login_role(conn: asyncpg.Connection) -> list[Finding]:
             Finding(
                 "warning",
                 "this role is a superuser: run `serve` and `export` as "
-                f"a login role holding only {SERVICE_ROLE} (docs/contract.md)",
+                f"a login role holding only {service} (docs/contract.md)",
             )
         )
     elif row["owns_tables"]:
@@ -451,17 +472,16 @@ async def _login_role(conn: asyncpg.Connection) -> list[Finding]:
             Finding(
                 "warning",
                 "this role owns platform tables: run `serve` as a "
-                f"login role holding only {SERVICE_ROLE}",
+                f"login role holding only {service}",
             )
         )
     elif row["service"]:
-        findings.append(Finding("ok", f"this role holds {SERVICE_ROLE}"))
+        findings.append(Finding("ok", f"this role holds {service}"))
     else:
         findings.append(
             Finding(
                 "warning",
-                f"this role does not hold {SERVICE_ROLE}: "
-                f"GRANT {SERVICE_ROLE} TO <the service's login role>",
+                f"this role does not hold {service}: GRANT {service} TO <the service's login role>",
             )
         )
     return findings

@@ -10,6 +10,7 @@ import asyncpg
 from learner_export import sql
 from learner_export.contract import NAMES, _problems_of, read_functions
 from learner_export.contract.guard import CONTRACT_LOCK
+from learner_export.db import role
 from learner_export.errors import ContractNotMet
 
 SCHEMA = "learner_export"
@@ -93,7 +94,11 @@ async def _apply_adapter(conn: asyncpg.Connection, text: str, name: str, wait: f
 
 
 async def migrate(
-    conn: asyncpg.Connection, adapter: Path | None = None, *, wait: float = WAIT_SECONDS
+    conn: asyncpg.Connection,
+    adapter: Path | None = None,
+    *,
+    wait: float = WAIT_SECONDS,
+    service_role: str | None = None,
 ) -> list[str]:
     """Bring the schema learner_export up to date; nothing outside it is created or changed.
 
@@ -105,10 +110,16 @@ async def migrate(
     unguarded contract (ContractNotMet says why it was refused). Then the lockdown revokes every
     grant on the schema and gives the service's role what it needs. An advisory lock keeps two
     migrating processes from racing. Returns what was applied.
+
+    The service's role is `service_role`, else the one this database recorded, else
+    SERVICE_ROLE (learner_export.db.role): checked before anything changes (ServiceRoleInvalid,
+    or ServiceRoleRefused when it is another database's too), created if missing, recorded, and
+    granted to in the lockdown's transaction, in which a role it replaces loses its grants here.
     """
     applied: list[str] = []
     await conn.execute("SELECT pg_advisory_lock(hashtext('learner-export migrations'))")
     try:
+        choice = await role.choose(conn, service_role)
         await conn.execute(
             f"CREATE SCHEMA IF NOT EXISTS {SCHEMA};"
             f" REVOKE ALL ON SCHEMA {SCHEMA} FROM PUBLIC;"
@@ -146,9 +157,12 @@ async def migrate(
                         key,
                         _checksum(text),
                     )
-                    await conn.execute(lockdown)
+                    await role.settle(conn, choice, lockdown)
                 applied.append(f"adapter {adapter.name}")
-        await conn.execute(lockdown)
+        async with conn.transaction():
+            await role.settle(conn, choice, lockdown)
+        if choice.old is not None:
+            applied.append(f"service role {choice.name} (replacing {choice.old})")
     finally:
         await conn.execute("SELECT pg_advisory_unlock(hashtext('learner-export migrations'))")
     return applied

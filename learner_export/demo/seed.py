@@ -73,7 +73,7 @@ async def prepare_demo(
     conn = await connect(settings, dsn)
     try:
         await create_sample_schema(conn)
-        await migrate(conn, sample_adapter())
+        await migrate(conn, sample_adapter(), service_role=settings.service_role)
         await seed(conn, learners=learners, clients=clients, seed=data_seed)
         await vacuum(conn)
         return str(await ensure_profile(conn, "Admin"))

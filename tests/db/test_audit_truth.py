@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BIG_LEARNERS, Database, LiveServer, query, wait_for
+from tests.conftest import BIG_LEARNERS, Database, LiveServer, query, service_role_of, wait_for
 
 
 def audit(url: str, export_id: str) -> dict[str, Any]:
@@ -41,7 +41,8 @@ def test_a_finish_that_cannot_be_written_is_seen(
 ) -> None:
     server = start_server(database)
     finish = "learner_export.finish_export(uuid, text, bigint, bigint, integer, uuid[], text)"
-    query(database.url, f"REVOKE EXECUTE ON FUNCTION {finish} FROM learner_export_service")
+    service = service_role_of(database.url)
+    query(database.url, f"REVOKE EXECUTE ON FUNCTION {finish} FROM {service}")
     try:
         with (
             caplog.at_level(logging.ERROR, logger="learner_export.audit"),
@@ -57,7 +58,7 @@ def test_a_finish_that_cannot_be_written_is_seen(
                 time.sleep(0.05)
             metrics = client.get("/metrics").text
     finally:
-        query(database.url, f"GRANT EXECUTE ON FUNCTION {finish} TO learner_export_service")
+        query(database.url, f"GRANT EXECUTE ON FUNCTION {finish} TO {service}")
     assert "could not complete the audit row" in caplog.text
     assert 'learner_export_failures_total{kind="audit_not_completed"} 1.0' in metrics
     assert audit(database.url, response.headers["x-export-id"])["outcome"] == "started"

@@ -25,6 +25,7 @@ from tests.conftest import (
     LiveServer,
     fresh_database,
     query,
+    service_role_of,
     wait_for,
 )
 
@@ -333,7 +334,7 @@ def test_db_check_passes_as_the_least_privileged_login(own: Database) -> None:
     assert "contract met: 0 error(s)" in result.stdout
     assert f"the first {LEARNERS:,} rows (of {LEARNERS:,})" in result.stdout
     assert "pages are read through an index" in result.stdout
-    assert "this role holds learner_export_service" in result.stdout
+    assert f"this role holds {service_role_of(own.url)}" in result.stdout
     assert "permission denied" not in result.stdout
 
     # Without a caller, the rows are not checked, and it says how to.
@@ -356,7 +357,7 @@ def test_db_check_passes_as_the_least_privileged_login(own: Database) -> None:
     assert "the rows were not checked: this role may not execute the contract's functions" in (
         lacking.stdout
     )
-    assert "this role does not hold learner_export_service" in lacking.stdout
+    assert f"this role does not hold {service_role_of(own.url)}" in lacking.stdout
 
 
 def test_db_check_finds_a_missing_keyset_index_whatever_the_size(

@@ -26,6 +26,7 @@ from tests.conftest import (
     export_bytes,
     query,
     run,
+    service_role_of,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,6 +113,7 @@ def empty_database(server: str) -> Iterator[str]:
         yield _with_database(server, name)
     finally:
         run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run(_admin(server, f'DROP ROLE IF EXISTS "{name}_service"'))
 
 
 def catalogue(url: str) -> list[str]:
@@ -121,7 +123,7 @@ def catalogue(url: str) -> list[str]:
 async def _migrate(url: str, adapter: Path | None = None) -> list[str]:
     conn = await asyncpg.connect(url)
     try:
-        return await migrate(conn, adapter)
+        return await migrate(conn, adapter, service_role=service_role_of(url))
     finally:
         await conn.close()
 
@@ -129,7 +131,7 @@ async def _migrate(url: str, adapter: Path | None = None) -> list[str]:
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "learner_export.cli.main", *args],
-        env={**os.environ, "DATABASE_URL": url},
+        env={**os.environ, "DATABASE_URL": url, "EXPORT_SERVICE_ROLE": service_role_of(url)},
         capture_output=True,
         text=True,
         timeout=120,

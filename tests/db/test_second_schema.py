@@ -28,6 +28,7 @@ from tests.conftest import (
     _with_database,
     query,
     run,
+    service_role_of,
 )
 
 HERE = Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ SELECT p.id::text AS learner_id, p.display_name, u.email,
 async def _migrate(url: str) -> None:
     conn = await db.connect(Settings(database_url=url), url)
     try:
-        await migrate(conn, Path(str(sql.SUPABASE_ADAPTER)))
+        await migrate(conn, Path(str(sql.SUPABASE_ADAPTER)), service_role=service_role_of(url))
     finally:
         await conn.close()
 
@@ -83,6 +84,7 @@ def other(pg_server: str) -> Iterator[Database]:
         yield Database(url, ADMIN)
     finally:
         run(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run(_admin(pg_server, f'DROP ROLE IF EXISTS "{service_role_of(url)}"'))
 
 
 @pytest.fixture(scope="module")

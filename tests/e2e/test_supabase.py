@@ -23,7 +23,14 @@ from learner_export import sql
 from learner_export.config import Settings
 from learner_export.contract import FUNCTIONS, SCHEMA
 from learner_export.demo import seed as demo
-from tests.conftest import SERVICE_LOGIN_SQL, Database, _admin, _with_database, run
+from tests.conftest import (
+    SERVICE_LOGIN_SQL,
+    Database,
+    _admin,
+    _with_database,
+    run,
+    service_role_of,
+)
 
 API_ROLES = ("anon", "authenticated", "service_role")
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,9 +72,8 @@ def supabase(pg_server: str) -> Iterator[Database]:
     url = _with_database(pg_server, name)
     try:
         run(_admin(url, DEFAULT_PRIVILEGES_SQL))
-        admin = run(
-            demo.prepare_demo(url, Settings(database_url=url), learners=300, clients=3, data_seed=5)
-        )
+        settings = Settings(database_url=url, service_role=service_role_of(url))
+        admin = run(demo.prepare_demo(url, settings, learners=300, clients=3, data_seed=5))
         run(_admin(url, SERVICE_LOGIN_SQL))
         yield Database(url, admin)
     finally:
@@ -267,7 +273,8 @@ def platform(pg_server: str) -> Iterator[Database]:
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "learner_export.cli.main", *args],
-        env={**os.environ, "DATABASE_URL": url},
+        # Each database its own service role, as `db migrate` requires of a shared server.
+        env={**os.environ, "DATABASE_URL": url, "EXPORT_SERVICE_ROLE": service_role_of(url)},
         capture_output=True,
         text=True,
         timeout=120,

@@ -3,15 +3,8 @@
 -- changed or dropped, except the service's own objects of its first layout, which kept them in
 -- public: they move here (the audit trail) or go (the export functions, the old bookkeeping).
 
-DO $$
-BEGIN
-    -- What the running service holds, and nothing more (sql/lockdown.sql grants it).
-    -- Operators grant it to the login role the service connects as.
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'learner_export_service') THEN
-        CREATE ROLE learner_export_service NOLOGIN;
-    END IF;
-END
-$$;
+-- The service's role, whose name each database chooses (migration 005), is created by
+-- `db migrate` itself (learner_export/db/role.py) before the lockdown grants it what it needs.
 
 DO $$
 DECLARE
