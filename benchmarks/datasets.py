@@ -181,6 +181,12 @@ async def _holds(url: str, kind: Kind, rows: int) -> str | None:
         await conn.close()
 
 
+def _service_role(url: str) -> str:
+    """A service role of the dataset's own: a role is the server's, and `db migrate` refuses
+    one that another database already holds (the datasets share a server)."""
+    return ("learner_export_service_" + url.rsplit("/", 1)[1].split("?")[0])[:63]
+
+
 async def _seed_heavy(url: str, rows: int) -> str:
     conn = await db.connect(Settings(), url)
     try:
@@ -206,7 +212,7 @@ async def _seed_heavy(url: str, rows: int) -> str:
                 " false, '2023-12-01 00:00:00+00', '2023-12-01 00:00:00+00')",
                 HEAVY_ADMIN,
             )
-        await migrate(conn, HEAVY_ADAPTER)
+        await migrate(conn, HEAVY_ADAPTER, service_role=_service_role(url))
         await conn.execute("VACUUM (ANALYZE)")
     finally:
         await conn.close()
@@ -216,7 +222,13 @@ async def _seed_heavy(url: str, rows: int) -> str:
 async def _seed(url: str, kind: Kind, rows: int) -> str:
     if kind.name == "heavy":
         return await _seed_heavy(url, rows)
-    admin = await demo.prepare_demo(url, Settings(), learners=rows, clients=CLIENTS, data_seed=SEED)
+    admin = await demo.prepare_demo(
+        url,
+        Settings(service_role=_service_role(url)),
+        learners=rows,
+        clients=CLIENTS,
+        data_seed=SEED,
+    )
     if kind.name == "hostile":
         conn = await asyncpg.connect(url)
         try:

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     first_page_size: int = Field(default=1000, ge=1, le=100_000)
     # Connections reading one export, in one snapshot: 2 puts PostgreSQL on two cores.
     connections_per_export: int = Field(default=2, ge=1, le=8)
+    # After the first page, read the rest of an export in one statement from the adapter's bulk
+    # view, when it offers one (docs/engine.md): false reads every page through the page
+    # function.
+    bulk_pass: bool = True
     chunk_bytes: int = Field(default=64 * 1024, ge=1024)
     # Bytes of COPY output held per page being read ahead; past it PostgreSQL waits for the
     # client (docs/engine.md).

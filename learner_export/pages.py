@@ -9,6 +9,13 @@ Page k starts after the last row of page k-1; those keys are found ahead of the 
 learner_export_page_ends(), a walk of the keyset index, so that page k can be read before page
 k-1 has arrived.
 
+With the adapter's bulk view (learner_export.learner_export_rows, docs/contract.md), the rest of
+an export after its first page is read in one statement instead, a "bulk pass": COPY of the view
+in keyset order, after the first page's last key, so that PostgreSQL may aggregate each child
+table once (hash aggregates and joins, the plan a COPY of the whole export gets) instead of
+looking each learner's children up page after page. It runs on the export's one connection, in
+the same snapshot, through the same guard and cell bound (docs/engine.md).
+
 A page is never held whole: COPY's output goes through a `PageStream` that holds at most
 `settings.read_ahead_bytes` (plus the one piece being handed over, whole rows of at most the cell
 bound each), and the connection stops reading its socket while the stream is full, so that
@@ -65,6 +72,8 @@ class Selection(Protocol):
     def time_column(self) -> str: ...
     @property
     def contract_version(self) -> str: ...
+    @property
+    def bulk(self) -> bool: ...
 
 
 # Page starts found per walk of the keyset (one walk reads this many pages' keys).
@@ -112,6 +121,11 @@ _GUARD_AFTER = (
     "nullif(current_setting('learner_export.after_created_at'), '')::timestamptz",
     "nullif(current_setting('learner_export.after_id'), '')::uuid",
 )
+# The bulk pass's limit: the rows left to send (set as learner_export.page_size).
+_BULK_LIMIT = "current_setting('learner_export.page_size')::integer"
+# No limit: the most an integer setting holds.
+_NO_LIMIT = 2**31 - 1
+_BULK_VIEW = "learner_export.learner_export_rows"
 _GUARD_END = (
     "nullif(current_setting('learner_export.end_at'), '')::timestamptz",
     "nullif(current_setting('learner_export.end_id'), '')::uuid",
@@ -322,6 +336,19 @@ class SnapshotPages:
             page_size="current_setting('learner_export.page_size')::integer",
             end=_GUARD_END,
         ) + (f" AND ({where})" if where else "")
+        # The rest of the export after page 0 in one statement, when the adapter offers the view.
+        self._bulk_sql = (
+            guard.bulk_query(
+                select,
+                params.time_column,
+                after=_GUARD_AFTER,
+                limit=_BULK_LIMIT,
+                rows_from=_BULK_VIEW,
+            )
+            + (f" AND ({where})" if where else "")
+            if params.bulk and settings.bulk_pass
+            else None
+        )
         self._copy_options = dict(copy_options)
         # A quote character other than the double quote is one no cell holds: a line is a row.
         self._lines_are_rows = self._copy_options.get("quote", QUOTE) != QUOTE
@@ -443,6 +470,32 @@ class SnapshotPages:
         self.rows_fetched += rows
         return rows
 
+    async def _read_bulk(self, conn: asyncpg.Connection, after: Key, stream: PageStream) -> int:
+        """Every row after page 0 (`after`, its last key), up to the limit: one COPY."""
+        assert self._bulk_sql is not None
+        limit = self._params.limit
+        offset = self._starts.offset(1)
+        left = _NO_LIMIT if limit is None else min(_NO_LIMIT, limit - offset)
+        await conn.execute(_COPY_PARAMS, *self._filters(), *after, left, offset, None, None)
+        # One statement now sends the rest of the export, as fast as the client reads it: the
+        # export's own deadline bounds it, not a page's statement_timeout.
+        await conn.execute(
+            "SELECT set_config('statement_timeout', $1, true)",
+            str(int(self._settings.max_duration_seconds * 1000)),
+        )
+        try:
+            status = await conn.copy_from_query(
+                self._bulk_sql, output=stream.put, format="csv", **self._copy_options
+            )
+        except asyncpg.PostgresError as exc:
+            breach = guard.breach_of(exc)
+            if breach is not None:
+                raise breach from exc
+            raise
+        rows = int(status.rpartition(" ")[2])
+        self.rows_fetched += rows
+        return rows
+
     async def _walk(
         self, conn: asyncpg.Connection, after: Key | None, size: int, pages: int
     ) -> list[Key]:
@@ -475,7 +528,12 @@ class SnapshotPages:
                 k, lambda after, size, pages: self._walk(conn, after, size, pages)
             )
             stream.beyond = isinstance(start, _End)
-            rows = 0 if isinstance(start, _End) else await self._read(conn, k, start, stream)
+            if isinstance(start, _End):
+                rows = 0
+            elif k == 1 and self._bulk_sql is not None and start is not None:
+                rows = await self._read_bulk(conn, start, stream)
+            else:
+                rows = await self._read(conn, k, start, stream)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -486,7 +544,13 @@ class SnapshotPages:
             self._idle.put_nowait(conn)
         stream.end(rows)
         full = self._starts.size(0)
-        if k == 0 and self._helpers is not None and rows == full and self._joining is None:
+        if (
+            k == 0
+            and self._helpers is not None
+            and self._bulk_sql is None  # the bulk pass reads on one connection
+            and rows == full
+            and self._joining is None
+        ):
             self._joining = asyncio.ensure_future(self._add_helpers())
 
     async def _add_helpers(self) -> None:
@@ -540,8 +604,10 @@ class SnapshotPages:
         stream_k, next_k = 0, 1
         pending: deque[tuple[int, PageStream]] = deque()
         last = False
+        # With the bulk pass, page 1 is the rest of the export.
+        final = 1 if self._bulk_sql is not None else None
         while True:
-            while not last and len(pending) < self._width:
+            while not last and len(pending) < self._width and (final is None or next_k <= final):
                 pending.append((next_k, self._ask(next_k)))
                 next_k += 1
             piece = await stream.take()
@@ -549,7 +615,11 @@ class SnapshotPages:
                 if piece.data or piece.rows:
                     yield piece
                 continue
-            if stream.beyond or (stream.rows or 0) < self._starts.size(stream_k):
+            if (
+                stream.beyond
+                or stream_k == final
+                or (stream.rows or 0) < self._starts.size(stream_k)
+            ):
                 # Pages after the last end without a query (their start is the end).
                 last = True
                 pending.clear()

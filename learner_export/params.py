@@ -175,6 +175,8 @@ class ExportParams:
     # The operator's words and the contract's version the parameters were checked against.
     words: Words = field(default=Words(), compare=False)
     contract_version: str = field(default="", compare=False)
+    # Whether the adapter offers the bulk view (the rest of an export read in one pass).
+    bulk: bool = field(default=False, compare=False)
     # The query pairs as given (after validation), for signed links.
     query: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
@@ -301,6 +303,7 @@ def parse_export_params(
         after=after,
         words=contract.words,
         contract_version=contract.version,
+        bulk=contract.bulk,
         query=tuple(query),
     )
 

@@ -221,3 +221,45 @@ BEGIN
          ORDER BY e.n;
 END
 $$;
+
+-- The bulk view (docs/contract.md): the page function's rows, set-wise, each child table
+-- aggregated once; its filters read from the export's settings, once each.
+CREATE VIEW learner_export.learner_export_rows AS
+SELECT l.id AS learner_id, l.first_name, l.last_name, l.preferred_name, u.email, u.phone,
+       l.organisation_id, o.name AS organisation_name, l.pronouns, l.date_of_birth, l.locale,
+       l.time_zone, l.country_code, l.city, l.job_title, l.department, l.employee_number,
+       l.cohort, l.status, l.enrolled_on, l.expected_completion, l.created_at, u.last_sign_in_at,
+       u.email_confirmed_at IS NOT NULL AS email_confirmed, l.is_active, l.marketing_opt_in,
+       coalesce(m.started, 0) AS modules_started, coalesce(m.completed, 0) AS modules_completed,
+       m.average_score AS module_average_score, t.tags, coalesce(a.taken, 0) AS assessments_taken,
+       a.best AS best_assessment_score, a.last_at AS last_assessment_at, l.accessibility_needs,
+       l.notes
+  FROM public.profiles AS l
+  JOIN auth.users AS u ON u.id = l.id
+  LEFT JOIN public.organisations AS o ON o.id = l.organisation_id
+  LEFT JOIN (SELECT c.profile_id,
+                    pg_catalog.count(*)::integer AS started,
+                    pg_catalog.count(c.completed_at)::integer AS completed,
+                    pg_catalog.round(pg_catalog.avg(c.score), 2) AS average_score
+               FROM public.module_completions AS c
+              GROUP BY c.profile_id) AS m ON m.profile_id = l.id
+  LEFT JOIN (SELECT g.profile_id, pg_catalog.string_agg(g.tag, ', ' ORDER BY g.tag) AS tags
+               FROM public.profile_tags AS g
+              GROUP BY g.profile_id) AS t ON t.profile_id = l.id
+  LEFT JOIN (SELECT s.profile_id,
+                    pg_catalog.count(*)::integer AS taken,
+                    pg_catalog.max(s.score) AS best,
+                    pg_catalog.max(s.taken_at) AS last_at
+               FROM public.assessment_attempts AS s
+              GROUP BY s.profile_id) AS a ON a.profile_id = l.id
+ WHERE l.role = 'learner'
+   AND l.created_at >= (SELECT coalesce(nullif(pg_catalog.current_setting('learner_export.created_from'), '')::timestamptz,
+                                        '-infinity'::timestamptz))
+   AND l.created_at < (SELECT coalesce(nullif(pg_catalog.current_setting('learner_export.created_to'), '')::timestamptz,
+                                       'infinity'::timestamptz))
+   AND ((SELECT learner_export.export_scope(pg_catalog.current_setting('learner_export.caller')::uuid,
+                                            nullif(pg_catalog.current_setting('learner_export.client_ids'), '')::uuid[])) IS NULL
+        OR l.organisation_id = ANY ((SELECT learner_export.export_scope(pg_catalog.current_setting('learner_export.caller')::uuid,
+                                                                        nullif(pg_catalog.current_setting('learner_export.client_ids'), '')::uuid[]))::uuid[]))
+   AND ((SELECT nullif(pg_catalog.current_setting('learner_export.active'), '')::boolean) IS NULL
+        OR l.is_active = (SELECT nullif(pg_catalog.current_setting('learner_export.active'), '')::boolean));

@@ -5,8 +5,14 @@ The page function's result columns are read from the catalogue: the exported col
 order and their types come from the adapter's SQL, not from Python. So do the operator's words:
 the keyset's time column is whatever learner_export_page_ends names its first column, and the
 optional learner_export.scope_unit() names what a scope unit is (organisation, cohort, client).
-The contract's version is the oids of its functions, which `db migrate` re-creates whenever the
-adapter changes: a running service compares it to tell that it must learn the contract again.
+The contract's version is the oids of its functions (and of the optional bulk view), which `db
+migrate` re-creates whenever the adapter changes: a running service compares it to tell that it
+must learn the contract again.
+
+The optional view learner_export.learner_export_rows holds every row of an export at once (its
+filters read from the export's settings), for the bulk pass (learner_export.pages): it must have
+the page function's columns, be read as its owner (not security_invoker), and apply the
+caller's scope through export_scope().
 """
 
 from __future__ import annotations
@@ -61,6 +67,33 @@ BY_FUNCTION = {f.name: f for f in FUNCTIONS}
 # Optional: (singular, plural) of what a scope unit is called; "client" when absent.
 SCOPE_UNIT = Signature("scope_unit", (), "table")
 NAMES = (*BY_FUNCTION, SCOPE_UNIT.name)
+# Optional: every row of an export at once, for the bulk pass.
+ROWS_VIEW = "learner_export_rows"
+
+# The bulk view's columns, whether it runs as its reader (security_invoker) and whether it calls
+# export_scope() (its rewrite rule depends on the function): one query.
+_ROWS_VIEW_CATALOGUE = """
+SELECT c.oid::bigint AS oid,
+       coalesce('security_invoker=true' = ANY (c.reloptions)
+                OR 'security_invoker=on' = ANY (c.reloptions), false) AS invoker,
+       ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute AS a
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+              ORDER BY a.attnum) AS names,
+       ARRAY(SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)
+               FROM pg_catalog.pg_attribute AS a
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+              ORDER BY a.attnum) AS types,
+       EXISTS (SELECT FROM pg_catalog.pg_rewrite AS r
+                 JOIN pg_catalog.pg_depend AS d
+                   ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
+                 JOIN pg_catalog.pg_proc AS p
+                   ON d.refclassid = 'pg_catalog.pg_proc'::regclass AND d.refobjid = p.oid
+                WHERE r.ev_class = c.oid AND p.pronamespace = c.relnamespace
+                  AND p.proname = 'export_scope') AS scoped
+  FROM pg_catalog.pg_class AS c
+  JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+ WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('v', 'm', 'r', 'f', 'p')
+"""
 
 # Every function of the contract, its arguments, result columns and attributes: one query.
 _CATALOGUE = """
@@ -136,6 +169,25 @@ class FunctionInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class RowsView:
+    """The adapter's bulk view as the catalogue describes it."""
+
+    oid: int
+    invoker: bool
+    columns: tuple[tuple[str, str], ...]  # name, type as written
+    scoped: bool
+
+    @classmethod
+    def of(cls, row: Any) -> RowsView:
+        return cls(
+            row["oid"],
+            row["invoker"],
+            tuple(zip(row["names"], row["types"], strict=True)),
+            row["scoped"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Words:
     """The operator's words: the keyset's time column, and what a scope unit is called."""
 
@@ -152,15 +204,19 @@ class Contract:
     columns: tuple[Column, ...]
     words: Words = Words()
     version: str = ""
+    # Whether the adapter offers the bulk view (learner_export.learner_export_rows).
+    bulk: bool = False
 
     @property
     def by_name(self) -> dict[str, Column]:
         return {c.name: c for c in self.columns}
 
 
-def version_of(functions: dict[str, list[FunctionInfo]]) -> str:
-    """The contract's version: its functions' oids, new whenever `db migrate` re-creates them."""
-    return ",".join(str(f.oid) for n in NAMES for f in sorted(functions.get(n, []), key=_oid))
+def version_of(functions: dict[str, list[FunctionInfo]], view: RowsView | None = None) -> str:
+    """The contract's version: its functions' oids and the bulk view's, new whenever `db
+    migrate` re-creates them."""
+    oids = ",".join(str(f.oid) for n in NAMES for f in sorted(functions.get(n, []), key=_oid))
+    return oids + (f";{view.oid}" if view is not None else "")
 
 
 def _oid(info: FunctionInfo) -> int:
@@ -168,10 +224,10 @@ def _oid(info: FunctionInfo) -> int:
 
 
 def _problems_of(
-    functions: dict[str, list[FunctionInfo]],
+    functions: dict[str, list[FunctionInfo]], view: RowsView | None = None
 ) -> tuple[list[str], list[Column], Words]:
-    """Sentences saying how the functions miss the contract, the page function's columns and
-    the operator's words."""
+    """Sentences saying how the functions (and the bulk view, when there is one) miss the
+    contract, the page function's columns and the operator's words."""
     problems: list[str] = []
     columns: list[Column] = []
     time_column = _time_column(functions, problems)
@@ -237,7 +293,34 @@ def _problems_of(
                     )
                 else:
                     columns.append(Column(name, kind, written))
+            if view is not None:
+                problems.extend(_view_problems(view, info))
     return problems, columns, Words(time_column or "created_at")
+
+
+def _view_problems(view: RowsView, page: FunctionInfo) -> list[str]:
+    """How the bulk view misses the contract: the page function's columns (names, types,
+    order), read as its owner, the caller's scope applied."""
+    where = f"{SCHEMA}.{ROWS_VIEW}"
+    problems = []
+    want = tuple((n, t) for n, t, _ in page.outputs)
+    if view.columns != want:
+        got = ", ".join(f"{n} {t}" for n, t in view.columns)
+        problems.append(
+            f"{where} must have the columns of get_learner_export_batch, in its order and "
+            f"types ({', '.join(f'{n} {t}' for n, t in want)}); it has ({got})"
+        )
+    if view.invoker:
+        problems.append(
+            f"{where} is security_invoker: the service's role holds no right on your tables, so "
+            "the view must read them as its owner (drop WITH (security_invoker))"
+        )
+    if not view.scoped:
+        problems.append(
+            f"{where} does not call {SCHEMA}.export_scope(): it must apply the caller's scope "
+            "as the page function does (docs/contract.md)"
+        )
+    return problems
 
 
 def _time_column(functions: dict[str, list[FunctionInfo]], problems: list[str]) -> str | None:
@@ -262,10 +345,17 @@ async def read_functions(conn: asyncpg.Connection) -> dict[str, list[FunctionInf
     return functions
 
 
+async def read_rows_view(conn: asyncpg.Connection) -> RowsView | None:
+    """The adapter's bulk view, or None when it offers none."""
+    row = await conn.fetchrow(_ROWS_VIEW_CATALOGUE, SCHEMA, ROWS_VIEW)
+    return None if row is None else RowsView.of(row)
+
+
 async def load_contract(conn: asyncpg.Connection) -> Contract:
     """The contract as this database offers it, or ContractNotMet listing what is missing."""
     functions = await read_functions(conn)
-    problems, columns, words = _problems_of(functions)
+    view = await read_rows_view(conn)
+    problems, columns, words = _problems_of(functions, view)
     if problems:
         raise ContractNotMet(problems)
     if functions.get(SCOPE_UNIT.name):
@@ -275,7 +365,7 @@ async def load_contract(conn: asyncpg.Connection) -> Contract:
                 [f"{SCHEMA}.{SCOPE_UNIT.name}() must return one row (singular text, plural text)"]
             )
         words = Words(words.time_column, row[0], row[1])
-    return Contract(tuple(columns), words, version_of(functions))
+    return Contract(tuple(columns), words, version_of(functions, view), view is not None)
 
 
 async def current_version(conn: asyncpg.Connection) -> str:
@@ -285,12 +375,16 @@ async def current_version(conn: asyncpg.Connection) -> str:
 
 
 # The contract's version ($1: the schema, $2: NAMES), in the order version_of() gives it.
-VERSION_SQL = """
-SELECT coalesce(string_agg(p.oid::text, ','
-                           ORDER BY array_position($2::text[], p.proname::text), p.oid), '')
-  FROM pg_catalog.pg_proc AS p
-  JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
- WHERE n.nspname = $1 AND p.proname = ANY ($2::text[])
+VERSION_SQL = f"""
+SELECT coalesce((SELECT string_agg(p.oid::text, ','
+                                   ORDER BY array_position($2::text[], p.proname::text), p.oid)
+                   FROM pg_catalog.pg_proc AS p
+                   JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
+                  WHERE n.nspname = $1 AND p.proname = ANY ($2::text[])), '')
+       || coalesce((SELECT ';' || c.oid::text
+                      FROM pg_catalog.pg_class AS c
+                      JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+                     WHERE n.nspname = $1 AND c.relname = '{ROWS_VIEW}'), '')
 """
 
 

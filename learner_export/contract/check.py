@@ -11,9 +11,11 @@ from learner_export import db
 from learner_export.config import Settings
 from learner_export.contract import (
     BY_FUNCTION,
+    ROWS_VIEW,
     SCHEMA,
     _problems_of,
     read_functions,
+    read_rows_view,
 )
 from learner_export.db import role
 from learner_export.errors import CONNECTION_ERRORS, DATABASE_ERRORS, database_error
@@ -69,8 +71,26 @@ async def _check(conn: asyncpg.Connection, caller: str | None) -> list[Finding]:
     service, recorded = await role.in_use(conn)
     findings += await _service_role(conn, service, recorded)
     functions = await read_functions(conn)
-    problems, columns, words = _problems_of(functions)
+    view = await read_rows_view(conn)
+    problems, columns, words = _problems_of(functions, view)
     findings += [Finding("error", p) for p in problems]
+    if view is not None and not problems:
+        findings.append(
+            Finding(
+                "ok",
+                f"the bulk view {SCHEMA}.{ROWS_VIEW} has the page function's columns, reads as "
+                "its owner and applies export_scope()",
+            )
+        )
+    elif view is None:
+        findings.append(
+            Finding(
+                "ok",
+                f"no bulk view ({SCHEMA}.{ROWS_VIEW}): every page is read through "
+                "get_learner_export_batch; the view lets a large export be read in one set-wise "
+                "pass (docs/contract.md)",
+            )
+        )
     if not problems:
         findings.append(
             Finding(

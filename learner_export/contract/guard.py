@@ -10,6 +10,10 @@ A window over the function's rows (no sort: the rows' own order) gives each row 
 predecessor; a CASE calls learner_export.keyset_breach() (sql/migrations/002) only on a breach,
 and that raises with a sentence naming the adapter function. The select lists of the formats
 see the keyset as r._key_at and r._key_id, whatever the adapter calls its time column.
+
+The bulk pass (the rest of a large export read from the adapter's optional bulk view in one
+statement) is guarded the same way by bulk_query(), through learner_export.rows_breach()
+(sql/migrations/006).
 """
 
 from __future__ import annotations
@@ -60,6 +64,34 @@ def page_query(
         f" AND (({end_at}), ({end_id})) IS DISTINCT FROM (r.{KEY_AT}, r.{KEY_ID_AT}))"
         f" THEN learner_export.keyset_breach(r._n, {page_size}, r._prev_at, r._prev_id,"
         f" r.{KEY_AT}, r.{KEY_ID_AT}, {end_at}, {end_id}) ELSE true END"
+    )
+
+
+def bulk_query(
+    select: str, time_column: str, *, after: tuple[str, str], limit: str, rows_from: str
+) -> str:
+    """The guarded bulk query: `select` (over `r`) from the adapter's bulk view, in keyset
+    order, strictly after `after` (the first page's last key), at most `limit` rows. The keyset
+    order is the service's ORDER BY, so the guard looks for what an order cannot fix: a NULL key
+    (such rows sort last and are let through to it) or a key twice. `after` and `limit` are SQL
+    that reads the export's settings; each is a scalar subquery, read once (an initplan), not
+    once per row. `rows_from` is the view."""
+    at = f"v.{_quoted(time_column)}"
+    after_at, after_id = (f"(SELECT {a})" for a in after)
+    return (
+        f"SELECT {select} FROM ("
+        f"SELECT r.*, r.{_quoted(time_column)} AS {KEY_AT}, r.learner_id AS {KEY_ID_AT},"
+        " pg_catalog.row_number() OVER w AS _n,"
+        f" pg_catalog.lag(r.{_quoted(time_column)}, 1, {after_at}) OVER w AS _prev_at,"
+        f" pg_catalog.lag(r.learner_id, 1, {after_id}) OVER w AS _prev_id"
+        f" FROM (SELECT v.* FROM {rows_from} AS v"
+        f" WHERE {at} IS NULL OR v.learner_id IS NULL OR ({at}, v.learner_id) > ({after_at},"
+        f" {after_id}) ORDER BY {at}, v.learner_id LIMIT (SELECT {limit})) AS r"
+        " WINDOW w AS ()) AS r"
+        f" WHERE CASE WHEN r.{KEY_AT} IS NULL OR r.{KEY_ID_AT} IS NULL"
+        f" OR (r._prev_at, r._prev_id) >= (r.{KEY_AT}, r.{KEY_ID_AT})"
+        f" THEN learner_export.rows_breach(r._n, r._prev_at, r._prev_id, r.{KEY_AT},"
+        f" r.{KEY_ID_AT}) ELSE true END"
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncpg
 
 from learner_export import sql
-from learner_export.contract import NAMES, _problems_of, read_functions
+from learner_export.contract import NAMES, ROWS_VIEW, _problems_of, read_functions, read_rows_view
 from learner_export.contract.guard import CONTRACT_LOCK
 from learner_export.db import role
 from learner_export.errors import ContractNotMet
@@ -34,8 +34,9 @@ def _line_of(text: str, position: str | None) -> str:
 
 
 async def _drop_contract(conn: asyncpg.Connection) -> None:
-    """Drop the contract's functions (every overload), so that the adapter re-creates them with
-    whatever result columns it now has: CREATE OR REPLACE cannot change a result type."""
+    """Drop the contract's bulk view and functions (every overload), so that the adapter
+    re-creates them with whatever result columns it now has: CREATE OR REPLACE cannot change a
+    result type (and the view depends on export_scope())."""
     found = await conn.fetch(
         "SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc AS p"
         " JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace"
@@ -43,9 +44,10 @@ async def _drop_contract(conn: asyncpg.Connection) -> None:
         SCHEMA,
         list(NAMES),
     )
-    if not found:
-        return
     try:
+        await conn.execute(f"DROP VIEW IF EXISTS {SCHEMA}.{ROWS_VIEW}")
+        if not found:
+            return
         # One statement: functions that depend on one another go together; anything else
         # that depends on them stops the migration (no CASCADE into the platform's objects).
         await conn.execute("DROP FUNCTION " + ", ".join(r[0] for r in found))
@@ -86,7 +88,7 @@ async def _apply_adapter(conn: asyncpg.Connection, text: str, name: str, wait: f
                 "changed"
             ]
         ) from None
-    problems = _problems_of(await read_functions(conn))[0]
+    problems = _problems_of(await read_functions(conn), await read_rows_view(conn))[0]
     if problems:
         raise ContractNotMet(
             [f"the adapter {name} does not meet the contract; nothing was changed:", *problems]

@@ -79,10 +79,16 @@ BEGIN
          WHERE n.nspname = 'learner_export'
            AND p.proname IN ('get_learner_export_batch', 'count_learner_export',
                              'learner_export_page_ends', 'export_scope', 'caller_role',
-                             'scope_unit', 'keyset_breach')
+                             'scope_unit', 'keyset_breach', 'rows_breach')
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', fn, service);
     END LOOP;
+
+    -- The adapter's optional bulk view (docs/contract.md): read by the service alone (the
+    -- revokes above took it from every other role); its owner reads the tables for it.
+    IF pg_catalog.to_regclass('learner_export.learner_export_rows') IS NOT NULL THEN
+        EXECUTE format('GRANT SELECT ON learner_export.learner_export_rows TO %I', service);
+    END IF;
 
     -- Keys for scripts (migration 004, learner_export/keys.py): the service reads a key by its
     -- hash and notes when it was last used; creating and revoking keys is the CLI's, as the

@@ -5,7 +5,7 @@
 -- (re-applied whenever its text changes); `learner-export db check` then says whether the
 -- contract is met. Keep every function SECURITY DEFINER with `SET search_path = ''` and every
 -- name schema-qualified. Grants are not this file's business: `db migrate` revokes every grant
--- on the schema learner_export and gives EXECUTE to learner_export_service alone.
+-- on the schema learner_export and gives EXECUTE to the service's role alone (docs/contract.md).
 
 -- The caller's role as a label for the audit trail, or NULL when the id is no one's.
 -- CHANGE: where your roles live.
@@ -239,3 +239,51 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Optional: every row of the export at once, for the bulk pass (docs/contract.md, "The bulk
+-- view"). After the first page, the service reads the rest of a large export in one statement
+-- from this view, ordered by the keyset, so that PostgreSQL aggregates each child table once
+-- (hash aggregates and joins) instead of looking each learner's children up page by page: 40%
+-- less of the database's CPU per row (docs/engine.md). The same rows as the page function,
+-- written set-wise: the same columns in the same order and types, the same scope and filters.
+-- A view takes no parameters: it reads the export's from the settings the service sets in the
+-- export's transaction (learner_export.caller, client_ids, created_from, created_to, active;
+-- '' for none), each inside a scalar subquery so that it is read once, not once per row. The
+-- service adds the keyset's order, the cursor and the limit. No ORDER BY here.
+-- Its owner reads the tables (a view checks them as its owner, like SECURITY DEFINER); `db
+-- migrate` grants SELECT on it to the service's role alone. Leave it out and the service
+-- reads every page through get_learner_export_batch.
+-- CHANGE: the same tables, joins, filters and scope as get_learner_export_batch.
+CREATE VIEW learner_export.learner_export_rows AS
+SELECT l.id AS learner_id,
+       l.full_name,
+       l.email,
+       l.phone,
+       l.client_id,
+       c.name AS client_name,
+       l.created_at,
+       l.last_login_at,
+       l.is_active,
+       l.job_readiness_tier,
+       l.job_readiness_stars,
+       coalesce(p.total, 0) AS modules_total,
+       coalesce(p.completed, 0) AS modules_completed,
+       round(100.0 * p.completed / nullif(p.total, 0), 1)::double precision AS progress_percent,
+       l.notes
+  FROM public.learners AS l
+  JOIN public.clients AS c ON c.id = l.client_id
+  LEFT JOIN (SELECT m.learner_id,
+                    pg_catalog.count(*)::integer AS total,
+                    pg_catalog.count(m.completed_at)::integer AS completed
+               FROM public.learner_module_progress AS m
+              GROUP BY m.learner_id) AS p ON p.learner_id = l.id
+ WHERE l.created_at >= (SELECT coalesce(nullif(pg_catalog.current_setting('learner_export.created_from'), '')::timestamptz,
+                                        '-infinity'::timestamptz))
+   AND l.created_at < (SELECT coalesce(nullif(pg_catalog.current_setting('learner_export.created_to'), '')::timestamptz,
+                                       'infinity'::timestamptz))
+   AND ((SELECT learner_export.export_scope(pg_catalog.current_setting('learner_export.caller')::uuid,
+                                            nullif(pg_catalog.current_setting('learner_export.client_ids'), '')::uuid[])) IS NULL
+        OR l.client_id = ANY ((SELECT learner_export.export_scope(pg_catalog.current_setting('learner_export.caller')::uuid,
+                                                                  nullif(pg_catalog.current_setting('learner_export.client_ids'), '')::uuid[]))::uuid[]))
+   AND ((SELECT nullif(pg_catalog.current_setting('learner_export.active'), '')::boolean) IS NULL
+        OR l.is_active = (SELECT nullif(pg_catalog.current_setting('learner_export.active'), '')::boolean));
