@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # view, when it offers one (docs/engine.md): false reads every page through the page
     # function.
     bulk_pass: bool = True
+    # The bulk pass runs when at least this many rows follow the first page: fewer are read
+    # page by page (an index lookup per learner beats aggregating every child table whole).
+    bulk_min_rows: int = Field(default=20_000, ge=1)
     chunk_bytes: int = Field(default=64 * 1024, ge=1024)
     # Bytes of COPY output held per page being read ahead; past it PostgreSQL waits for the
     # client (docs/engine.md).

@@ -183,6 +183,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "link_secrets": LINK_SECRETS,
         "page_size": 500,
         "first_page_size": 100,
+        # The bulk pass for every export longer than its first page (the seeds are small).
+        "bulk_min_rows": 1,
         # Tests refuse on purpose, often; test_audit_bounds sets its own.
         "refusals_per_minute": 1_000_000,
     }
@@ -401,11 +403,16 @@ async def export_bytes(
     page_size: int = 300,
     first_page_size: int = 100,
     sheet_rows: int = 1_048_576,
+    bulk_pass: bool = True,
     **params: Any,
 ) -> tuple[bytes, int]:
     """A whole export as the service writes it, without HTTP; and the connections it used."""
     settings = make_settings(
-        url, page_size=page_size, first_page_size=first_page_size, xlsx_sheet_rows=sheet_rows
+        url,
+        page_size=page_size,
+        first_page_size=first_page_size,
+        xlsx_sheet_rows=sheet_rows,
+        bulk_pass=bulk_pass,
     )
     conn = await db.connect(settings, url)
     pages, parsed = await snapshot_pages(conn, url, settings, caller, **params)
@@ -428,7 +435,7 @@ async def export_bytes(
 def export_backends(url: str) -> list[dict[str, Any]]:
     rows = query(
         url,
-        "SELECT pid, state, xact_start FROM pg_stat_activity"
+        "SELECT pid, state, wait_event, xact_start FROM pg_stat_activity"
         " WHERE application_name = 'learner-export' AND xact_start IS NOT NULL",
     )
     return sorted((dict(r) for r in rows), key=lambda r: r["xact_start"])

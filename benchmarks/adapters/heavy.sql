@@ -224,7 +224,7 @@ $$;
 
 -- The bulk view (docs/contract.md): the page function's rows, set-wise, each child table
 -- aggregated once; its filters read from the export's settings, once each.
-CREATE VIEW learner_export.learner_export_rows AS
+CREATE OR REPLACE VIEW learner_export.learner_export_rows AS
 SELECT l.id AS learner_id, l.first_name, l.last_name, l.preferred_name, u.email, u.phone,
        l.organisation_id, o.name AS organisation_name, l.pronouns, l.date_of_birth, l.locale,
        l.time_zone, l.country_code, l.city, l.job_title, l.department, l.employee_number,

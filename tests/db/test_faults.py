@@ -25,6 +25,12 @@ def big(start_server: Callable[..., LiveServer], big_database: Database) -> Live
     return start_server(big_database)
 
 
+@pytest.fixture(scope="module")
+def big_paged(start_server: Callable[..., LiveServer], big_database: Database) -> LiveServer:
+    """Every page through the page function, on the export's two connections."""
+    return start_server(big_database, bulk_pass=False)
+
+
 def wait_until_released(server: LiveServer, url: str) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -33,16 +39,18 @@ def wait_until_released(server: LiveServer, url: str) -> None:
         time.sleep(0.05)
 
 
-def terminate_export_backend(url: str, which: int = 0) -> None:
-    """Kill one of the export's two backends: 0 opened the export, 1 is its helper."""
-    query(url, "SELECT pg_terminate_backend($1)", joined_backends(url)[which]["pid"])
+def terminate_export_backend(url: str, which: int, of: int) -> None:
+    """Kill one of the export's `of` backends: 0 opened the export, 1 is its helper."""
+    query(url, "SELECT pg_terminate_backend($1)", joined_backends(url, of)[which]["pid"])
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["first", "helper"])
+@pytest.mark.parametrize(("which", "of"), [(0, 1), (0, 2), (1, 2)], ids=["bulk", "first", "helper"])
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "xlsx"])
 def test_backend_killed_mid_stream_gives_an_incomplete_transfer(
-    big: LiveServer, big_database: Database, fmt: str, which: int
+    big: LiveServer, big_paged: LiveServer, big_database: Database, fmt: str, which: int, of: int
 ) -> None:
+    # One connection: the bulk pass; two: the page walk with its helper.
+    big = big if of == 1 else big_paged
     with (
         big.client() as client,
         client.stream("GET", "/v1/exports/learners", params={"format": fmt}) as response,
@@ -50,7 +58,7 @@ def test_backend_killed_mid_stream_gives_an_incomplete_transfer(
         assert response.status_code == 200
         chunks = response.iter_bytes()
         next(chunks)
-        terminate_export_backend(big_database.url, which)
+        terminate_export_backend(big_database.url, which, of)
         with pytest.raises(httpx.RemoteProtocolError):
             for _ in chunks:
                 pass
@@ -83,7 +91,7 @@ def test_curl_reports_the_cut_transfer(big: LiveServer, big_database: Database) 
     deadline = time.monotonic() + 10
     while not export_backends(big_database.url) and time.monotonic() < deadline:
         time.sleep(0.02)
-    terminate_export_backend(big_database.url)
+    terminate_export_backend(big_database.url, 0, 1)
     _, err = curl.communicate(timeout=60)
     assert curl.returncode == 18, err  # CURLE_PARTIAL_FILE: transfer closed with data remaining
 

@@ -14,9 +14,12 @@ from tests.conftest import LiveServer
 PAGE = 5
 
 
-@pytest.fixture(scope="module")
-def tiny_pages(start_server: Callable[..., LiveServer]) -> LiveServer:
-    return start_server(page_size=PAGE, first_page_size=PAGE)
+@pytest.fixture(scope="module", params=[True, False], ids=["bulk", "paged"])
+def tiny_pages(
+    start_server: Callable[..., LiveServer], request: pytest.FixtureRequest
+) -> LiveServer:
+    """Pages of 5 rows; after the first, the rest in the bulk pass, or page after page."""
+    return start_server(page_size=PAGE, first_page_size=PAGE, bulk_pass=request.param)
 
 
 @pytest.fixture

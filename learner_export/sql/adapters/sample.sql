@@ -254,7 +254,7 @@ $$;
 -- migrate` grants SELECT on it to the service's role alone. Leave it out and the service
 -- reads every page through get_learner_export_batch.
 -- CHANGE: the same tables, joins, filters and scope as get_learner_export_batch.
-CREATE VIEW learner_export.learner_export_rows AS
+CREATE OR REPLACE VIEW learner_export.learner_export_rows AS
 SELECT l.id AS learner_id,
        l.full_name,
        l.email,
