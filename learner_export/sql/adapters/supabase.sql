@@ -195,3 +195,31 @@ BEGIN
          ORDER BY e.n;
 END
 $$;
+
+-- Optional, for large exports: the same rows set-wise, each child table aggregated once (the
+-- sample adapter explains the bulk view; docs/contract.md, "The bulk view"). Its filters come
+-- from the export's settings, each read once inside a scalar subquery. CHANGE: as the page
+-- function.
+CREATE OR REPLACE VIEW learner_export.learner_export_rows AS
+SELECT l.id AS learner_id, l.display_name, u.email, l.client_id AS organization_id,
+       o.title AS organization_name, l.created_at AS joined_at, u.last_sign_in_at,
+       l.enrolled_on, g.score, coalesce(g.completed, 0) AS completed_courses, l.is_active
+  FROM public.profiles AS l
+  JOIN auth.users AS u ON u.id = l.id
+  LEFT JOIN public.organizations AS o ON o.id = l.client_id
+  LEFT JOIN (SELECT c.profile_id,
+                    pg_catalog.avg(c.score) AS score,
+                    pg_catalog.count(*) FILTER (WHERE c.completed) AS completed
+               FROM public.course_progress AS c
+              GROUP BY c.profile_id) AS g ON g.profile_id = l.id
+ WHERE l.role = 'student'
+   AND l.created_at >= (SELECT coalesce(nullif(pg_catalog.current_setting('learner_export.created_from'), '')::timestamptz,
+                                        '-infinity'::timestamptz))
+   AND l.created_at < (SELECT coalesce(nullif(pg_catalog.current_setting('learner_export.created_to'), '')::timestamptz,
+                                       'infinity'::timestamptz))
+   AND ((SELECT learner_export.export_scope(pg_catalog.current_setting('learner_export.caller')::uuid,
+                                            nullif(pg_catalog.current_setting('learner_export.client_ids'), '')::uuid[])) IS NULL
+        OR l.client_id = ANY ((SELECT learner_export.export_scope(pg_catalog.current_setting('learner_export.caller')::uuid,
+                                                                  nullif(pg_catalog.current_setting('learner_export.client_ids'), '')::uuid[]))::uuid[]))
+   AND ((SELECT nullif(pg_catalog.current_setting('learner_export.active'), '')::boolean) IS NULL
+        OR l.is_active = (SELECT nullif(pg_catalog.current_setting('learner_export.active'), '')::boolean));
