@@ -338,6 +338,7 @@ async def _data(
                 break
             ends.append((rows[SAMPLE_PAGE - 1][0], rows[SAMPLE_PAGE - 1][1]))
             after = (rows[-1][0], rows[-1][1])
+        view_differs = await _view_differs(conn, caller, time_)
         total = await conn.fetchval(
             f"SELECT {SCHEMA}.count_learner_export({_ARGS})", caller, None, None
         )
@@ -385,6 +386,8 @@ async def _data(
                 f"{_keys(ends)}. The two must read the same rows with the same scope and filters",
             )
         )
+    if view_differs is not None:
+        findings.append(Finding("error", view_differs))
     if total - rest != seen:
         findings.append(
             Finding(
@@ -404,6 +407,55 @@ async def _data(
         )
         findings.append(await _index(conn, caller, after if not complete else (None, None), total))
     return findings
+
+
+async def _view_differs(conn: asyncpg.Connection, caller: str, time_: str) -> str | None:
+    """Whether the bulk view, read as an export reads it (its settings set for the caller, no
+    filter), disagrees with the page function on the first page's rows: a sentence, or None
+    (also when there is no view, or this role may not read it)."""
+    readable = await conn.fetchval(
+        "SELECT has_table_privilege(c.oid, 'SELECT') FROM pg_class AS c"
+        " JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = $1"
+        " AND c.relname = $2",
+        SCHEMA,
+        ROWS_VIEW,
+    )
+    if not readable:
+        return None
+    await conn.execute(
+        "SELECT set_config('learner_export.caller', $1::uuid::text, true),"
+        " set_config('learner_export.client_ids', '', true),"
+        " set_config('learner_export.created_from', '', true),"
+        " set_config('learner_export.created_to', '', true),"
+        " set_config('learner_export.active', '', true)",
+        caller,
+    )
+    pages = await conn.fetch(
+        f"SELECT * FROM {SCHEMA}.get_learner_export_batch({_ARGS}, $4) AS r",
+        caller,
+        None,
+        None,
+        SAMPLE_PAGE,
+    )
+    rows = await conn.fetch(
+        f"SELECT * FROM {SCHEMA}.{ROWS_VIEW} AS r ORDER BY r.{time_}, r.learner_id LIMIT $1",
+        SAMPLE_PAGE,
+        timeout=300,
+    )
+    for i, (page, row) in enumerate(zip(pages, rows, strict=False)):
+        if tuple(page) != tuple(row):
+            differ = [k for k, v in page.items() if v != row[k]]
+            return (
+                f"the bulk view {SCHEMA}.{ROWS_VIEW} disagrees with get_learner_export_batch at "
+                f"row {i + 1:,} (learner {page['learner_id']}): {', '.join(differ)}. It must "
+                "hold the same rows (same scope, filters and values), set-wise"
+            )
+    if len(pages) != len(rows):
+        return (
+            f"the bulk view {SCHEMA}.{ROWS_VIEW} holds {len(rows):,} rows where the first page "
+            f"of get_learner_export_batch holds {len(pages):,}: it must hold the same rows"
+        )
+    return None
 
 
 def _before(key: Key, previous: Key) -> bool:

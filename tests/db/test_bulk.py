@@ -275,3 +275,31 @@ def test_without_the_view_every_page_goes_through_the_page_function(own: Databas
     with_view_gone, _ = run(export_bytes(own.url, own.admin_id, format="csv"))
     paged, _ = run(export_bytes(own.url, own.admin_id, format="csv", bulk_pass=False))
     assert with_view_gone == paged and paged.count(b"\r\n") >= 601
+
+
+def test_db_check_compares_the_view_with_the_pages(own: Database) -> None:
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "learner_export.cli.main", "db", "check", "--as", own.admin_id],
+            env={**os.environ, "DATABASE_URL": own.url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+
+    met = check()
+    assert met.returncode == 0, met.stdout + met.stderr
+    assert "the bulk view learner_export.learner_export_rows has the page function's" in met.stdout
+    # A value the pages do not have: the view is not the same rows.
+    query(
+        own.url,
+        SAMPLE[SAMPLE.index(VIEW_START) :].replace(
+            "       l.full_name,\n       l.email,",
+            "       upper(l.full_name) AS full_name,\n       l.email,",
+        ),
+    )
+    differs = check()
+    assert differs.returncode == 1
+    assert "disagrees with get_learner_export_batch at row" in differs.stdout
+    assert ": full_name. It must hold the same rows" in differs.stdout
