@@ -90,6 +90,13 @@ def test_filters_limit_and_cursor_agree(
         assert with_bulk.count(b"\r\n") - with_bulk.count(b"\n\r\n") >= 1
 
 
+def test_xlsx_sheets_split_alike(database: Database, seeded: str) -> None:
+    """Rows numbered across the first page and the bulk pass: sheets of 700 rows."""
+    with_bulk, paged = both(database.url, seeded, format="xlsx", sheet_rows=701)
+    assert sheets(with_bulk) == sheets(paged)
+    assert len(sheets(with_bulk)) >= 5
+
+
 def test_a_resumed_export_continues_where_the_cursor_points(
     database: Database, seeded: str
 ) -> None:
