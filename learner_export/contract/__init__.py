@@ -70,16 +70,18 @@ NAMES = (*BY_FUNCTION, SCOPE_UNIT.name)
 # Optional: every row of an export at once, for the bulk pass.
 ROWS_VIEW = "learner_export_rows"
 
-# The bulk view's columns, whether it runs as its reader (security_invoker) and whether it calls
+# The bulk view's columns (types without their modifiers, as a function's result columns are
+# written), whether it runs as its reader (security_invoker) and whether it calls
 # export_scope() (its rewrite rule depends on the function): one query.
 _ROWS_VIEW_CATALOGUE = """
 SELECT c.oid::bigint AS oid,
-       coalesce('security_invoker=true' = ANY (c.reloptions)
-                OR 'security_invoker=on' = ANY (c.reloptions), false) AS invoker,
+       EXISTS (SELECT FROM unnest(c.reloptions) AS o
+                WHERE lower(o) IN ('security_invoker=true', 'security_invoker=on',
+                                   'security_invoker=yes', 'security_invoker=1')) AS invoker,
        ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute AS a
               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
               ORDER BY a.attnum) AS names,
-       ARRAY(SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)
+       ARRAY(SELECT pg_catalog.format_type(a.atttypid, NULL)
                FROM pg_catalog.pg_attribute AS a
               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
               ORDER BY a.attnum) AS types,
