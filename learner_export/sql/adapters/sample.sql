@@ -243,8 +243,8 @@ $$;
 -- Optional: every row of the export at once, for the bulk pass (docs/contract.md, "The bulk
 -- view"). After the first page, the service reads the rest of a large export in one statement
 -- from this view, ordered by the keyset, so that PostgreSQL aggregates each child table once
--- (hash aggregates and joins) instead of looking each learner's children up page by page: 40%
--- less of the database's CPU per row (docs/engine.md). The same rows as the page function,
+-- (hash aggregates and joins) instead of looking each learner's children up page by page: about
+-- a quarter less of the database's CPU per row (docs/engine.md). The same rows as the page function,
 -- written set-wise: the same columns in the same order and types, the same scope and filters.
 -- A view takes no parameters: it reads the export's from the settings the service sets in the
 -- export's transaction (learner_export.caller, client_ids, created_from, created_to, active;
