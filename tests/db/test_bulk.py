@@ -152,7 +152,7 @@ def test_the_bulk_pass_outlives_a_pages_statement_timeout(
     big_database: Database,
 ) -> None:
     """The bulk pass is one statement that lasts as long as the export: a page's
-    statement_timeout (100 ms here, which every page of 300 rows meets) must not cut it; the
+    statement_timeout (200 ms here, which every page of 300 rows meets) must not cut it; the
     export's own deadline bounds it."""
     url, admin = big_database.url, big_database.admin_id
 
@@ -171,8 +171,8 @@ def test_the_bulk_pass_outlives_a_pages_statement_timeout(
             await conn.close()
 
     learners = query(url, "SELECT count(*) AS n FROM public.learners")[0]["n"]
-    assert run(export(statement_timeout_ms=100, bulk_pass=False)) == learners
-    assert run(export(statement_timeout_ms=100)) == learners
+    assert run(export(statement_timeout_ms=200, bulk_pass=False)) == learners
+    assert run(export(statement_timeout_ms=200)) == learners
 
 
 @pytest.fixture
