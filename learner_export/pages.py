@@ -458,9 +458,14 @@ class SnapshotPages:
             self._starts.offset(k),
             *end,
         )
+        return await self._copy(conn, self._copy_sql, stream)
+
+    async def _copy(self, conn: asyncpg.Connection, sql: str, stream: PageStream) -> int:
+        """COPY `sql` (a page or the bulk pass) into `stream`; its rows. A breach of the keyset
+        guard is raised as the ContractBreach it names."""
         try:
             status = await conn.copy_from_query(
-                self._copy_sql, output=stream.put, format="csv", **self._copy_options
+                sql, output=stream.put, format="csv", **self._copy_options
             )
         except asyncpg.PostgresError as exc:
             breach = guard.breach_of(exc)
@@ -501,18 +506,7 @@ class SnapshotPages:
             " set_config('enable_mergejoin', 'off', true)",
             str(int(self._settings.max_duration_seconds * 1000)),
         )
-        try:
-            status = await conn.copy_from_query(
-                self._bulk_sql, output=stream.put, format="csv", **self._copy_options
-            )
-        except asyncpg.PostgresError as exc:
-            breach = guard.breach_of(exc)
-            if breach is not None:
-                raise breach from exc
-            raise
-        rows = int(status.rpartition(" ")[2])
-        self.rows_fetched += rows
-        return rows
+        return await self._copy(conn, self._bulk_sql, stream)
 
     async def _walk(
         self, conn: asyncpg.Connection, after: Key | None, size: int, pages: int
