@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     # The bulk pass runs when at least this many rows follow the first page: fewer are read
     # page by page (an index lookup per learner beats aggregating every child table whole).
     bulk_min_rows: int = Field(default=20_000, ge=1)
+    # The bulk pass is split into key ranges read at once, one per connection (up to
+    # connections_per_export), when each gets at least this many rows: each range aggregates
+    # every child table whole, which a small one does not earn back (docs/engine.md).
+    bulk_range_min_rows: int = Field(default=100_000, ge=1)
     chunk_bytes: int = Field(default=64 * 1024, ge=1024)
     # Bytes of COPY output held per page being read ahead; past it PostgreSQL waits for the
     # client (docs/engine.md).

@@ -206,8 +206,7 @@ class Export:
                 params,
                 s.settings,
                 caller,
-                spec.select,
-                spec.options,
+                spec,
                 helpers=connections,
                 where=cell_bound(params.columns, s.settings.max_cell_bytes),
             )

@@ -13,8 +13,11 @@ With the adapter's bulk view (learner_export.learner_export_rows, docs/contract.
 an export after its first page is read in one statement instead, a "bulk pass": COPY of the view
 in keyset order, after the first page's last key, so that PostgreSQL may aggregate each child
 table once (hash aggregates and joins, the plan a COPY of the whole export gets) instead of
-looking each learner's children up page after page. It runs on the export's one connection, in
-the same snapshot, through the same guard and cell bound (docs/engine.md).
+looking each learner's children up page after page. It runs in the same snapshot, through the
+same guard and cell bound (docs/engine.md). A large one is split into key ranges, one per
+connection (up to `settings.connections_per_export`): the first range is sent as it is read;
+each other range is rendered and sorted by its own connection meanwhile, and held (up to
+`settings.read_ahead_bytes`) until the ranges before it have been sent.
 
 A page is never held whole: COPY's output goes through a `PageStream` that holds at most
 `settings.read_ahead_bytes` (plus the one piece being handed over, whole rows of at most the cell
@@ -29,7 +32,7 @@ import contextlib
 import logging
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -45,6 +48,7 @@ from learner_export.errors import (
     ExportError,
     database_error,
 )
+from learner_export.formats import CopySpec
 
 log = logging.getLogger("learner_export.pages")
 
@@ -126,10 +130,16 @@ _BULK_LIMIT = "current_setting('learner_export.page_size')::integer"
 # No limit: the most an integer setting holds.
 _NO_LIMIT = 2**31 - 1
 _BULK_VIEW = "learner_export.learner_export_rows"
+# The bulk pass is split where a walk of the keyset finds its ends: it walks at most this many
+# steps of settings.bulk_min_rows rows (20M rows by default); the last range takes what is past.
+_SPLIT_STEPS = 1000
 _GUARD_END = (
     "nullif(current_setting('learner_export.end_at'), '')::timestamptz",
     "nullif(current_setting('learner_export.end_id'), '')::uuid",
 )
+# Where a range of the bulk pass ends (its last key, included; NULL for the last range): the
+# settings that hold a page's end.
+_BULK_UPTO = _GUARD_END
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,17 +309,45 @@ class PageStarts:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class BulkRange:
+    """A range of the bulk pass: the rows after `after`, up to `upto` included ((None, None):
+    to the end), at most `limit`; `row` is the export's index of its first row."""
+
+    after: Key
+    upto: Key | tuple[None, None]
+    row: int
+    limit: int
+
+
+def bulk_ranges(
+    after: Key, ends: list[Key], count: int, step: int, first: int, left: int | None
+) -> list[BulkRange]:
+    """`count` ranges of about as many rows each, after `after` (the export's row `first`), split
+    at keys a walk found (ends[i] ends the (i+1)-th `step` rows; count <= len(ends)); the last
+    takes the rest, up to `left` rows in all (None: no limit)."""
+    ranges: list[BulkRange] = []
+    start, before = after, 0
+    for j in range(1, count):
+        i = len(ends) * j // count
+        ranges.append(BulkRange(start, ends[i - 1], first + before, _NO_LIMIT))
+        start, before = ends[i - 1], i * step
+    rest = _NO_LIMIT if left is None else left - before
+    ranges.append(BulkRange(start, (None, None), first + before, rest))
+    return ranges
+
+
 class SnapshotPages:
     """An export's pages: a REPEATABLE READ, READ ONLY snapshot read page by page.
 
     Every page is read as `caller` (a profile id), whose scope the database applies, and
-    written by COPY through `select` (a select list over the page function's row `r`, with
-    `copy_options` for COPY's CSV; `where`, a condition on `r`, may raise to refuse a row).
-    `open()` starts the snapshot, resolves the caller's scope
-    and fetches the first page, so that anything that can fail early (a refusal included) fails
-    before a response starts. `pages()` then yields pages, with the next pages already asked for
-    (one per connection) while the current one is sent. With `helpers`, connections are added as
-    they can be had (up to `settings.connections_per_export` in all), each in the same snapshot.
+    written by COPY through `spec` (a format's select list over the page function's row `r`,
+    and its options for COPY's CSV; `where`, a condition on `r`, may raise to refuse a row).
+    `open()` starts the snapshot, resolves the caller's scope and fetches the first page, so
+    that anything that can fail early (a refusal included) fails before a response starts.
+    `pages()` then yields pages, with the next pages already asked for (one per connection)
+    while the current one is sent. With `helpers`, connections are added as they can be had
+    (up to `settings.connections_per_export` in all), each in the same snapshot.
     `close()` rolls back; it is safe to call at any time, more than once.
     """
 
@@ -319,8 +357,7 @@ class SnapshotPages:
         params: Selection,
         settings: Settings,
         caller: str,
-        select: str,
-        copy_options: Mapping[str, str],
+        spec: CopySpec,
         *,
         helpers: Helpers | None = None,
         where: str = "",
@@ -330,27 +367,37 @@ class SnapshotPages:
         self.client_scope: list[str] | None = None
         self._params = params
         self._copy_sql = guard.page_query(
-            select,
+            spec.select,
             params.time_column,
             _COPY_ARGS,
             after=_GUARD_AFTER,
             page_size="current_setting('learner_export.page_size')::integer",
             end=_GUARD_END,
         ) + (f" AND ({where})" if where else "")
-        # The rest of the export after page 0 in one statement, when the adapter offers the view.
-        self._bulk_sql = (
-            guard.bulk_query(
-                select,
-                params.time_column,
-                after=_GUARD_AFTER,
-                limit=_BULK_LIMIT,
-                rows_from=_BULK_VIEW,
-            )
-            + (f" AND ({where})" if where else "")
-            if params.bulk and settings.bulk_pass
-            else None
-        )
-        self._copy_options = dict(copy_options)
+        # The rest of the export after page 0 in one statement (a range of it per connection),
+        # when the adapter offers the view: the range sent as it is read, and the ranges held.
+        self._bulk_sql: str | None = None
+        self._held_sql = ""
+        if params.bulk and settings.bulk_pass:
+            first_rows = min(settings.first_page_size, settings.page_size)
+
+            def bulk(render_first: bool) -> str:
+                return guard.bulk_query(
+                    spec.items,
+                    params.time_column,
+                    after=_GUARD_AFTER,
+                    upto=_BULK_UPTO,
+                    limit=_BULK_LIMIT,
+                    rows_from=_BULK_VIEW,
+                    # The bulk pass's index of a range's first row, for a breach's message.
+                    row=f"(SELECT current_setting('learner_export.row')::bigint - {first_rows})",
+                    where=where,
+                    ordered=spec.ordered,
+                    render_first=render_first,
+                )
+
+            self._bulk_sql, self._held_sql = bulk(False), bulk(True)
+        self._copy_options = dict(spec.options)
         # A quote character other than the double quote is one no cell holds: a line is a row.
         self._lines_are_rows = self._copy_options.get("quote", QUOTE) != QUOTE
         self._settings = settings
@@ -476,26 +523,74 @@ class SnapshotPages:
         self.rows_fetched += rows
         return rows
 
-    async def _worth_a_bulk_pass(self, conn: asyncpg.Connection, after: Key) -> bool:
-        """Whether at least settings.bulk_min_rows rows follow `after` (and the limit allows
-        as many): a walk of the keyset index that far. Fewer rows are read page by page, where
-        PostgreSQL looks each learner's children up by index instead of aggregating every child
-        table whole."""
-        least = self._settings.bulk_min_rows
-        limit = self._params.limit
-        if limit is not None and limit - self._starts.offset(1) < least:
-            return False
-        return bool(await self._walk(conn, after, least, 1))
+    async def _read_bulk(
+        self, conn: asyncpg.Connection, after: Key, stream: PageStream
+    ) -> int | None:
+        """Every row after page 0 (`after`, its last key), up to the limit, into `stream`: the
+        bulk pass, its ranges read at once, one per connection; its rows. None, with nothing
+        read, when fewer than settings.bulk_min_rows rows follow (or the limit leaves fewer):
+        those are read page by page, where PostgreSQL looks each learner's children up by index
+        instead of aggregating every child table whole."""
+        s = self._settings
+        step, first, limit = s.bulk_min_rows, self._starts.offset(1), self._params.limit
+        left = None if limit is None else min(_NO_LIMIT, limit - first)
+        if left is not None and left < step:
+            return None
+        # One step says whether the pass is worth it; ranges need the ends of the whole.
+        splits = self._helpers is not None and self._snapshot is not None
+        most = _NO_LIMIT if left is None else left
+        ends = await self._walk(conn, after, step, min(_SPLIT_STEPS, most // step) if splits else 1)
+        if not ends:
+            return None
+        # Every range gets settings.bulk_range_min_rows at least: each aggregates the child
+        # tables whole, which a small range does not earn back.
+        wanted = min(s.connections_per_export, len(ends), len(ends) * step // s.bulk_range_min_rows)
+        spare = await self._spare_connections(wanted - 1) if splits else []
+        ranges = bulk_ranges(after, ends, 1 + len(spare), step, first, left)
+        held = [PageStream(s.read_ahead_bytes, self._lines_are_rows) for _ in ranges[1:]]
+        for part, other, into in zip(ranges[1:], spare, held, strict=True):
+            self._tasks.append(asyncio.ensure_future(self._read_held(other, part, into)))
+        rows = await self._read_range(conn, ranges[0], self._bulk_sql or "", stream)
+        for into in held:
+            # Each held range after the one before it: what it holds, then the rest as it is read.
+            while (piece := await into.take()) is not None:
+                if piece.data:
+                    await stream.put(piece.data)
+            rows += into.rows or 0
+        return rows
 
-    async def _read_bulk(self, conn: asyncpg.Connection, after: Key, stream: PageStream) -> int:
-        """Every row after page 0 (`after`, its last key), up to the limit: one COPY."""
-        assert self._bulk_sql is not None
-        limit = self._params.limit
-        offset = self._starts.offset(1)
-        left = _NO_LIMIT if limit is None else min(_NO_LIMIT, limit - offset)
-        await conn.execute(_COPY_PARAMS, *self._filters(), *after, left, offset, None, None)
+    async def _spare_connections(self, wanted: int) -> list[asyncpg.Connection]:
+        """Up to `wanted` of the export's connections for ranges of the bulk pass: those idle,
+        then helpers added in its snapshot (up to settings.connections_per_export in all)."""
+        spare: list[asyncpg.Connection] = []
+        while len(spare) < wanted and not self._idle.empty():
+            spare.append(self._idle.get_nowait())
+        while (
+            len(spare) < wanted
+            and len(self._helper_conns) < self._settings.connections_per_export - 1
+            and (conn := await self._add_helper()) is not None
+        ):
+            spare.append(conn)
+        return spare
+
+    async def _read_held(self, conn: asyncpg.Connection, part: BulkRange, into: PageStream) -> None:
+        try:
+            rows = await self._read_range(conn, part, self._held_sql, into)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            into.fail(exc)  # raised where the range's turn comes, after what it sent
+            return
+        into.end(rows)
+
+    async def _read_range(
+        self, conn: asyncpg.Connection, part: BulkRange, sql: str, stream: PageStream
+    ) -> int:
         await conn.execute(
-            # One statement now sends the rest of the export, as fast as the client reads it:
+            _COPY_PARAMS, *self._filters(), *part.after, part.limit, part.row, *part.upto
+        )
+        await conn.execute(
+            # One statement now sends a range of the export, as fast as the client reads it:
             # the export's own deadline bounds it, not a page's statement_timeout.
             "SELECT set_config('statement_timeout', $1, true),"
             # The plan a COPY of the whole export gets: every child table aggregated once and
@@ -506,7 +601,7 @@ class SnapshotPages:
             " set_config('enable_mergejoin', 'off', true)",
             str(int(self._settings.max_duration_seconds * 1000)),
         )
-        return await self._copy(conn, self._bulk_sql, stream)
+        return await self._copy(conn, sql, stream)
 
     async def _walk(
         self, conn: asyncpg.Connection, after: Key | None, size: int, pages: int
@@ -546,10 +641,10 @@ class SnapshotPages:
                 k == 1
                 and self._bulk_sql is not None
                 and start is not None
-                and await self._worth_a_bulk_pass(conn, start)
+                and (bulk_rows := await self._read_bulk(conn, start, stream)) is not None
             ):
                 stream.bulk = True
-                rows = await self._read_bulk(conn, start, stream)
+                rows = bulk_rows
             else:
                 if k == 1 and self._bulk_sql is not None:
                     # Too few rows left for the bulk pass: page by page, helpers included.

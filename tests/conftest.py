@@ -183,8 +183,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "link_secrets": LINK_SECRETS,
         "page_size": 500,
         "first_page_size": 100,
-        # The bulk pass for every export longer than its first page (the seeds are small).
+        # The bulk pass, in ranges, for every export longer than its first page (small seeds).
         "bulk_min_rows": 1,
+        "bulk_range_min_rows": 1,
         # Tests refuse on purpose, often; test_audit_bounds sets its own.
         "refusals_per_minute": 1_000_000,
     }
@@ -389,8 +390,7 @@ async def snapshot_pages(
         parsed,
         settings,
         caller,
-        spec.select,
-        spec.options,
+        spec,
         helpers=DirectConnections(settings, url),
     )
     return pages, parsed

@@ -19,6 +19,7 @@ statement) is guarded the same way by bulk_query(), through learner_export.rows_
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import asyncpg
 
@@ -68,30 +69,66 @@ def page_query(
 
 
 def bulk_query(
-    select: str, time_column: str, *, after: tuple[str, str], limit: str, rows_from: str
+    items: Sequence[str],
+    time_column: str,
+    *,
+    after: tuple[str, str],
+    upto: tuple[str, str],
+    limit: str,
+    rows_from: str,
+    row: str,
+    where: str = "",
+    ordered: str = "{}",
+    render_first: bool = False,
 ) -> str:
-    """The guarded bulk query: `select` (over `r`) from the adapter's bulk view, in keyset
-    order, strictly after `after` (the first page's last key), at most `limit` rows. The keyset
-    order is the service's ORDER BY, so the guard looks for what an order cannot fix: a NULL key
-    (such rows sort last and are let through to it) or a key twice. `after` and `limit` are SQL
-    that reads the export's settings; each is a scalar subquery, read once (an initplan), not
-    once per row. `rows_from` is the view."""
+    """The guarded bulk query: `items` (over `r`) from the adapter's bulk view, in keyset
+    order, strictly after `after` and up to `upto` included (no bound when its key is NULL), at
+    most `limit` rows. The keyset order is the service's ORDER BY, so the guard looks for what
+    an order cannot fix: a NULL key (such rows sort last and are let through to it: they belong
+    to the range without an upper bound) or a key twice. `row` is SQL for the bulk pass's index
+    of the range's first row (the breach names a row by it). `after`, `upto` and `limit` are
+    SQL that reads the export's settings; each is a scalar subquery, read once (an initplan),
+    not once per row. `rows_from` is the view; `where`, a condition on `r`, may raise to refuse
+    a row.
+
+    `ordered` is SQL around each item (`{}`) that must see the rows in order (the CopySpec's).
+    The rows are rendered as they leave the sort (a range sent as it is read), or with
+    `render_first` before it, sorted rendered, and `ordered` applied in order: a range held back
+    while another is sent then does its rendering at once, not when its turn comes."""
     at = f"v.{_quoted(time_column)}"
     after_at, after_id = (f"(SELECT {a})" for a in after)
+    upto_at, upto_id = (f"(SELECT {u})" for u in upto)
+    rows = (
+        f"SELECT v.*, {at} AS {KEY_AT}, v.learner_id AS {KEY_ID_AT} FROM {rows_from} AS v"
+        f" WHERE ({at} IS NULL OR v.learner_id IS NULL"
+        f" OR ({at}, v.learner_id) > ({after_at}, {after_id}))"
+        f" AND ({upto_at} IS NULL OR ({at}, v.learner_id) <= ({upto_at}, {upto_id}))"
+    )
+    order = f"ORDER BY r.{KEY_AT}, r.{KEY_ID_AT} LIMIT (SELECT {limit})"
+    if not render_first:
+        select = ", ".join(ordered.replace("{}", item) for item in items)
+        sorted_rows = f"SELECT r.* FROM ({rows}) AS r {order}"
+        refused = f" AND ({where})" if where else ""
+    else:
+        select = ", ".join(ordered.replace("{}", f"r._c{n}") for n in range(len(items)))
+        rendered = ", ".join(f"{item} AS _c{n}" for n, item in enumerate(items))
+        # OFFSET 0 keeps the rendering below the sort: PostgreSQL would otherwise evaluate a
+        # costly select list after a sort with a LIMIT.
+        sorted_rows = (
+            f"SELECT r.* FROM (SELECT {rendered}, r.{KEY_AT}, r.{KEY_ID_AT} FROM ({rows}) AS r"
+            f"{f' WHERE {where}' if where else ''} OFFSET 0) AS r {order}"
+        )
+        refused = ""
     return (
         f"SELECT {select} FROM ("
-        f"SELECT r.*, r.{_quoted(time_column)} AS {KEY_AT}, r.learner_id AS {KEY_ID_AT},"
-        " pg_catalog.row_number() OVER w AS _n,"
-        f" pg_catalog.lag(r.{_quoted(time_column)}, 1, {after_at}) OVER w AS _prev_at,"
-        f" pg_catalog.lag(r.learner_id, 1, {after_id}) OVER w AS _prev_id"
-        f" FROM (SELECT v.* FROM {rows_from} AS v"
-        f" WHERE {at} IS NULL OR v.learner_id IS NULL OR ({at}, v.learner_id) > ({after_at},"
-        f" {after_id}) ORDER BY {at}, v.learner_id LIMIT (SELECT {limit})) AS r"
-        " WINDOW w AS ()) AS r"
+        "SELECT r.*, pg_catalog.row_number() OVER w AS _n,"
+        f" pg_catalog.lag(r.{KEY_AT}, 1, {after_at}) OVER w AS _prev_at,"
+        f" pg_catalog.lag(r.{KEY_ID_AT}, 1, {after_id}) OVER w AS _prev_id"
+        f" FROM ({sorted_rows}) AS r WINDOW w AS ()) AS r"
         f" WHERE CASE WHEN r.{KEY_AT} IS NULL OR r.{KEY_ID_AT} IS NULL"
         f" OR (r._prev_at, r._prev_id) >= (r.{KEY_AT}, r.{KEY_ID_AT})"
-        f" THEN learner_export.rows_breach(r._n, r._prev_at, r._prev_id, r.{KEY_AT},"
-        f" r.{KEY_ID_AT}) ELSE true END"
+        f" THEN learner_export.rows_breach(r._n + ({row}), r._prev_at, r._prev_id, r.{KEY_AT},"
+        f" r.{KEY_ID_AT}) ELSE true END{refused}"
     )
 
 

@@ -30,12 +30,23 @@ class RenderOptions:
 
 @dataclass(frozen=True, slots=True)
 class CopySpec:
-    """A select list over the page function's row `r`, and the COPY (FORMAT csv) options it
-    needs. Page settings it may read: `learner_export.row`, the export's index of the page's
-    first row."""
+    """A select list over the page function's row `r`, as items (a column of the COPY each),
+    and the COPY (FORMAT csv) options it needs. Page settings it may read: `learner_export.row`,
+    the export's index of the page's first row.
 
-    select: str
+    `ordered` is SQL around each item (`{}`) that must see the rows in keyset order: XLSX's row
+    numbers. The bulk pass renders a range it holds back before sorting it (the sort then holds
+    rendered rows, and the rendering runs while an earlier range is sent), and applies
+    `ordered` once the range is sorted; a page renders its rows in order, as `select`."""
+
+    items: tuple[str, ...]
     options: dict[str, str] = field(default_factory=dict)
+    ordered: str = "{}"
+
+    @property
+    def select(self) -> str:
+        """The select list in one piece (each item inside `ordered`)."""
+        return ", ".join(self.ordered.replace("{}", item) for item in self.items)
 
 
 class Framer(Protocol):

@@ -32,7 +32,7 @@ def select(columns: Sequence[Column], options: RenderOptions) -> CopySpec:
     items = [_cell(c, options) for c in columns]
     if options.cursor:
         items.append(cells.cursor(options.tz))
-    return CopySpec(", ".join(items))
+    return CopySpec(tuple(items))
 
 
 def quoted(text: str) -> str:

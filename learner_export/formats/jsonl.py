@@ -42,7 +42,7 @@ def select(columns: Sequence[Column], options: RenderOptions) -> CopySpec:
     ]
     if options.cursor:
         parts.append(f"',\"_cursor\":\"' || {cells.cursor(options.tz)} || '\"'")
-    return CopySpec(" || ".join(parts) + " || '}'", cells.WHOLE_LINES)
+    return CopySpec((" || ".join(parts) + " || '}'",), cells.WHOLE_LINES)
 
 
 class JsonlFramer:

@@ -41,7 +41,7 @@ def _cell(column: Column) -> str:
 
 
 def select(columns: Sequence[Column], options: RenderOptions) -> CopySpec:
-    return CopySpec(", ".join(_cell(c) for c in columns))
+    return CopySpec(tuple(_cell(c) for c in columns))
 
 
 class _Sink(io.RawIOBase):

@@ -229,9 +229,11 @@ def select(columns: Sequence[Column], options: RenderOptions) -> CopySpec:
         for i, c in enumerate(columns)
     )
     xml = f"'<row r=\"{_ROW_MARK}\">' || {row} || '</row>'"
+    # The row numbers go in once the rows are in order: row_number() counts them as they come.
     return CopySpec(
-        f"replace({xml}, {cells.chars(_ROW_MARK)}, {row_number(options.sheet_rows)})",
+        (xml,),
         cells.WHOLE_LINES,
+        ordered=f"replace({{}}, {cells.chars(_ROW_MARK)}, {row_number(options.sheet_rows)})",
     )
 
 

@@ -175,6 +175,46 @@ def test_the_bulk_pass_outlives_a_pages_statement_timeout(
     assert run(export(statement_timeout_ms=200)) == learners
 
 
+async def _export(url: str, caller: str, fmt: str = "csv", **overrides: Any) -> tuple[bytes, int]:
+    """An export's CSV (or `fmt`) read with these settings, and the connections it used; what
+    arrived before a failure is in the exception's `received` note."""
+    settings = make_settings(url, page_size=300, first_page_size=100, **overrides)
+    conn = await db.connect(settings, url)
+    pages, _ = await snapshot_pages(conn, url, settings, caller, format=fmt)
+    received: list[bytes] = []
+    try:
+        await pages.open()
+        async for page in pages.pages():
+            received.append(bytes(page.data))
+        return b"".join(received), pages.connections
+    except Exception as exc:
+        exc.add_note(b"".join(received).decode())
+        raise
+    finally:
+        await pages.close()
+        await conn.close()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_a_large_bulk_pass_is_read_in_ranges_at_once(
+    database: Database, seeded: str, fmt: str
+) -> None:
+    """Two connections read the rest of the export in two key ranges; the second is rendered
+    and sorted meanwhile and sent after the first. With ranges larger than the export allows,
+    one connection reads it all. Either way, the rows of the page walk."""
+    url = database.url
+    paged, _ = run(_export(url, seeded, fmt, bulk_pass=False))
+    ranges, used = run(_export(url, seeded, fmt))
+    assert used == 2
+    whole, alone = run(_export(url, seeded, fmt, bulk_range_min_rows=1_000_000))
+    assert alone == 1
+    assert ranges == whole == paged
+    if fmt == "csv":
+        assert len(list(csv.reader(io.StringIO(ranges.decode(), newline="")))) >= 4000
+    limited, _ = run(_export(url, seeded, fmt, bulk_range_min_rows=1))
+    assert limited == ranges
+
+
 @pytest.fixture
 def own(pg_server: str) -> Iterator[Database]:
     """A database of this test's own: its bulk view is changed."""
@@ -212,6 +252,32 @@ def test_a_view_that_repeats_learners_cuts_the_export(own: Database) -> None:
             await conn.close()
 
     assert run(few()).count(b"\n") >= 600
+
+
+def test_a_breach_in_a_held_range_cuts_the_export_after_the_ranges_before_it(
+    own: Database,
+) -> None:
+    """The view repeats its last learner, a row of the second range: the first range is sent
+    whole, then the export is cut there, naming the view, and never ends like a whole file."""
+    last = query(
+        own.url, "SELECT id FROM public.learners ORDER BY created_at DESC, id DESC LIMIT 1"
+    )[0]["id"]
+    view = SAMPLE[SAMPLE.index(VIEW_START) :].rstrip().rstrip(";")
+    body = view[len(VIEW_START) :]
+    query(
+        own.url,
+        f"{VIEW_START} SELECT * FROM ({body}) AS v"
+        f" UNION ALL SELECT * FROM ({body}) AS v WHERE v.learner_id = '{last}'",
+    )
+    with pytest.raises(ContractBreach) as cut:
+        run(_export(own.url, own.admin_id))
+    assert "learner_export.learner_export_rows returned the key" in str(cut.value)
+    assert "twice" in str(cut.value)
+    (received,) = cut.value.__notes__
+    paged, _ = run(_export(own.url, own.admin_id, bulk_pass=False))
+    # What arrived before the cut is the export's start, past the first range's end.
+    assert paged.startswith(received.encode())
+    assert len(received) > len(paged) // 2
 
 
 def _migrate(url: str, tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
