@@ -591,8 +591,11 @@ class SnapshotPages:
         )
         await conn.execute(
             # One statement now sends a range of the export, as fast as the client reads it:
-            # the export's own deadline bounds it, not a page's statement_timeout.
+            # the export's own deadline bounds it, not a page's statement_timeout; and a range's
+            # connection then waits, idle in its transaction (the first holds the export's slots
+            # and the contract), while the ranges after it are sent.
             "SELECT set_config('statement_timeout', $1, true),"
+            " set_config('idle_in_transaction_session_timeout', $1, true),"
             # The plan a COPY of the whole export gets: every child table aggregated once and
             # hash-joined. The view's filters are settings, unknown when it is planned, so the
             # planner expects a few hundred rows and would look children up learner by learner

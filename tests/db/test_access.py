@@ -197,8 +197,8 @@ def test_audit_records_a_disconnect_and_a_failure(big: LiveServer, big_database:
         failed = response.headers["x-export-id"]
         chunks = response.iter_raw()
         next(chunks)
-        # The bulk pass reads the rest of the export on its one connection.
-        pid = joined_backends(big_database.url, 1)[0]["pid"]
+        # The bulk pass reads the rest of the export in two key ranges, a connection each.
+        pid = joined_backends(big_database.url, 2)[0]["pid"]
         query(big_database.url, "SELECT pg_terminate_backend($1)", pid)
         with pytest.raises(httpx.RemoteProtocolError):
             for _ in chunks:

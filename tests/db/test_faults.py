@@ -40,17 +40,36 @@ def wait_until_released(server: LiveServer, url: str) -> None:
 
 
 def terminate_export_backend(url: str, which: int, of: int) -> None:
-    """Kill one of the export's `of` backends: 0 opened the export, 1 is its helper."""
+    """Kill one of the export's `of` backends: 0 opened the export, 1 is its helper (the bulk
+    pass's second range)."""
     query(url, "SELECT pg_terminate_backend($1)", joined_backends(url, of)[which]["pid"])
 
 
-@pytest.mark.parametrize(("which", "of"), [(0, 1), (0, 2), (1, 2)], ids=["bulk", "first", "helper"])
+@pytest.fixture(scope="module")
+def big_one_range(start_server: Callable[..., LiveServer], big_database: Database) -> LiveServer:
+    """The bulk pass in one range, on the export's one connection."""
+    return start_server(big_database, bulk_range_min_rows=10 * BIG_LEARNERS)
+
+
+@pytest.mark.parametrize(
+    ("bulk", "which", "of"),
+    [(True, 0, 2), (True, 1, 2), (True, 0, 1), (False, 0, 2), (False, 1, 2)],
+    ids=["bulk-sent-range", "bulk-held-range", "bulk-one-range", "first", "helper"],
+)
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "xlsx"])
 def test_backend_killed_mid_stream_gives_an_incomplete_transfer(
-    big: LiveServer, big_paged: LiveServer, big_database: Database, fmt: str, which: int, of: int
+    big: LiveServer,
+    big_paged: LiveServer,
+    big_one_range: LiveServer,
+    big_database: Database,
+    fmt: str,
+    bulk: bool,
+    which: int,
+    of: int,
 ) -> None:
-    # One connection: the bulk pass; two: the page walk with its helper.
-    big = big if of == 1 else big_paged
+    # The bulk pass in two key ranges (the first sent as it is read, the second held until
+    # then) or in one; or the page walk with its helper.
+    big = (big if of == 2 else big_one_range) if bulk else big_paged
     with (
         big.client() as client,
         client.stream("GET", "/v1/exports/learners", params={"format": fmt}) as response,
@@ -91,7 +110,7 @@ def test_curl_reports_the_cut_transfer(big: LiveServer, big_database: Database) 
     deadline = time.monotonic() + 10
     while not export_backends(big_database.url) and time.monotonic() < deadline:
         time.sleep(0.02)
-    terminate_export_backend(big_database.url, 0, 1)
+    terminate_export_backend(big_database.url, 0, 2)
     _, err = curl.communicate(timeout=60)
     assert curl.returncode == 18, err  # CURLE_PARTIAL_FILE: transfer closed with data remaining
 

@@ -18,6 +18,7 @@ from tests.conftest import (
     run,
     sheets,
     snapshot_pages,
+    wait_for,
 )
 
 
@@ -72,11 +73,19 @@ def test_stalled_reader_keeps_the_export_open_then_gets_everything(
         first = next(chunks)
         received, lines = len(first), first.count(b"\n")
         time.sleep(1.0)
+
         # The server has not read the whole export into memory: it waits on the socket, with
         # its snapshot still open, because the client stopped reading. The bulk pass reads the
-        # rest on the export's one connection, and PostgreSQL waits to write to it.
-        backends = export_backends(big_database.url)
-        assert [(b["state"], b["wait_event"]) for b in backends] == [("active", "ClientWrite")]
+        # rest in two key ranges, a connection each: PostgreSQL waits to write the range being
+        # sent, and the second (held, bounded, until the first has been sent) waits too, or
+        # the first has ended and its connection waits for the second.
+        def waiting() -> list[tuple[str, str]]:
+            return sorted((b["state"], b["wait_event"]) for b in export_backends(big_database.url))
+
+        writing, ended = ("active", "ClientWrite"), ("idle in transaction", "ClientRead")
+        assert wait_for(
+            lambda: len(now := waiting()) == 2 and writing in now and set(now) <= {writing, ended}
+        ), waiting()
         tail = b""
         for chunk in chunks:
             received += len(chunk)

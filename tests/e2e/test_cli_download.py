@@ -409,8 +409,8 @@ def test_cut_transfer_exits_1_keeps_the_partial_file_and_resumes(
     # Stopped, the client stops reading: the server waits on the socket, its snapshot open.
     process.send_signal(signal.SIGSTOP)
     try:
-        # The bulk pass reads the rest of the export on its one connection.
-        backends = joined_backends(big_database.url, 1)
+        # The bulk pass reads the rest of the export in two key ranges, a connection each.
+        backends = joined_backends(big_database.url, 2)
         query(big_database.url, "SELECT pg_terminate_backend($1)", backends[0]["pid"])
     finally:
         process.send_signal(signal.SIGCONT)

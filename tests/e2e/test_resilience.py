@@ -101,7 +101,8 @@ def test_database_restart_cuts_the_stream_and_the_service_recovers(
         assert response.status_code == 200
         chunks = response.iter_raw()
         next(chunks)
-        assert len(joined_backends(own_postgres.url, 1)) == 1  # the bulk pass: one connection
+        # The bulk pass: two key ranges, a connection each.
+        assert len(joined_backends(own_postgres.url, 2)) == 2
         own_postgres.stop_server()
         with pytest.raises(httpx.RemoteProtocolError):
             for _ in chunks:
