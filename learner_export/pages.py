@@ -130,9 +130,6 @@ _BULK_LIMIT = "current_setting('learner_export.page_size')::integer"
 # No limit: the most an integer setting holds.
 _NO_LIMIT = 2**31 - 1
 _BULK_VIEW = "learner_export.learner_export_rows"
-# The bulk pass is split where a walk of the keyset finds its ends: it walks at most this many
-# steps of settings.bulk_min_rows rows (20M rows by default); the last range takes what is past.
-_SPLIT_STEPS = 1000
 _GUARD_END = (
     "nullif(current_setting('learner_export.end_at'), '')::timestamptz",
     "nullif(current_setting('learner_export.end_id'), '')::uuid",
@@ -321,17 +318,17 @@ class BulkRange:
 
 
 def bulk_ranges(
-    after: Key, ends: list[Key], count: int, step: int, first: int, left: int | None
+    after: Key, ends: list[Key], size: int, first: int, left: int | None
 ) -> list[BulkRange]:
-    """`count` ranges of about as many rows each, after `after` (the export's row `first`), split
-    at keys a walk found (ends[i] ends the (i+1)-th `step` rows; count <= len(ends)); the last
-    takes the rest, up to `left` rows in all (None: no limit)."""
+    """The bulk pass's ranges after `after` (the export's row `first`): one of `size` rows up to
+    each of `ends` (keys a walk of the keyset found `size` rows apart), and the last with the
+    rest, up to `left` rows in all (None: no limit)."""
     ranges: list[BulkRange] = []
-    start, before = after, 0
-    for j in range(1, count):
-        i = len(ends) * j // count
-        ranges.append(BulkRange(start, ends[i - 1], first + before, _NO_LIMIT))
-        start, before = ends[i - 1], i * step
+    start = after
+    for n, end in enumerate(ends):
+        ranges.append(BulkRange(start, end, first + n * size, _NO_LIMIT))
+        start = end
+    before = len(ends) * size
     rest = _NO_LIMIT if left is None else left - before
     ranges.append(BulkRange(start, (None, None), first + before, rest))
     return ranges
@@ -478,12 +475,7 @@ class SnapshotPages:
         after = p.after or (None, None)
         conn = await self._free_connection()
         try:
-            total: int = await conn.fetchval(
-                f"SELECT learner_export.count_learner_export({_FILTER_ARGS}, $6::timestamptz,"
-                " $7::uuid)",
-                *self._filters(),
-                *after,
-            )
+            total = await self._count_after(conn, after)
         finally:
             self._idle.put_nowait(conn)
         return total if p.limit is None else min(total, p.limit)
@@ -532,21 +524,33 @@ class SnapshotPages:
         those are read page by page, where PostgreSQL looks each learner's children up by index
         instead of aggregating every child table whole."""
         s = self._settings
-        step, first, limit = s.bulk_min_rows, self._starts.offset(1), self._params.limit
+        first, limit = self._starts.offset(1), self._params.limit
         left = None if limit is None else min(_NO_LIMIT, limit - first)
-        if left is not None and left < step:
+        if left is not None and left < s.bulk_min_rows:
             return None
-        # One step says whether the pass is worth it; ranges need the ends of the whole.
-        splits = self._helpers is not None and self._snapshot is not None
-        most = _NO_LIMIT if left is None else left
-        ends = await self._walk(conn, after, step, min(_SPLIT_STEPS, most // step) if splits else 1)
-        if not ends:
-            return None
-        # Every range gets settings.bulk_range_min_rows at least: each aggregates the child
-        # tables whole, which a small range does not earn back.
-        wanted = min(s.connections_per_export, len(ends), len(ends) * step // s.bulk_range_min_rows)
-        spare = await self._spare_connections(wanted - 1) if splits else []
-        ranges = bulk_ranges(after, ends, 1 + len(spare), step, first, left)
+        if self._helpers is None or self._snapshot is None:
+            # One connection: a walk of settings.bulk_min_rows says whether the pass is worth it.
+            if not await self._walk(conn, after, s.bulk_min_rows, 1):
+                return None
+            ranges = bulk_ranges(after, [], 0, first, left)
+            spare: list[asyncpg.Connection] = []
+        else:
+            # Ranges of as many rows each: the rows counted, then a walk to where each ends.
+            total = await self._count_after(conn, after)
+            total = total if left is None else min(total, left)
+            if total < s.bulk_min_rows:
+                return None
+            # Every range gets settings.bulk_range_min_rows at least: each aggregates the child
+            # tables whole, which a small range does not earn back.
+            wanted = min(s.connections_per_export, total // s.bulk_range_min_rows)
+            spare = await self._spare_connections(wanted - 1)
+            size = total // (1 + len(spare))
+            ends = await self._walk(conn, after, size, len(spare)) if spare else []
+            # Fewer ends than asked only where the adapter's count and walk disagree.
+            for other in spare[len(ends) :]:
+                self._idle.put_nowait(other)
+            spare = spare[: len(ends)]
+            ranges = bulk_ranges(after, ends, size, first, left)
         held = [PageStream(s.read_ahead_bytes, self._lines_are_rows) for _ in ranges[1:]]
         for part, other, into in zip(ranges[1:], spare, held, strict=True):
             self._tasks.append(asyncio.ensure_future(self._read_held(other, part, into)))
@@ -558,6 +562,16 @@ class SnapshotPages:
                     await stream.put(piece.data)
             rows += into.rows or 0
         return rows
+
+    async def _count_after(self, conn: asyncpg.Connection, after: Key | tuple[None, None]) -> int:
+        """The export's rows after `after` (the limit aside), in its snapshot."""
+        total: int = await conn.fetchval(
+            f"SELECT learner_export.count_learner_export({_FILTER_ARGS}, $6::timestamptz,"
+            " $7::uuid)",
+            *self._filters(),
+            *after,
+        )
+        return total
 
     async def _spare_connections(self, wanted: int) -> list[asyncpg.Connection]:
         """Up to `wanted` of the export's connections for ranges of the bulk pass: those idle,
