@@ -126,17 +126,20 @@ def _separated(ref: str) -> str:
 _ALL_PLAIN = _sql_literal(f"^[{_chars(PLAIN)}]*$")
 
 
-def sql_is_formula(ref: str) -> str:
+def sql_is_formula(ref: str, separators: bool = True) -> str:
     """SQL, true when the text column `ref` needs neutralising.
 
     What the first character settles needs no regular expression: `=` or `@` always, `+` or
     `-` unless the whole cell is plain (then it holds no separator either). Only what is left
-    (a skippable first character, or a separator inside) is matched against DANGER.
+    (a skippable first character, or a separator inside) is matched against DANGER. With
+    `separators=False` the caller knows that `ref` holds none (it is one piece), and they are
+    not looked for.
     """
+    inside = f" OR {_separated(ref)}" if separators else ""
     return (
         f"CASE WHEN ascii({ref}) IN (61, 64) THEN true"
         f" WHEN ascii({ref}) IN (43, 45) THEN {ref} !~ {_ALL_PLAIN}"
-        f" WHEN {_SUSPECT.format(ref=ref)} OR {_separated(ref)}"
+        f" WHEN {_SUSPECT.format(ref=ref)}{inside}"
         f" THEN {ref} ~ {_sql_literal(DANGER)} ELSE false END"
     )
 

@@ -174,11 +174,15 @@ def _cell(column: Column, letter: str, options: RenderOptions, last: bool = Fals
     ref = column.sql
     at = f'<c r="{letter}{_ROW_MARK}"'
     if column.kind is Kind.TEXT:
-        style = (
-            f"CASE WHEN {sql_is_formula(ref)} THEN ' s=\"{STYLE_QUOTED}\"' ELSE '' END"
-            if options.escape_formulas
-            else "''"
-        )
+
+        def style(separators: bool) -> str:
+            if not options.escape_formulas:
+                return "''"
+            return (
+                f"CASE WHEN {sql_is_formula(ref, separators)} THEN ' s=\"{STYLE_QUOTED}\"'"
+                " ELSE '' END"
+            )
+
         space = (
             f"CASE WHEN ascii({ref}) IN ({_SPACE_CODES}) OR ascii(right({ref}, 1)) IN"
             f" ({_SPACE_CODES}) THEN ' xml:space=\"preserve\"' ELSE '' END"
@@ -188,12 +192,23 @@ def _cell(column: Column, letter: str, options: RenderOptions, last: bool = Fals
             escaped = f"replace({escaped}, {cells.chars(char)}, '{reference}')"
         # Most text needs no escaping: one regular expression says so far cheaper than the
         # translate() and five replace() calls would find it out.
-        special = cells.chars("&<>\r\n" + XML_FORBIDDEN, "[{}]")
-        text = f"CASE WHEN {ref} ~ {special} THEN {escaped} ELSE {ref} END"
-        cell = (
-            f"'{at} t=\"inlineStr\"' || {style} || '><is><t' || {space} || '>' || {text}"
+        xml_special = cells.chars("&<>\r\n" + XML_FORBIDDEN, "[{}]")
+        text = f"CASE WHEN {ref} ~ {xml_special} THEN {escaped} ELSE {ref} END"
+        special = (
+            f"'{at} t=\"inlineStr\"' || {style(True)} || '><is><t' || {space} || '>' || {text}"
             " || '</t></is></c>'"
         )
+        # Most text holds no character that XML escapes or forbids and none that separates
+        # pieces for the formula rule (tab, `;`, CR, LF): one regular expression says so, and
+        # such text goes in as it is, its first character and a space at either end all that is
+        # left to look at (measured: docs/engine.md).
+        plain = (
+            f"'{at} t=\"inlineStr\"' || {style(False)} || '><is><t' ||"
+            f" CASE WHEN ascii({ref}) = 32 OR {ref} LIKE '% '"
+            f" THEN ' xml:space=\"preserve\"' ELSE '' END || '>' || {ref} || '</t></is></c>'"
+        )
+        anything = cells.chars("&<>\r\n\t;" + XML_FORBIDDEN, "[{}]")
+        cell = f"CASE WHEN {ref} ~ {anything} THEN {special} ELSE {plain} END"
     elif column.kind is Kind.UUID:
         cell = f"'{at} t=\"inlineStr\"><is><t>' || {ref} || '</t></is></c>'"
     elif cells.is_time(column):
