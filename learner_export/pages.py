@@ -523,6 +523,7 @@ class SnapshotPages:
         read, when fewer than settings.bulk_min_rows rows follow (or the limit leaves fewer):
         those are read page by page, where PostgreSQL looks each learner's children up by index
         instead of aggregating every child table whole."""
+        assert self._bulk_sql is not None
         s = self._settings
         first, limit = self._starts.offset(1), self._params.limit
         left = None if limit is None else min(_NO_LIMIT, limit - first)
@@ -554,7 +555,7 @@ class SnapshotPages:
         held = [PageStream(s.read_ahead_bytes, self._lines_are_rows) for _ in ranges[1:]]
         for part, other, into in zip(ranges[1:], spare, held, strict=True):
             self._tasks.append(asyncio.ensure_future(self._read_held(other, part, into)))
-        rows = await self._read_range(conn, ranges[0], self._bulk_sql or "", stream)
+        rows = await self._read_range(conn, ranges[0], self._bulk_sql, stream)
         for into in held:
             # Each held range after the one before it: what it holds, then the rest as it is read.
             while (piece := await into.take()) is not None:

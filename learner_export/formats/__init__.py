@@ -4,8 +4,9 @@
   page function's rows (`r`), so that pages arrive already written in the format;
 - `framer`: what Python adds around those pages (header, line ends, sheet XML, zip, row groups).
 
-plus its capabilities. The pages (learner_export.pages) receive the select list as opaque text and
-never import a format. To add a format: one module defining `FORMAT`, one line below.
+plus its capabilities. The pages (learner_export.pages) receive the select list as a `CopySpec`
+(SQL text, opaque to them) and never import a format. To add a format: one module defining
+`FORMAT`, one line below.
 """
 
 from __future__ import annotations
