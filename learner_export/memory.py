@@ -5,6 +5,15 @@ glibc serves an allocation of 128 KiB or more with its own mapping, but raises t
 from the heap instead, which does not shrink while anything above them lives. A fixed threshold
 keeps a served process's peak near what it holds (the hostile dataset's JSON Lines export: a
 peak of 83 MB against 103 MB). MALLOC_MMAP_THRESHOLD_ in the environment does the same.
+
+Arrow's C++ code takes some buffers (the Parquet writer's, compute kernels') from its default
+pool, whatever pyarrow's `set_memory_pool()` says; ARROW_DEFAULT_MEMORY_POOL, read when pyarrow
+is first imported, chooses that pool for all of it. jemalloc, measured on 1M-row Parquet exports
+against the pyarrow default (mimalloc) for the writer and the C allocator for the rest: peak RSS
+171 MB instead of 179, the service's CPU 2.0 s instead of 2.2 s. The C allocator throughout held
+least (145 MB) but cost 0.6 s more CPU per 1M rows: with the fixed threshold each buffer of a
+parse is a fresh mapping (600,000 page faults against 220,000). An operator for whom memory
+counts more sets ARROW_DEFAULT_MEMORY_POOL=system (docs/engine.md).
 """
 
 from __future__ import annotations
@@ -20,11 +29,13 @@ _done = False
 
 
 def give_back_large_buffers() -> None:
-    """Fix glibc's mmap threshold (once; a no-op elsewhere or when the environment sets it)."""
+    """Fix glibc's mmap threshold (once; a no-op elsewhere or when the environment sets it),
+    and make jemalloc Arrow's default pool (unless the environment chooses one)."""
     global _done
     if _done:
         return
     _done = True
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
     if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return
     name = ctypes.util.find_library("c")

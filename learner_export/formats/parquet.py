@@ -13,6 +13,7 @@ end. pyarrow is imported only when a Parquet export starts.
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -70,12 +71,30 @@ class _Sink(io.RawIOBase):
         return out
 
 
-class ParquetFramer:
-    def __init__(self, columns: Sequence[Column], options: RenderOptions) -> None:
+def _import_pyarrow() -> tuple[Any, Any, Any]:
+    """pyarrow, its CSV reader and its Parquet writer, imported without numpy.
+
+    pyarrow imports numpy whenever it is installed (a tool beside the service may have brought
+    it), for conversions the framer never asks for: 11 MB of every serving process's RSS. Where
+    the framer is the first to import pyarrow, pyarrow in that process converts nothing to numpy
+    afterwards; nothing in the service does. Where numpy is already imported, nothing changes."""
+    hidden = "numpy" not in sys.modules
+    if hidden:
+        sys.modules["numpy"] = None  # type: ignore[assignment]  # `import numpy` fails
+    try:
         import pyarrow as pa
+        import pyarrow.compute  # Table.cast() imports it, and it imports numpy
         import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
+    finally:
+        if hidden:
+            del sys.modules["numpy"]
+    return pa, pacsv, pq
 
+
+class ParquetFramer:
+    def __init__(self, columns: Sequence[Column], options: RenderOptions) -> None:
+        pa, pacsv, pq = _import_pyarrow()
         self._pa, self._pacsv = pa, pacsv
         # What the CSV reader parses each column as, and what the file stores it as.
         read = {
@@ -111,11 +130,9 @@ class ParquetFramer:
             false_values=["false"],
         )
         self._sink = _Sink()
-        # The C allocator gives freed row groups back at once; pyarrow's default (mimalloc)
-        # kept ~25 MB more at the peak of the hostile dataset (docs/engine.md). pyarrow serves
-        # nothing else in the service.
-        self._pool = pa.system_memory_pool()
-        pa.set_memory_pool(self._pool)
+        # The pool ARROW_DEFAULT_MEMORY_POOL chose, which Arrow's C++ code uses too
+        # (learner_export.memory: jemalloc unless the environment says otherwise).
+        self._pool = pa.default_memory_pool()
         self._writer = pq.ParquetWriter(
             self._sink, self._schema, compression="zstd", memory_pool=self._pool
         )

@@ -4,6 +4,9 @@ within their bound."""
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 
 import pyarrow.parquet as pq
 import pytest
@@ -38,3 +41,33 @@ def test_parquet_row_groups_stay_within_their_bound(page_rows: int) -> None:
     assert sum(sizes) == total
     assert max(sizes) <= ROW_GROUP_ROWS
     assert file.read().column("n").to_pylist() == list(range(total))
+
+
+def test_a_parquet_export_keeps_numpy_out_and_arrow_on_jemalloc() -> None:
+    """In a process of its own, as the service runs: the export's file is whole, numpy (11 MB of
+    RSS, installed here beside the tests) is never imported, and every Arrow buffer comes from
+    jemalloc (docs/engine.md: the peak and CPU each pool gave)."""
+    script = """
+import sys
+from learner_export.contract.columns import Column, Kind
+from learner_export.formats import RenderOptions
+from learner_export.formats.parquet import ParquetFramer
+from learner_export.memory import give_back_large_buffers
+
+give_back_large_buffers()
+columns = [Column("t", Kind.TEXT, "text"), Column("n", Kind.INT, "int4")]
+framer = ParquetFramer(columns, RenderOptions())
+body = framer.begin() + framer.page(b'a,1\\n"b\\nc",\\n') + framer.end()
+import pyarrow as pa
+sys.stdout.write(f"{'numpy' in sys.modules} {pa.default_memory_pool().backend_name}\\n")
+sys.stdout.flush()
+sys.stdout.buffer.write(body)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, check=True, env=env, timeout=60
+    )
+    said, body = done.stdout.split(b"\n", 1)
+    assert said == b"False jemalloc"
+    table = pq.read_table(io.BytesIO(body))
+    assert table.to_pydict() == {"t": ["a", "b\nc"], "n": [1, None]}
