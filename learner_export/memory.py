@@ -10,9 +10,10 @@ Arrow's C++ code takes some buffers (the Parquet writer's, compute kernels') fro
 pool, whatever pyarrow's `set_memory_pool()` says; ARROW_DEFAULT_MEMORY_POOL, read when pyarrow
 is first imported, chooses that pool for all of it. jemalloc, measured on 1M-row Parquet exports
 against the pyarrow default (mimalloc) for the writer and the C allocator for the rest: peak RSS
-171 MB instead of 179, the service's CPU 2.0 s instead of 2.2 s. The C allocator throughout held
-least (145 MB) but cost 0.6 s more CPU per 1M rows: with the fixed threshold each buffer of a
-parse is a fresh mapping (600,000 page faults against 220,000). An operator for whom memory
+171 MB instead of 179 (160 with numpy kept out as well, formats.parquet), the service's CPU 2.0 s
+instead of 2.2 s. The C allocator throughout held least (145 MB with numpy out) but cost 0.6 s
+more CPU per 1M rows: with the fixed threshold each buffer of a parse is a fresh mapping
+(600,000 page faults against 220,000). An operator for whom memory
 counts more sets ARROW_DEFAULT_MEMORY_POOL=system (docs/engine.md).
 """
 

@@ -321,15 +321,16 @@ class BulkRange:
 # after its sort, as it is sent; the others render theirs before (while the first is sent), and
 # only then, one after another, go out. Even ranges left the first still sending when the second
 # was ready (a core idle for a second of 1M rows); 0.72 (42% of two ranges) ends both at about
-# the same time: 4-5% off CSV's and XLSX's wall time at 1M rows, for the same CPU (docs/engine.md).
+# the same time: ~4% off CSV's and XLSX's wall time at 1M rows, heavy CSV 0.54x -> 0.61x COPY's
+# rows/s (docs/engine.md, "Where the split falls").
 FIRST_RANGE_WEIGHT = 0.72
 
 
 def range_sizes(total: int, ranges: int) -> list[int]:
     """Rows in each of the first `ranges - 1` ranges of `total` (the last takes the rest)."""
-    unit = total / (FIRST_RANGE_WEIGHT + ranges - 1)
     if ranges < 2:
         return []
+    unit = total / (FIRST_RANGE_WEIGHT + ranges - 1)
     return [max(1, int(unit * FIRST_RANGE_WEIGHT))] + [int(unit)] * (ranges - 2)
 
 
