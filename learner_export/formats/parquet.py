@@ -130,12 +130,10 @@ class ParquetFramer:
             false_values=["false"],
         )
         self._sink = _Sink()
-        # The pool ARROW_DEFAULT_MEMORY_POOL chose, which Arrow's C++ code uses too
-        # (learner_export.memory: jemalloc unless the environment says otherwise).
-        self._pool = pa.default_memory_pool()
-        self._writer = pq.ParquetWriter(
-            self._sink, self._schema, compression="zstd", memory_pool=self._pool
-        )
+        # Every Arrow buffer comes from the default pool, which ARROW_DEFAULT_MEMORY_POOL
+        # chose for the C++ code as well (learner_export.memory: jemalloc unless the
+        # environment says otherwise).
+        self._writer = pq.ParquetWriter(self._sink, self._schema, compression="zstd")
         self._pending: list[Any] = []
         self._pending_rows = 0
         self._pending_bytes = 0
@@ -172,7 +170,6 @@ class ParquetFramer:
             read,
             self._parse_options,
             self._convert_options,
-            memory_pool=self._pool,
         ).cast(self._schema)
         del data
         while table.num_rows:
@@ -188,7 +185,7 @@ class ParquetFramer:
 
     def _flush(self) -> None:
         if self._pending:
-            table = self._pa.concat_tables(self._pending, memory_pool=self._pool)
+            table = self._pa.concat_tables(self._pending)
             self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
             self._writer.write_table(table, row_group_size=max(1, table.num_rows))
 
