@@ -30,8 +30,16 @@ PARSE_BYTES = 1024 * 1024
 def _cell(column: Column) -> str:
     ref = column.sql
     if column.kind in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ):
-        # Infinite timestamps have no Parquet value: they are written as null.
-        return f"CASE WHEN isfinite({ref}) THEN (extract(epoch FROM {ref}) * 1000000)::bigint END"
+        # Infinite timestamps have no Parquet value, nor those from 2^63 - 1 microseconds after
+        # 1970 on (294247-01-10 04:00:54.775807, where Parquet's int64 ends and PostgreSQL's
+        # count stops being exact; its own go on to 294276): they are written as null.
+        last = "'294247-01-10 04:00:54.775807" + (
+            "+00'" if column.kind is Kind.TIMESTAMPTZ else "'"
+        )
+        return (
+            f"CASE WHEN isfinite({ref}) AND {ref} < {last}::{column.kind.value}"
+            f" THEN (extract(epoch FROM {ref}) * 1000000)::bigint END"
+        )
     if column.kind is Kind.DATE:
         return f"CASE WHEN isfinite({ref}) THEN {ref} - date '1970-01-01' END"
     if column.kind is Kind.NUMERIC:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,18 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from learner_export.contract.columns import Kind
 from learner_export.formats.parquet import ROW_GROUP_ROWS
-from tests.conftest import BIG_LEARNERS, SEED_LEARNERS, Database, LiveServer, export_backends
+from tests.conftest import (
+    BIG_LEARNERS,
+    SEED_LEARNERS,
+    Database,
+    LiveServer,
+    export_backends,
+    query,
+)
 from tests.reference import KINDS, NAMES, reference_rows
 
 MAGIC = b"PAR1"
@@ -130,3 +139,73 @@ def test_parquet_first_bytes_leave_before_the_export_is_read(
     assert metadata.num_rows == BIG_LEARNERS
     sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
     assert max(sizes) <= ROW_GROUP_ROWS
+
+
+# Instants of every era PostgreSQL holds (BC, five- and six-digit years, whole seconds and single
+# microseconds); infinities, and instants from the last that Parquet's microseconds since 1970
+# (an int64) can hold, have no value.
+EDGE_INSTANTS = [
+    "0001-01-01 00:00:00+00",
+    "1969-12-31 23:59:59.999999+00",
+    "2024-02-29 12:00:00+00",
+    "2024-02-29 12:00:00.000001+00",
+    "9999-12-31 23:59:59.999999+00",
+    "0044-03-15 12:00:00.5+00 BC",
+    "4713-01-01 00:00:00+00 BC",
+    "10000-01-01 00:00:00+00",
+    "294247-01-10 04:00:54.775806+00",
+    "294247-01-10 04:00:54.775807+00",
+    "294276-12-31 23:59:59.999999+00",
+    "infinity",
+    "-infinity",
+]
+
+
+@pytest.fixture(scope="module")
+def edge_client(database_url: str) -> Iterator[str]:
+    client = str(uuid.uuid4())
+    query(database_url, "INSERT INTO public.clients (id, name) VALUES ($1, 'edges')", client)
+    for n, instant in enumerate(EDGE_INSTANTS):
+        query(
+            database_url,
+            "INSERT INTO public.learners (client_id, full_name, last_login_at)"
+            " VALUES ($1, $2, $3::text::timestamptz)",
+            client,
+            f"edge {n:02}",
+            instant,
+        )
+    yield client
+    query(database_url, "DELETE FROM public.learners WHERE client_id = $1", client)
+    query(database_url, "DELETE FROM public.clients WHERE id = $1", client)
+
+
+def test_parquet_keeps_every_instant_postgresql_can_hold(
+    live: LiveServer, database_url: str, edge_client: str, tmp_path: Path
+) -> None:
+    body = download(live, client_id=edge_client, columns="full_name,last_login_at")
+    table = pq.read_table(io.BytesIO(body)).sort_by("full_name")
+    assert table.schema.field("last_login_at").type == pa.timestamp("us", tz="UTC")
+    got = table.column("last_login_at").cast(pa.int64()).to_pylist()
+    # Microseconds since 1970 from PostgreSQL's calendar: whole days, then the time of day
+    # (both exact); None from 2^63 - 1 on, where an int64 (Parquet's timestamp) ends.
+    stored = query(
+        database_url,
+        "SELECT (last_login_at AT TIME ZONE 'UTC')::date - date '1970-01-01',"
+        " extract(epoch FROM (last_login_at AT TIME ZONE 'UTC')::time) * 1000000"
+        " FROM public.learners WHERE client_id = $1 AND isfinite(last_login_at)"
+        " ORDER BY full_name",
+        edge_client,
+    )
+    micros = [days * 86_400_000_000 + int(time) for days, time in stored]
+    want = [m if m < 2**63 - 1 else None for m in micros] + [None, None]  # ±infinity last
+    assert want.count(None) == 4 and len(want) == len(EDGE_INSTANTS)
+    assert got == want
+    # DuckDB reads the same microseconds.
+    path = tmp_path / "edges.parquet"
+    path.write_bytes(body)
+    with duckdb.connect() as conn:
+        duck = conn.execute(
+            "SELECT epoch_us(last_login_at) FROM read_parquet(?) ORDER BY full_name",
+            [str(path)],
+        ).fetchall()
+    assert [r[0] for r in duck] == want
