@@ -14,16 +14,18 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
-import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from learner_export.config import Settings
 from learner_export.errors import DATABASE_ERRORS, Unauthorized, database_error
 from learner_export.keys import caller_for_key, is_key
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("learner_export.auth")
 
@@ -189,6 +191,11 @@ class TokenVerifier:
         """Fetch EXPORT_JWKS_URL now, blocking (at start); False, logged, when that failed."""
         if self._jwks_url is None:
             return False
+        # Imported here: a serving process without EXPORT_JWKS_URL never needs httpx, which
+        # costs 5 MB of RSS (9 MB where rich and pygments are installed: it imports its
+        # command line's too).
+        import httpx
+
         self._attempted_at, self.fetches = self._clock(), self.fetches + 1
         try:
             with httpx.Client(timeout=JWKS_FETCH_SECONDS, follow_redirects=False) as client:
@@ -203,6 +210,8 @@ class TokenVerifier:
         (then, or when it fails, the keys held stay); True when new keys were installed."""
         if self._jwks_url is None:
             return False
+        import httpx  # as in fetch()
+
         if self._fetching is None:
             self._fetching = asyncio.Lock()
         async with self._fetching:

@@ -4,6 +4,8 @@ are skipped; start-up needs a secret or a usable JWKS."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +117,26 @@ def test_app_starts_with_only_a_jwks_or_only_a_secret(tmp_path: Path) -> None:
     for settings in ({"jwks_file": path}, {"jwks": json.dumps(JWKS)}, {"jwt_secret": JWT_SECRET}):
         app = create_app(Settings(database_url="postgresql://unused/db", **settings))
         assert isinstance(app.state.verifier, TokenVerifier)
+
+
+def test_a_service_without_a_jwks_url_never_loads_httpx() -> None:
+    """The serving process's RSS is bounded (benchmarks/targets.toml): httpx, needed only to
+    fetch EXPORT_JWKS_URL, costs 5-9 MB of it. In a process of its own, the app is built and a
+    token verified with the shared secret."""
+    script = """
+import sys
+from learner_export.api.app import create_app
+from learner_export.auth import TokenVerifier, issue_token
+from learner_export.config import Settings
+
+secret, subject = sys.argv[1], "6f1c1d2e-0d4c-4c39-9a43-1f0f7a1f2b3c"
+settings = Settings(database_url="postgresql://nobody@127.0.0.1:1/none", jwt_secret=secret)
+create_app(settings)
+assert TokenVerifier.from_settings(settings).verify(issue_token(secret, subject)) == subject
+print("httpx" in sys.modules)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script, JWT_SECRET], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "False\n"
