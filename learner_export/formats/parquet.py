@@ -85,13 +85,14 @@ def _import_pyarrow() -> tuple[Any, Any, Any]:
     pyarrow imports numpy whenever it is installed (a tool beside the service may have brought
     it), for conversions the framer never asks for: 11 MB of every serving process's RSS. Where
     the framer is the first to import pyarrow, pyarrow in that process converts nothing to numpy
-    afterwards; nothing in the service does. Where numpy is already imported, nothing changes."""
+    afterwards; nothing in the service does. Where numpy is already imported, nothing changes.
+    pyarrow.compute (10 MB more, and it would import numpy later) is never imported: the framer
+    needs no cast (ParquetFramer._stored)."""
     hidden = "numpy" not in sys.modules
     if hidden:
         sys.modules["numpy"] = None  # type: ignore[assignment]  # `import numpy` fails
     try:
         import pyarrow as pa
-        import pyarrow.compute  # Table.cast() imports it, and it imports numpy
         import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
     finally:
@@ -125,6 +126,8 @@ class ParquetFramer:
         self._names = [c.name for c in columns]
         self._read_types = {c.name: read[c.kind] for c in columns}
         self._schema = pa.schema([(c.name, store[c.kind]) for c in columns])
+        # Columns read as integers and stored as dates or timestamps: the same bytes, viewed.
+        self._views = [store[c.kind] if store[c.kind] != read[c.kind] else None for c in columns]
         self._column_names = self._names
         # With one column, an empty line is a row whose cell is NULL: it must not be skipped.
         self._parse_options = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False)
@@ -173,13 +176,11 @@ class ParquetFramer:
         read = self._pacsv.ReadOptions(
             column_names=self._column_names, use_threads=False, block_size=len(data) + 1
         )
-        table = self._pacsv.read_csv(
-            self._pa.py_buffer(data),
-            read,
-            self._parse_options,
-            self._convert_options,
-        ).cast(self._schema)
+        parsed = self._pacsv.read_csv(
+            self._pa.py_buffer(data), read, self._parse_options, self._convert_options
+        )
         del data
+        table = self._stored(parsed)
         while table.num_rows:
             # Full groups leave; the rest waits for the next records.
             room = ROW_GROUP_ROWS - self._pending_rows
@@ -190,6 +191,19 @@ class ParquetFramer:
             self._pending_bytes += part.nbytes
             if self._pending_rows >= ROW_GROUP_ROWS or self._pending_bytes >= ROW_GROUP_BYTES:
                 self._flush()
+
+    def _stored(self, parsed: Any) -> Any:
+        """The parsed table in the file's types. Days and microseconds since the epoch are
+        laid out as date32 and timestamp[us] are: each chunk is viewed as its stored type, where
+        Table.cast() would copy it and import pyarrow.compute."""
+        pa = self._pa
+        columns = [
+            column
+            if view is None
+            else pa.chunked_array([chunk.view(view) for chunk in column.chunks], type=view)
+            for column, view in zip(parsed.columns, self._views, strict=True)
+        ]
+        return pa.Table.from_arrays(columns, schema=self._schema)
 
     def _flush(self) -> None:
         if self._pending:

@@ -7,7 +7,10 @@ import io
 import os
 import subprocess
 import sys
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -44,9 +47,10 @@ def test_parquet_row_groups_stay_within_their_bound(page_rows: int) -> None:
 
 
 def test_a_parquet_export_keeps_numpy_out_and_arrow_on_jemalloc() -> None:
-    """In a process of its own, as the service runs: the export's file is whole, numpy (11 MB of
-    RSS, installed here beside the tests) is never imported, and every Arrow buffer comes from
-    jemalloc (docs/engine.md: the peak and CPU each pool gave)."""
+    """In a process of its own, as the service runs: the export's file is whole, with its dates
+    and instants; numpy (11 MB of RSS, installed here beside the tests) and pyarrow.compute
+    (10 MB) are never imported, and every Arrow buffer comes from jemalloc (docs/engine.md: the
+    peak and CPU each pool gave)."""
     script = """
 import sys
 from learner_export.contract.columns import Column, Kind
@@ -55,11 +59,18 @@ from learner_export.formats.parquet import ParquetFramer
 from learner_export.memory import give_back_large_buffers
 
 give_back_large_buffers()
-columns = [Column("t", Kind.TEXT, "text"), Column("n", Kind.INT, "int4")]
-framer = ParquetFramer(columns, RenderOptions())
-body = framer.begin() + framer.page(b'a,1\\n"b\\nc",\\n') + framer.end()
+columns = [
+    Column("t", Kind.TEXT, "text"),
+    Column("n", Kind.INT, "int4"),
+    Column("d", Kind.DATE, "date"),
+    Column("at", Kind.TIMESTAMPTZ, "timestamptz"),
+]
+framer = ParquetFramer(columns, RenderOptions(tz="Europe/Paris"))
+rows = b'a,1,19782,1709208000000001\\n"b\\nc",,-1,\\n'
+body = framer.begin() + framer.page(rows) + framer.end()
 import pyarrow as pa
-sys.stdout.write(f"{'numpy' in sys.modules} {pa.default_memory_pool().backend_name}\\n")
+loaded = "numpy" in sys.modules or "pyarrow.compute" in sys.modules
+sys.stdout.write(f"{loaded} {pa.default_memory_pool().backend_name}\\n")
 sys.stdout.flush()
 sys.stdout.buffer.write(body)
 """
@@ -70,4 +81,11 @@ sys.stdout.buffer.write(body)
     said, body = done.stdout.split(b"\n", 1)
     assert said == b"False jemalloc"
     table = pq.read_table(io.BytesIO(body))
-    assert table.to_pydict() == {"t": ["a", "b\nc"], "n": [1, None]}
+    assert table.schema.field("at").type == pa.timestamp("us", tz="Europe/Paris")
+    paris = ZoneInfo("Europe/Paris")
+    assert table.to_pydict() == {
+        "t": ["a", "b\nc"],
+        "n": [1, None],
+        "d": [date(2024, 2, 29), date(1969, 12, 31)],
+        "at": [datetime(2024, 2, 29, 12, 0, 0, 1, tzinfo=UTC).astimezone(paris), None],
+    }
