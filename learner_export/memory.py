@@ -15,6 +15,12 @@ instead of 2.2 s. The C allocator throughout held least (145 MB with numpy out) 
 more CPU per 1M rows: with the fixed threshold each buffer of a parse is a fresh mapping
 (600,000 page faults against 220,000). An operator for whom memory
 counts more sets ARROW_DEFAULT_MEMORY_POOL=system (docs/engine.md).
+
+jemalloc gives each thread that allocates an arena of its own (up to four per core), and each
+arena keeps its own freed pages: a Parquet export frames long pieces in a worker thread
+(lifecycle.OFFLOAD_BYTES), so its buffers spread over several arenas. One arena
+(JE_ARROW_MALLOC_CONF=narenas:1, unless the environment configures Arrow's jemalloc) held a
+1M-row Parquet export's server at 135-137 MB instead of 144-147 MB, with no more CPU.
 """
 
 from __future__ import annotations
@@ -31,12 +37,14 @@ _done = False
 
 def give_back_large_buffers() -> None:
     """Fix glibc's mmap threshold (once; a no-op elsewhere or when the environment sets it),
-    and make jemalloc Arrow's default pool (unless the environment chooses one)."""
+    and make jemalloc, with one arena, Arrow's default pool (unless the environment chooses)."""
     global _done
     if _done:
         return
     _done = True
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+    # Read by Arrow's jemalloc (its own build, prefixed je_arrow_) when pyarrow first loads.
+    os.environ.setdefault("JE_ARROW_MALLOC_CONF", "narenas:1")
     if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return
     name = ctypes.util.find_library("c")

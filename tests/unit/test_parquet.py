@@ -49,8 +49,8 @@ def test_parquet_row_groups_stay_within_their_bound(page_rows: int) -> None:
 def test_a_parquet_export_keeps_numpy_out_and_arrow_on_jemalloc() -> None:
     """In a process of its own, as the service runs: the export's file is whole, with its dates
     and instants; numpy (11 MB of RSS, installed here beside the tests) and pyarrow.compute
-    (10 MB) are never imported, and every Arrow buffer comes from jemalloc (docs/engine.md: the
-    peak and CPU each pool gave)."""
+    (10 MB) are never imported, and every Arrow buffer comes from jemalloc with one arena
+    (docs/engine.md: the peak and CPU each pool gave)."""
     script = """
 import sys
 from learner_export.contract.columns import Column, Kind
@@ -69,17 +69,20 @@ framer = ParquetFramer(columns, RenderOptions(tz="Europe/Paris"))
 rows = b'a,1,19782,1709208000000001\\n"b\\nc",,-1,\\n'
 body = framer.begin() + framer.page(rows) + framer.end()
 import pyarrow as pa
+import os
 loaded = "numpy" in sys.modules or "pyarrow.compute" in sys.modules
-sys.stdout.write(f"{loaded} {pa.default_memory_pool().backend_name}\\n")
+pool = pa.default_memory_pool().backend_name
+sys.stdout.write(f"{loaded} {pool} {os.environ['JE_ARROW_MALLOC_CONF']}\\n")
 sys.stdout.flush()
 sys.stdout.buffer.write(body)
 """
-    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    chosen = ("ARROW_DEFAULT_MEMORY_POOL", "JE_ARROW_MALLOC_CONF")
+    env = {k: v for k, v in os.environ.items() if k not in chosen}
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, check=True, env=env, timeout=60
     )
     said, body = done.stdout.split(b"\n", 1)
-    assert said == b"False jemalloc"
+    assert said == b"False jemalloc narenas:1"
     table = pq.read_table(io.BytesIO(body))
     assert table.schema.field("at").type == pa.timestamp("us", tz="Europe/Paris")
     paris = ZoneInfo("Europe/Paris")
