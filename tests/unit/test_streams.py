@@ -13,7 +13,7 @@ from learner_export.contract.columns import Column, Kind
 from learner_export.formats import RenderOptions
 from learner_export.formats.csv import crlf, to_crlf
 from learner_export.formats.parquet import ROW_GROUP_BYTES, ParquetFramer
-from learner_export.pages import PageStream
+from learner_export.pages import GATHER_BYTES, CopiedPage, PageStream
 
 
 def whole_split(data: bytes) -> bytes:
@@ -84,3 +84,28 @@ def test_a_parquet_row_longer_than_a_block_and_row_groups_bounded_in_bytes() -> 
     for i in range(file.metadata.num_row_groups):
         group = file.metadata.row_group(i)
         assert group.num_rows == 1 or group.total_byte_size <= 2 * ROW_GROUP_BYTES
+
+
+def test_a_page_held_whole_is_taken_in_pieces_of_about_gather_bytes() -> None:
+    """A range held until its turn is handed on ~GATHER_BYTES at a time, not all at once (a
+    piece over lifecycle.OFFLOAD_BYTES would be framed in a worker thread), every byte and row
+    in order; the page's last piece carries its rows."""
+    line = b"x" * 99 + b"\n"
+    pieces = [line * 100 for _ in range(80)]  # 80 pieces of 10,000 bytes
+
+    async def scenario() -> list[CopiedPage]:
+        stream = PageStream(budget=1 << 20, lines_are_rows=True)
+        for piece in pieces:
+            await stream.put(bytearray(piece))
+        stream.end(8_000)
+        got = []
+        while (page := await stream.take()) is not None:
+            got.append(page)
+        return got
+
+    got = asyncio.run(scenario())
+    sizes = [len(p.data) for p in got]
+    assert all(GATHER_BYTES <= n < GATHER_BYTES + 10_000 for n in sizes[:-1]), sizes
+    assert sum(sizes) == 800_000 and len(got) == 800_000 // 70_000 + 1
+    assert b"".join(bytes(p.data) for p in got) == b"".join(pieces)
+    assert [p.rows for p in got] == [n // 100 for n in sizes]
