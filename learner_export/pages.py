@@ -163,7 +163,7 @@ class PageStream:
     each costs a step of the whole pipeline (25 µs; 0.8 s of the service's CPU per 1M CSV rows
     when taken one by one), while a page held whole until its turn (the budget, 1 MiB) taken at
     once would be framed in a worker thread (lifecycle.OFFLOAD_BYTES), whose buffers come from
-    allocator arenas of their own (measured: 8-10 MB more peak RSS per export)."""
+    allocator arenas of their own (a 1M-row Parquet export's peak: 5 MB more, docs/engine.md)."""
 
     def __init__(self, budget: int, lines_are_rows: bool = False) -> None:
         self._budget = budget

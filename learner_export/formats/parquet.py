@@ -33,11 +33,10 @@ def _cell(column: Column) -> str:
         # Infinite timestamps have no Parquet value, nor those from 2^63 - 1 microseconds after
         # 1970 on (294247-01-10 04:00:54.775807, where Parquet's int64 ends and PostgreSQL's
         # count stops being exact; its own go on to 294276): they are written as null.
-        last = "'294247-01-10 04:00:54.775807" + (
-            "+00'" if column.kind is Kind.TIMESTAMPTZ else "'"
-        )
+        zone = "+00" if column.kind is Kind.TIMESTAMPTZ else ""
+        last = f"'294247-01-10 04:00:54.775807{zone}'::{column.kind.value}"
         return (
-            f"CASE WHEN isfinite({ref}) AND {ref} < {last}::{column.kind.value}"
+            f"CASE WHEN isfinite({ref}) AND {ref} < {last}"
             f" THEN (extract(epoch FROM {ref}) * 1000000)::bigint END"
         )
     if column.kind is Kind.DATE:
