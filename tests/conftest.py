@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -290,6 +290,30 @@ def query(url: str, statement: str, *args: Any) -> list[asyncpg.Record]:
 
     result: list[asyncpg.Record] = run(go())
     return result
+
+
+@contextlib.contextmanager
+def client_of(
+    url: str, name: str, column: str, values: Sequence[Any], value_sql: str = "$3"
+) -> Iterator[str]:
+    """A client of its own (its id) whose learners, `<name> 00`, `<name> 01`..., hold `values`
+    in `column` (`value_sql` reads the value, $3); removed with its learners afterwards."""
+    client = str(uuid.uuid4())
+    query(url, "INSERT INTO public.clients (id, name) VALUES ($1, $2)", client, name)
+    for n, value in enumerate(values):
+        query(
+            url,
+            f"INSERT INTO public.learners (client_id, full_name, {column})"
+            f" VALUES ($1, $2, {value_sql})",
+            client,
+            f"{name} {n:02}",
+            value,
+        )
+    try:
+        yield client
+    finally:
+        query(url, "DELETE FROM public.learners WHERE client_id = $1", client)
+        query(url, "DELETE FROM public.clients WHERE id = $1", client)
 
 
 @pytest.fixture

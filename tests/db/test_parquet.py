@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from tests.conftest import (
     SEED_LEARNERS,
     Database,
     LiveServer,
+    client_of,
     export_backends,
     query,
 )
@@ -163,20 +163,10 @@ EDGE_INSTANTS = [
 
 @pytest.fixture(scope="module")
 def edge_client(database_url: str) -> Iterator[str]:
-    client = str(uuid.uuid4())
-    query(database_url, "INSERT INTO public.clients (id, name) VALUES ($1, 'edges')", client)
-    for n, instant in enumerate(EDGE_INSTANTS):
-        query(
-            database_url,
-            "INSERT INTO public.learners (client_id, full_name, last_login_at)"
-            " VALUES ($1, $2, $3::text::timestamptz)",
-            client,
-            f"edge {n:02}",
-            instant,
-        )
-    yield client
-    query(database_url, "DELETE FROM public.learners WHERE client_id = $1", client)
-    query(database_url, "DELETE FROM public.clients WHERE id = $1", client)
+    with client_of(
+        database_url, "edge", "last_login_at", EDGE_INSTANTS, "$3::text::timestamptz"
+    ) as client:
+        yield client
 
 
 def test_parquet_keeps_every_instant_postgresql_can_hold(

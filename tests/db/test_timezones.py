@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -13,7 +12,7 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import LiveServer, query
+from tests.conftest import LiveServer, client_of
 
 # Sydney leaves daylight saving at 2024-04-07 03:00 (+11:00) → 02:00 (+10:00): 02:30 happens
 # twice, an hour apart. And it starts again at 2024-10-06 02:00 (+10:00) → 03:00 (+11:00).
@@ -31,19 +30,8 @@ SYDNEY = [
 
 @pytest.fixture(scope="module")
 def dst_client(database_url: str) -> Iterator[str]:
-    client = str(uuid.uuid4())
-    query(database_url, "INSERT INTO public.clients (id, name) VALUES ($1, 'DST')", client)
-    for n, instant in enumerate(INSTANTS):
-        query(
-            database_url,
-            "INSERT INTO public.learners (client_id, full_name, created_at) VALUES ($1, $2, $3)",
-            client,
-            f"dst {n}",
-            instant,
-        )
-    yield client
-    query(database_url, "DELETE FROM public.learners WHERE client_id = $1", client)
-    query(database_url, "DELETE FROM public.clients WHERE id = $1", client)
+    with client_of(database_url, "dst", "created_at", INSTANTS) as client:
+        yield client
 
 
 def export(live: LiveServer, client: str, **params: str) -> bytes:
