@@ -81,11 +81,17 @@ def test_two_admins_with_unread_downloads_leave_room_for_a_third(
                 first_byte_seconds = time.monotonic() - began
                 body += b"".join(pieces)
             ready = client.get("/readyz")
+        # The greedy kept every slot they held: the third's was free, not reclaimed from them.
+        still = [running(big_database, a) for a in greedy]
     finally:
         for sock in held:
             sock.close()
     assert response.status_code == 200
-    assert first_byte_seconds < 2
+    assert still == [PER_CALLER] * 2
+    # Well before the 30 s first-stall limit, after which a held slot would have been reclaimed:
+    # the time itself is the eight held exports' PostgreSQL work on two cores (2-3 s on a slow
+    # day), not a wait for a slot.
+    assert first_byte_seconds < 10
     assert body.count(b"\n") >= 201
     assert ready.status_code == 200  # the audit, roles and /readyz kept their connections
 
