@@ -198,9 +198,7 @@ class Export:
         pages: SnapshotPages | None = None
         try:
             conn = await connections.main()
-            spec = FORMATS[params.format].select(
-                params.columns, params.render_options(s.settings.xlsx_sheet_rows)
-            )
+            spec = FORMATS[params.format].select(params.columns, params.render_options(s.settings))
             pages = SnapshotPages(
                 conn,
                 params,
@@ -329,7 +327,7 @@ class Export:
         never runs work that grows with the data.
         """
         framer: Framer = self.format.framer(
-            self.params.columns, self.params.render_options(self.services.settings.xlsx_sheet_rows)
+            self.params.columns, self.params.render_options(self.services.settings)
         )
         metrics = self.services.metrics
         first = True

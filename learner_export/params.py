@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from learner_export.config import Settings
 from learner_export.contract import Contract, Words
 from learner_export.contract.columns import Column
 from learner_export.cursor import decode_cursor
 from learner_export.errors import InvalidParameter
-from learner_export.formats import FORMATS, RenderOptions
+from learner_export.formats import FORMATS, RenderOptions, render
 
 MAX_CLIENT_IDS = 1000
 MAX_VALUE_LENGTH = 4096
@@ -180,13 +181,14 @@ class ExportParams:
     # The query pairs as given (after validation), for signed links.
     query: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
-    def render_options(self, sheet_rows: int) -> RenderOptions:
+    def render_options(self, settings: Settings) -> RenderOptions:
         return RenderOptions(
             escape_formulas=self.escape_formulas,
             bom=self.bom,
             cursor=self.cursor,
             tz=self.tz,
-            sheet_rows=sheet_rows,
+            sheet_rows=settings.xlsx_sheet_rows,
+            native=settings.render == "service" and render.AVAILABLE,
         )
 
     @property

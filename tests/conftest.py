@@ -406,9 +406,7 @@ async def snapshot_pages(
         for item in value if isinstance(value, list | tuple) else [value]:
             pairs.append((name, str(item).lower() if isinstance(item, bool) else str(item)))
     parsed = parse_export_params(pairs, contract, time_zones=frozenset({"UTC"}))
-    spec = FORMATS[parsed.format].select(
-        parsed.columns, parsed.render_options(settings.xlsx_sheet_rows)
-    )
+    spec = FORMATS[parsed.format].select(parsed.columns, parsed.render_options(settings))
     pages = SnapshotPages(
         conn,
         parsed,
@@ -428,6 +426,7 @@ async def export_bytes(
     first_page_size: int = 100,
     sheet_rows: int = 1_048_576,
     bulk_pass: bool = True,
+    render: str = "service",
     **params: Any,
 ) -> tuple[bytes, int]:
     """A whole export as the service writes it, without HTTP; and the connections it used."""
@@ -437,12 +436,11 @@ async def export_bytes(
         first_page_size=first_page_size,
         xlsx_sheet_rows=sheet_rows,
         bulk_pass=bulk_pass,
+        render=render,
     )
     conn = await db.connect(settings, url)
     pages, parsed = await snapshot_pages(conn, url, settings, caller, **params)
-    framer = FORMATS[parsed.format].framer(
-        parsed.columns, parsed.render_options(settings.xlsx_sheet_rows)
-    )
+    framer = FORMATS[parsed.format].framer(parsed.columns, parsed.render_options(settings))
     try:
         await pages.open()
         parts = [framer.begin()]

@@ -1,8 +1,9 @@
 """CSV per RFC 4180: UTF-8, CRLF, a header row, NULL as an empty field, "" an empty string.
 
-PostgreSQL's COPY writes the cells (its CSV quoting is RFC 4180's); the select list adds what
-COPY cannot: formula-like text neutralised, ISO 8601 timestamps, true/false. Python adds the
-header and turns COPY's LF record ends into CRLF.
+PostgreSQL's COPY writes the cells (its CSV quoting is RFC 4180's). What COPY cannot do
+(formula-like text neutralised, ISO 8601 timestamps, true/false, CRLF record ends) is done on
+COPY's plain output by formats.render (C), or, with `EXPORT_RENDER=database`, by the select list
+in PostgreSQL and to_crlf() here. Python adds the header.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from learner_export.contract.columns import Column, Kind
-from learner_export.formats import CopySpec, Format, RenderOptions, cells
+from learner_export.formats import CopySpec, Format, RenderOptions, cells, render
 from learner_export.formats.formula import sql_neutralised
 
 BOM = "\ufeff".encode()
@@ -29,7 +30,7 @@ def _cell(column: Column, options: RenderOptions) -> str:
 
 def select(columns: Sequence[Column], options: RenderOptions) -> CopySpec:
     """The cursor's characters need neither quoting nor neutralising."""
-    items = [_cell(c, options) for c in columns]
+    items = [c.sql if options.native else _cell(c, options) for c in columns]
     if options.cursor:
         items.append(cells.cursor(options.tz))
     return CopySpec(tuple(items))
@@ -96,15 +97,23 @@ class CsvFramer:
         head = (",".join(quoted(n) for n in names) + "\r\n").encode()
         self._head = BOM + head if options.bom else head
         self._quoted = False
+        kinds = [render.csv_kind(c, options.escape_formulas) for c in columns]
+        self._records = (
+            render.Records(kinds + [render.AS_IS] * options.cursor) if options.native else None
+        )
 
     def begin(self) -> bytes:
         return self._head
 
     def page(self, data: bytes | bytearray) -> bytes | bytearray:
+        if self._records is not None:
+            return self._records(data)
         out, self._quoted = to_crlf(data, self._quoted)
         return out
 
     def end(self) -> bytes:
+        if self._records is not None:
+            self._records.end()
         return b""
 
     def close(self) -> None:

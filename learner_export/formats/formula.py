@@ -25,7 +25,7 @@ SEPARATORS = ";\t\r\n"
 # invisible ones): C0 and C1 controls, Unicode spaces, zero-width and direction marks, the BOM,
 # and the double quote (a field's opening quote in a reading where it starts a cell). Ranges
 # of code points; the separators are left out, they start a piece of their own.
-_SKIPPED = (
+SKIPPED = (
     (0x00, 0x08),
     (0x0B, 0x0C),
     (0x0E, 0x20),
@@ -60,9 +60,7 @@ def _ranges(ranges: tuple[tuple[int, int], ...]) -> str:
     return "".join(_escape(lo) if lo == hi else f"{_escape(lo)}-{_escape(hi)}" for lo, hi in ranges)
 
 
-_TRIGGER = (
-    f"[{_ranges(_SKIPPED)}]*(?:[{_chars(ALWAYS)}]|[{_chars(SIGNS)}](?![{_chars(PLAIN)}]*\\Z))"
-)
+_TRIGGER = f"[{_ranges(SKIPPED)}]*(?:[{_chars(ALWAYS)}]|[{_chars(SIGNS)}](?![{_chars(PLAIN)}]*\\Z))"
 # A piece that reads as a formula: its start (the cell's or a separator), skipped characters,
 # a trigger.
 DANGER = f"(?:\\A|[{_chars(SEPARATORS)}]){_TRIGGER}"
@@ -99,10 +97,10 @@ def _sql_literal(pattern: str) -> str:
 
 def _first_char_suspect() -> str:
     """SQL over `{ref}`: whether the first character may be skipped or be a trigger. Beyond
-    ASCII only the code points of _SKIPPED, ALWAYS and SIGNS are: text starting with any other
+    ASCII only the code points of SKIPPED, ALWAYS and SIGNS are: text starting with any other
     letter (accented, Cyrillic, CJK, emoji...) goes no further (measured on the benchmark's 1M
     names: 1.15-1.27 s against 1.34-1.38 s with every non-ASCII first letter suspect)."""
-    wide = [(max(lo, 0x7F), hi) for lo, hi in _SKIPPED if hi >= 0x7F]
+    wide = [(max(lo, 0x7F), hi) for lo, hi in SKIPPED if hi >= 0x7F]
     singles = sorted(
         {ord(c) for c in ALWAYS + SIGNS if ord(c) >= 0x7F} | {lo for lo, hi in wide if lo == hi}
     )

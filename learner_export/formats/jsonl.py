@@ -1,8 +1,9 @@
 """JSON Lines: one object per row, native types, timestamps as ISO 8601 strings.
 
-The select list builds each line; COPY writes it as a lone CSV field whose quote and delimiter
-characters JSON text never holds (it escapes every control character), so the line goes out
-untouched.
+formats.render (C) writes each line from COPY's plain output of the cells. With
+`EXPORT_RENDER=database` the select list builds each line instead; COPY writes it as a lone CSV
+field whose quote and delimiter characters JSON text never holds (it escapes every control
+character), so the line goes out untouched.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 import orjson
 
 from learner_export.contract.columns import Column, Kind
-from learner_export.formats import CopySpec, Format, RenderOptions, cells
+from learner_export.formats import CopySpec, Format, RenderOptions, cells, render
 
 
 def _value(column: Column, tz: str) -> str:
@@ -34,7 +35,26 @@ def _value(column: Column, tz: str) -> str:
     return f"{ref}::text"
 
 
+def _plain(column: Column) -> str:
+    """What formats.render needs from PostgreSQL: numbers JSON can hold, the rest as COPY
+    writes it."""
+    if column.kind in (Kind.FLOAT, Kind.NUMERIC):
+        return _value(column, "UTC")
+    return column.sql
+
+
+def _names(columns: Sequence[Column], cursor: bool) -> list[bytes]:
+    """Each member's `{"name":` or `,"name":`."""
+    names = [c.name for c in columns] + (["_cursor"] if cursor else [])
+    return [(b"{" if i == 0 else b",") + orjson.dumps(n) + b":" for i, n in enumerate(names)]
+
+
 def select(columns: Sequence[Column], options: RenderOptions) -> CopySpec:
+    if options.native:
+        items = [_plain(c) for c in columns]
+        if options.cursor:
+            items.append(cells.cursor(options.tz))
+        return CopySpec(tuple(items))
     parts = [
         f"{cells.literal(('{' if i == 0 else ',') + orjson.dumps(c.name).decode() + ':')}"
         f" || coalesce({_value(c, options.tz)}, 'null')"
@@ -47,15 +67,20 @@ def select(columns: Sequence[Column], options: RenderOptions) -> CopySpec:
 
 class JsonlFramer:
     def __init__(self, columns: Sequence[Column], options: RenderOptions) -> None:
-        pass
+        kinds = [render.json_kind(c) for c in columns] + [render.JSON_QUOTED] * options.cursor
+        self._lines = (
+            render.Records(kinds, _names(columns, options.cursor)) if options.native else None
+        )
 
     def begin(self) -> bytes:
         return b""
 
     def page(self, data: bytes | bytearray) -> bytes | bytearray:
-        return data
+        return data if self._lines is None else self._lines(data)
 
     def end(self) -> bytes:
+        if self._lines is not None:
+            self._lines.end()
         return b""
 
     def close(self) -> None:

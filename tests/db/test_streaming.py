@@ -26,7 +26,7 @@ async def _first_chunk_progress(url: str, fmt: str, admin: str) -> tuple[int, in
     settings = make_settings(url)
     conn = await db.connect(settings, url)
     pages, params = await snapshot_pages(conn, url, settings, admin, format=fmt)
-    framer = FORMATS[fmt].framer(params.columns, params.render_options(settings.xlsx_sheet_rows))
+    framer = FORMATS[fmt].framer(params.columns, params.render_options(settings))
     fetched_at_first_chunk = -1
     chunks = 0
     try:

@@ -22,9 +22,7 @@ async def _workbook(url: str, caller: str, sheet_bytes: int) -> bytes:
     settings = make_settings(url, page_size=300, first_page_size=100)
     conn = await db.connect(settings, url)
     pages, parsed = await snapshot_pages(conn, url, settings, caller, format="xlsx", limit=ROWS)
-    framer = XlsxFramer(
-        parsed.columns, parsed.render_options(settings.xlsx_sheet_rows), sheet_bytes
-    )
+    framer = XlsxFramer(parsed.columns, parsed.render_options(settings), sheet_bytes)
     try:
         await pages.open()
         parts = [framer.begin()]
