@@ -1,15 +1,18 @@
 /* The rendering COPY does not do, in C on the service's side (formats/render.py says when).
 
 PostgreSQL's COPY writes plain cells (CSV, DateStyle ISO, the export's TimeZone); this module
-turns whole records of that output into the export's CSV records or JSON Lines, with what the
+turns whole records of that output into the export's CSV records, JSON Lines or XLSX sheet rows
+(a line each, numbered), with what the
 SQL select lists would otherwise compute per cell in PostgreSQL (0.3-0.8 µs a cell there,
 docs/engine.md): the formula rule, ISO 8601 timestamps as to_char() writes them, true/false,
-JSON strings as to_json() escapes them, and CSV's CRLF record ends.
+JSON strings as to_json() escapes them, CSV's CRLF record ends, sheet XML's cells.
 
 Each field of a record has a kind, one byte (formats/render.py names them):
   'x' as COPY wrote it          't' text under the formula rule      's' text as a JSON string
   'q' in JSON quotes as it is   'b' t/f as true/false
   'D' date, 'T' timestamp, 'Z' timestamptz: to_char()'s ISO 8601; an infinity is NULL
+  XLSX cells: 'X' inline text, styled as text when a formula ('Y' without the rule), 'U' inline
+  as it is, 'w' a date-time serial, 'd' a date serial, 'B' a boolean (0/1), 'N' a number
 
 The formula rule's characters come from learner_export.formats.formula (set_rule()), where the
 rule is written once for Python and PostgreSQL.
@@ -117,6 +120,9 @@ static inline void put(Buf *b, const void *s, size_t n)
     b->len += n;
 }
 
+/* A string literal, its length counted by the compiler. */
+#define PUTS(b, literal) put((b), literal, sizeof(literal) - 1)
+
 static inline void put1(Buf *b, char c)
 {
     if (b->len + 1 > b->cap && grow(b, 1) < 0)
@@ -212,7 +218,7 @@ static int iso(Buf *out, const unsigned char *s, const unsigned char *e, char ki
     if (e - t >= 3 && *t == ':')
         put(out, t, 3);
     else
-        put(out, ":00", 3);
+        PUTS(out, ":00");
     return 1;
 }
 
@@ -231,27 +237,27 @@ static void json_escaped(Buf *out, const unsigned char *s, const unsigned char *
         put(out, copied, s - copied);
         switch (c) {
         case '"':
-            put(out, "\\\"", 2);
+            PUTS(out, "\\\"");
             s += (s + 1 < e && s[1] == '"') ? 2 : 1;
             copied = s;
             continue;
         case '\\':
-            put(out, "\\\\", 2);
+            PUTS(out, "\\\\");
             break;
         case '\b':
-            put(out, "\\b", 2);
+            PUTS(out, "\\b");
             break;
         case '\f':
-            put(out, "\\f", 2);
+            PUTS(out, "\\f");
             break;
         case '\n':
-            put(out, "\\n", 2);
+            PUTS(out, "\\n");
             break;
         case '\r':
-            put(out, "\\r", 2);
+            PUTS(out, "\\r");
             break;
         case '\t':
-            put(out, "\\t", 2);
+            PUTS(out, "\\t");
             break;
         default: {
             char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
@@ -264,12 +270,19 @@ static void json_escaped(Buf *out, const unsigned char *s, const unsigned char *
     put(out, copied, s - copied);
 }
 
+enum { CSV, JSON, XLSX };
+
 typedef struct {
+    int format;
     const char *kinds;
     Py_ssize_t n_kinds;
-    /* JSON Lines: each field's `{"name":` or `,"name":`; NULL for CSV. */
+    /* JSON Lines: each field's `{"name":` or `,"name":`; XLSX: each column's letters. */
     const char **names;
     const Py_ssize_t *name_lens;
+    /* XLSX: the export's index of the first row, and the data rows a sheet holds. */
+    long long index, sheet_rows;
+    char row[24];
+    int row_len;
 } Layout;
 
 /* One field of CSV: [s, e) as COPY wrote it. */
@@ -287,8 +300,10 @@ static int csv_field(Buf *out, const unsigned char *s, const unsigned char *e, i
         }
         return 0;
     case 'b':
-        if (e - s == 1)
-            put(out, *s == 't' ? "true" : "false", *s == 't' ? 4 : 5);
+        if (e - s == 1 && *s == 't')
+            PUTS(out, "true");
+        else if (e - s == 1)
+            PUTS(out, "false");
         return 0;
     case 'D':
     case 'T':
@@ -305,7 +320,7 @@ static int json_field(Buf *out, const unsigned char *s, const unsigned char *e, 
                       char kind)
 {
     if (s == e && !quoted) {
-        put(out, "null", 4);
+        PUTS(out, "null");
         return 0;
     }
     switch (kind) {
@@ -323,7 +338,10 @@ static int json_field(Buf *out, const unsigned char *s, const unsigned char *e, 
         put1(out, '"');
         return 0;
     case 'b':
-        put(out, *s == 't' ? "true" : "false", *s == 't' ? 4 : 5);
+        if (*s == 't')
+            PUTS(out, "true");
+        else
+            PUTS(out, "false");
         return 0;
     case 'D':
     case 'T':
@@ -335,7 +353,7 @@ static int json_field(Buf *out, const unsigned char *s, const unsigned char *e, 
             return -1;
         if (r == 0) {
             out->len = before;
-            put(out, "null", 4);
+            PUTS(out, "null");
             return 0;
         }
         put1(out, '"');
@@ -347,15 +365,142 @@ static int json_field(Buf *out, const unsigned char *s, const unsigned char *e, 
     }
 }
 
+/* Whether some reading of the cell (`,`, `;` or tab separated) has a formula in it. */
+static int formula_in(const unsigned char *s, const unsigned char *e)
+{
+    for (const unsigned char *piece = s;;) {
+        if (formula_at(piece, e))
+            return 1;
+        while (piece < e && !(*piece < 128 && (ascii_class[*piece] & SEP)))
+            piece++;
+        if (piece >= e)
+            return 0;
+        piece++;
+    }
+}
+
+static inline int xml_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Text as sheet XML writes it: markup characters as entities, CR and LF as references, the
+   characters XML forbids dropped (C0 controls but tab, U+FFFE, U+FFFF). */
+static void xml_escaped(Buf *out, const unsigned char *s, const unsigned char *e)
+{
+    const unsigned char *copied = s;
+    while (s < e) {
+        unsigned char c = *s;
+        const char *with = NULL;
+        size_t skip = 1;
+        if (c == '&')
+            with = "&amp;";
+        else if (c == '<')
+            with = "&lt;";
+        else if (c == '>')
+            with = "&gt;";
+        else if (c == '\r')
+            with = "&#13;";
+        else if (c == '\n')
+            with = "&#10;";
+        else if (c == '"' && s + 1 < e && s[1] == '"')
+            with = "\"", skip = 2;
+        else if (c < 0x20 && c != '\t')
+            with = "";
+        else if (c == 0xEF && e - s >= 3 && s[1] == 0xBF && (s[2] == 0xBE || s[2] == 0xBF))
+            with = "", skip = 3;
+        if (with == NULL) {
+            s++;
+            continue;
+        }
+        put(out, copied, s - copied);
+        put(out, with, strlen(with));
+        s += skip;
+        copied = s;
+    }
+    put(out, copied, s - copied);
+}
+
+static void cell_ref(Buf *out, const Layout *layout, Py_ssize_t field)
+{
+    PUTS(out, "<c r=\"");
+    put(out, layout->names[field], layout->name_lens[field]);
+    put(out, layout->row, layout->row_len);
+    put1(out, '"');
+}
+
+/* One cell of a sheet's row: nothing for NULL, save the row's last (`<c r="K7"/>`). */
+static int xlsx_field(Buf *out, const unsigned char *s, const unsigned char *e, int quoted,
+                      char kind, const Layout *layout, Py_ssize_t field)
+{
+    if (s == e && !quoted) {
+        if (field == layout->n_kinds - 1) {
+            cell_ref(out, layout, field);
+            PUTS(out, "/>");
+        }
+        return 0;
+    }
+    cell_ref(out, layout, field);
+    if (quoted) {
+        s++;
+        e--;
+    }
+    switch (kind) {
+    case 'X':
+    case 'Y': {
+        PUTS(out, " t=\"inlineStr\"");
+        if (kind == 'X' && formula_in(s, e))
+            PUTS(out, " s=\"2\"");
+        PUTS(out, "><is><t");
+        if (s < e && (xml_space(*s) || xml_space(e[-1])))
+            PUTS(out, " xml:space=\"preserve\"");
+        put1(out, '>');
+        xml_escaped(out, s, e);
+        PUTS(out, "</t></is></c>");
+        return 0;
+    }
+    case 'U':
+        PUTS(out, " t=\"inlineStr\"><is><t>");
+        put(out, s, e - s);
+        PUTS(out, "</t></is></c>");
+        return 0;
+    case 'w':
+        PUTS(out, " s=\"1\"><v>");
+        break;
+    case 'd':
+        PUTS(out, " s=\"4\"><v>");
+        break;
+    case 'B':
+        PUTS(out, " t=\"b\" s=\"5\"><v>");
+        break;
+    case 'N':
+        PUTS(out, "><v>");
+        break;
+    default:
+        return -1;
+    }
+    put(out, s, e - s);
+    PUTS(out, "</v></c>");
+    return 0;
+}
+
 /* Renders the whole records of [start, end); returns the bytes consumed, or -1 on output
    that is not COPY's CSV. */
 static Py_ssize_t render(Buf *out, const unsigned char *start, const unsigned char *end,
-                         const Layout *layout)
+                         Layout *layout, Py_ssize_t *rows)
 {
     const unsigned char *p = start, *record = start;
     size_t committed = 0;
     Py_ssize_t field = 0;
+    *rows = 0;
     while (p < end) {
+        if (field == 0 && layout->format == XLSX) {
+            long long n = (layout->index + *rows) % layout->sheet_rows + 2;
+            layout->row_len = snprintf(layout->row, sizeof layout->row, "%lld", n);
+            PUTS(out, "<row r=\"");
+            put(out, layout->row, layout->row_len);
+            PUTS(out, "\">");
+        }
         const unsigned char *s = p;
         int quoted = *p == '"';
         if (quoted) {
@@ -378,24 +523,32 @@ static Py_ssize_t render(Buf *out, const unsigned char *start, const unsigned ch
         if (field >= layout->n_kinds)
             return -1;
         char kind = layout->kinds[field];
-        if (layout->names != NULL)
+        int bad;
+        if (layout->format == JSON) {
             put(out, layout->names[field], layout->name_lens[field]);
-        int bad = layout->names != NULL ? json_field(out, s, p, quoted, kind)
-                                        : csv_field(out, s, p, quoted, kind);
+            bad = json_field(out, s, p, quoted, kind);
+        } else if (layout->format == XLSX) {
+            bad = xlsx_field(out, s, p, quoted, kind, layout, field);
+        } else {
+            bad = csv_field(out, s, p, quoted, kind);
+        }
         if (bad)
             return -1;
         if (*p == ',') {
-            if (layout->names == NULL)
+            if (layout->format == CSV)
                 put1(out, ',');
             field++;
         } else if (*p == '\n' && field == layout->n_kinds - 1) {
-            if (layout->names == NULL)
-                put(out, "\r\n", 2);
+            if (layout->format == CSV)
+                PUTS(out, "\r\n");
+            else if (layout->format == JSON)
+                PUTS(out, "}\n");
             else
-                put(out, "}\n", 2);
+                PUTS(out, "</row>\n");
             field = 0;
             record = p + 1;
             committed = out->len;
+            ++*rows;
         } else {
             return -1;
         }
@@ -406,11 +559,16 @@ partial:
     return record - start;
 }
 
-static PyObject *run(PyObject *args, int json)
+static PyObject *run(PyObject *args, int format)
 {
     Py_buffer data, kinds;
     PyObject *names = NULL;
-    if (json) {
+    long long index = 0, sheet_rows = 1;
+    if (format == XLSX) {
+        if (!PyArg_ParseTuple(args, "y*y*O!LL", &data, &kinds, &PyTuple_Type, &names, &index,
+                              &sheet_rows))
+            return NULL;
+    } else if (format == JSON) {
         if (!PyArg_ParseTuple(args, "y*y*O!", &data, &kinds, &PyTuple_Type, &names))
             return NULL;
     } else if (!PyArg_ParseTuple(args, "y*y*", &data, &kinds)) {
@@ -419,12 +577,16 @@ static PyObject *run(PyObject *args, int json)
     PyObject *result = NULL;
     const char **name_ptrs = NULL;
     Py_ssize_t *name_lens = NULL;
-    Layout layout = {kinds.buf, kinds.len, NULL, NULL};
+    Layout layout = {format, kinds.buf, kinds.len, NULL, NULL, index, sheet_rows, "", 0};
+    if (sheet_rows < 1) {
+        PyErr_SetString(PyExc_ValueError, "a sheet holds at least one row");
+        goto done;
+    }
     if (!rule_set) {
         PyErr_SetString(PyExc_RuntimeError, "set_rule() was not called");
         goto done;
     }
-    if (json) {
+    if (names != NULL) {
         if (PyTuple_GET_SIZE(names) != kinds.len) {
             PyErr_SetString(PyExc_ValueError, "one name per field");
             goto done;
@@ -445,18 +607,19 @@ static PyObject *run(PyObject *args, int json)
         layout.name_lens = name_lens;
     }
     Buf out = {NULL, 0, 0, 0};
-    Py_ssize_t used;
+    Py_ssize_t used, rows = 0;
     Py_BEGIN_ALLOW_THREADS
     grow(&out, (size_t)data.len + data.len / 4 + 64);
     used = out.failed ? 0
-                      : render(&out, data.buf, (const unsigned char *)data.buf + data.len, &layout);
+                      : render(&out, data.buf, (const unsigned char *)data.buf + data.len, &layout,
+                               &rows);
     Py_END_ALLOW_THREADS
     if (out.failed)
         PyErr_NoMemory();
     else if (used < 0)
         PyErr_SetString(PyExc_ValueError, "not the CSV that COPY writes for these columns");
     else
-        result = Py_BuildValue("(y#n)", out.p, (Py_ssize_t)out.len, used);
+        result = Py_BuildValue("(y#nn)", out.p, (Py_ssize_t)out.len, used, rows);
     PyMem_RawFree(out.p);
 done:
     PyMem_Free(name_ptrs);
@@ -468,12 +631,17 @@ done:
 
 static PyObject *csv_records(PyObject *self, PyObject *args)
 {
-    return run(args, 0);
+    return run(args, CSV);
 }
 
 static PyObject *json_lines(PyObject *self, PyObject *args)
 {
-    return run(args, 1);
+    return run(args, JSON);
+}
+
+static PyObject *sheet_rows(PyObject *self, PyObject *args)
+{
+    return run(args, XLSX);
 }
 
 /* set_rule(spans): (first, last, class) code point ranges of the formula rule's classes. */
@@ -513,15 +681,18 @@ static PyObject *set_rule(PyObject *self, PyObject *arg)
 
 static PyMethodDef methods[] = {
     {"csv_records", csv_records, METH_VARARGS,
-     "csv_records(data, kinds) -> (CSV records with CRLF ends, bytes of data consumed)"},
+     "csv_records(data, kinds) -> (CSV records with CRLF ends, bytes of data consumed, rows)"},
     {"json_lines", json_lines, METH_VARARGS,
-     "json_lines(data, kinds, names) -> (JSON Lines, bytes of data consumed)"},
+     "json_lines(data, kinds, names) -> (JSON Lines, bytes of data consumed, rows)"},
+    {"sheet_rows", sheet_rows, METH_VARARGS,
+     "sheet_rows(data, kinds, letters, index, sheet_rows) -> (sheet XML rows a line each, bytes"
+     " of data consumed, rows)"},
     {"set_rule", set_rule, METH_O, "set_rule(spans): the formula rule's character classes"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_render", "COPY's plain CSV into the export's CSV and JSON Lines.",
+    PyModuleDef_HEAD_INIT, "_render", "COPY's plain CSV into the export's CSV, JSON Lines and sheet XML rows.",
     -1, methods,
 };
 

@@ -26,7 +26,7 @@ from typing import IO, Any, cast
 from isal import isal_zlib
 
 from learner_export.contract.columns import Column, Kind
-from learner_export.formats import CopySpec, Format, RenderOptions, cells
+from learner_export.formats import CopySpec, Format, RenderOptions, cells, render
 from learner_export.formats.formula import sql_is_formula
 
 # Unix epoch as an Excel serial date (1900 date system).
@@ -237,8 +237,29 @@ def row_number(sheet_rows: int) -> str:
     return f"(({index}) % {sheet_rows - 1} + 2)::text"
 
 
+def _plain(column: Column, options: RenderOptions) -> str:
+    """What formats.render needs from PostgreSQL for a cell: serial dates, 0/1 for booleans,
+    numbers a sheet can hold (NULL for NaN and infinities), the rest as COPY writes it."""
+    ref = column.sql
+    if cells.is_time(column):
+        return _serial(column, ref, options.tz)
+    if column.kind is Kind.BOOL:
+        return f"{ref}::integer"
+    if column.kind is Kind.FLOAT:
+        return (
+            f"CASE WHEN {ref} IN ('NaN', 'Infinity', '-Infinity') THEN NULL"
+            f" ELSE {cells.python_float(ref)} END"
+        )
+    if column.kind is Kind.NUMERIC:
+        return f"CASE WHEN {ref} = 'NaN' THEN NULL ELSE {ref}::text END"
+    return ref
+
+
 def select(columns: Sequence[Column], options: RenderOptions) -> CopySpec:
-    """One sheet XML row a line, its cells referenced (B7), as some readers require."""
+    """One sheet XML row a line, its cells referenced (B7), as some readers require. With
+    `options.native` the cells come plain and formats.render writes the rows."""
+    if options.native:
+        return CopySpec(tuple(_plain(c, options) for c in columns))
     row = " || ".join(
         _cell(c, column_letter(i), options, last=i == len(columns) - 1)
         for i, c in enumerate(columns)
@@ -313,6 +334,15 @@ class XlsxFramer:
         self._renumber = False
         letters = [column_letter(i) for i in range(len(columns))]
         self._last_letter = letters[-1]
+        self._rows = (
+            render.Records(
+                [render.sheet_kind(c, options.escape_formulas) for c in columns],
+                letters=letters,
+                sheet_rows=self._max_data_rows,
+            )
+            if options.native
+            else None
+        )
         widths = "".join(
             f'<col min="{n}" max="{n}" width="{column_width(c, header(c, options.tz)):g}"'
             ' customWidth="1"/>'
@@ -365,6 +395,8 @@ class XlsxFramer:
     def page(self, data: bytes | bytearray) -> bytes | bytearray:
         """The piece's XML (whole rows, a line each) goes to the deflate thread; what comes back
         is the compressed output of the piece before (one late, all of it by end())."""
+        if self._rows is not None:
+            data = self._rows(data)
         rows = data.count(b"\n")
         if (
             rows <= self._max_data_rows - self._rows_in_sheet
@@ -426,6 +458,8 @@ class XlsxFramer:
         return self._sink.drain()
 
     def end(self) -> bytes:
+        if self._rows is not None:
+            self._rows.end()
         head = self._wait()
         self._deflater.shutdown()
         self._close_sheet(self._rows_in_sheet)

@@ -12,10 +12,10 @@ import asyncpg
 import pytest
 
 from learner_export.contract.columns import Column, Kind
-from learner_export.formats import cells, render
+from learner_export.formats import RenderOptions, cells, render, xlsx
 from learner_export.formats.csv import crlf
 from learner_export.formats.formula import sql_neutralised
-from tests.conftest import Database, export_bytes, run
+from tests.conftest import Database, export_bytes, run, sheets
 from tests.db.test_hostile import hostile
 
 pytestmark = pytest.mark.skipif(not render.AVAILABLE, reason="built without the C extension")
@@ -42,6 +42,23 @@ def test_hostile_exports_are_the_same_bytes_whoever_renders_them(
     assert ours == theirs
 
 
+@pytest.mark.parametrize("escape_formulas", [True, False])
+def test_hostile_workbooks_hold_the_same_sheets_whoever_renders_them(
+    hostile: Database, escape_formulas: bool
+) -> None:
+    """Sheets of 120 rows (the workbook goes on in new sheets, numbered again from 2); the zip's
+    own bytes differ only by its members' times."""
+    params = {"format": "xlsx", "escape_formulas": escape_formulas}
+    ours, _ = run(export_bytes(hostile.url, hostile.admin_id, sheet_rows=121, **params))
+    theirs, _ = run(
+        export_bytes(hostile.url, hostile.admin_id, sheet_rows=121, render="database", **params)
+    )
+    mine, reference = sheets(ours), sheets(theirs)
+    assert len(mine) > 3
+    assert mine == reference
+    assert (b' s="2"><is><t>' in mine["xl/worksheets/sheet1.xml"]) is escape_formulas
+
+
 async def _copies(
     url: str, zone: str, *statements: tuple[str, dict[str, str]], args: Any
 ) -> list[bytes]:
@@ -49,7 +66,8 @@ async def _copies(
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(
-            "SELECT set_config('TimeZone', $1, false), set_config('DateStyle', 'ISO, YMD', false)",
+            "SELECT set_config('TimeZone', $1, false), set_config('DateStyle', 'ISO, YMD', false),"
+            " set_config('learner_export.row', '0', false)",
             zone,
         )
         outputs = []
@@ -102,10 +120,37 @@ def test_csv_text_of_every_special_character_is_the_select_lists(
         )
     )
     kind = render.FORMULA_TEXT if escape_formulas else render.AS_IS
-    ours, used = render._render.csv_records(plain, kind + render.AS_IS)
-    assert used == len(plain)
+    ours, used, rows = render._render.csv_records(plain, kind + render.AS_IS)
+    assert (used, rows) == (len(plain), len(texts))
     assert ours == crlf(expected)
     assert (b"'=1+2" in ours) is escape_formulas
+
+
+@pytest.mark.parametrize("escape_formulas", [True, False])
+def test_sheet_cells_of_every_special_character_are_the_select_lists(
+    database_url: str, escape_formulas: bool
+) -> None:
+    """Inline strings escaped for XML (forbidden characters dropped), `xml:space` where white
+    space ends them, the quote-prefix style on formulas, rows numbered in their sheet."""
+    texts = _texts()
+    column = Column("t", Kind.TEXT, "text")
+    options = RenderOptions(escape_formulas=escape_formulas, sheet_rows=1001)
+    spec = xlsx.select([column], options)
+    plain, expected = run(
+        _copies(
+            database_url,
+            "UTC",
+            (f"SELECT t FROM ({_TEXTS}) s ORDER BY i", {}),
+            (f"SELECT {spec.select} FROM ({_TEXTS}) r ORDER BY r.i", spec.options),
+            args=texts,
+        )
+    )
+    kind = render.sheet_kind(column, escape_formulas)
+    ours, used, rows = render._render.sheet_rows(plain, kind, (b"A",), 0, 1000)
+    assert (used, rows) == (len(plain), len(texts))
+    assert ours == expected
+    assert ours.count(b'<row r="1001">') == len(texts) // 1000
+    assert (b' s="2"><is><t>=1+2<' in ours) is escape_formulas
 
 
 def test_json_strings_of_every_special_character_are_to_jsons(database_url: str) -> None:
@@ -123,7 +168,7 @@ def test_json_strings_of_every_special_character_are_to_jsons(database_url: str)
             args=texts,
         )
     )
-    ours, used = render._render.json_lines(plain, render.JSON_STRING, (b'{"t":',))
+    ours, used, _ = render._render.json_lines(plain, render.JSON_STRING, (b'{"t":',))
     assert used == len(plain)
     assert ours == expected
     assert ours.count(b"\n") == len(texts)
@@ -184,12 +229,12 @@ def test_dates_and_instants_render_as_to_char_writes_them(database_url: str, zon
         )
     )
     kinds = b"".join(render.time_kind(c) or b"" for c in _COLUMNS)
-    ours, _ = render._render.csv_records(plain, kinds)
+    ours, _, _ = render._render.csv_records(plain, kinds)
     assert ours == crlf(expected)
     names = tuple(
         ("{" if i == 0 else ",").encode() + f'"{c.name}":'.encode() for i, c in enumerate(_COLUMNS)
     )
-    ours_json, _ = render._render.json_lines(plain, kinds, names)
+    ours_json, _, _ = render._render.json_lines(plain, kinds, names)
     assert ours_json == expected_json
     assert ours.count(b"\r\n") == len(_MOMENTS)
     if zone == "Africa/Monrovia":
