@@ -8,6 +8,10 @@
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
+# A C compiler for the rendering extension (learner_export/formats/_render.c); only the wheel it
+# builds reaches the service's image.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY learner_export ./learner_export

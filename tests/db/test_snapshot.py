@@ -9,6 +9,7 @@ import asyncpg
 import orjson
 
 from learner_export import db
+from learner_export.formats import FORMATS
 from learner_export.pages import CopiedPage
 from tests.conftest import make_settings, run, snapshot_pages
 
@@ -33,7 +34,12 @@ async def _snapshot_scenario(url: str, admin: str) -> dict[str, Any]:
     ]
 
     conn = await db.connect(settings, url)
-    export, _ = await snapshot_pages(conn, url, settings, admin, format="jsonl")
+    export, params = await snapshot_pages(conn, url, settings, admin, format="jsonl")
+    framer = FORMATS["jsonl"].framer(params.columns, params.render_options(settings))
+
+    def jsonl_rows(page: CopiedPage) -> list[dict[str, Any]]:
+        return [orjson.loads(line) for line in bytes(framer.page(page.data)).splitlines()]
+
     try:
         await export.open()
         batches = export.pages()
@@ -65,10 +71,6 @@ async def _snapshot_scenario(url: str, admin: str) -> dict[str, Any]:
         "new": new,
         "fetched_at_change": fetched_at_change,
     }
-
-
-def jsonl_rows(page: CopiedPage) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in page.data.splitlines()]
 
 
 def test_changes_during_an_export_do_not_show(database_url: str, seeded: str) -> None:

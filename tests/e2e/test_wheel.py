@@ -104,6 +104,15 @@ def test_the_installed_package_is_learner_export_and_not_service(installed: Inst
     assert old.returncode == 1
     version = installed.command("--version", env=_clean_env())
     assert version.stdout == f"learner-export {learner_export.__version__}\n"
+    # The wheel carries the compiled rendering (built by `pip wheel` with this machine's gcc).
+    native = subprocess.run(
+        [python, "-c", "from learner_export.formats import _render; print(_render.__file__)"],
+        cwd=installed.home,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert Path(native.stdout.strip()).is_relative_to(installed.venv), native.stderr
 
 
 def test_the_wheel_migrates_seeds_serves_and_exports(
