@@ -11,8 +11,11 @@ Each field of a record has a kind, one byte (formats/render.py names them):
   'x' as COPY wrote it          't' text under the formula rule      's' text as a JSON string
   'q' in JSON quotes as it is   'b' t/f as true/false
   'D' date, 'T' timestamp, 'Z' timestamptz: to_char()'s ISO 8601; an infinity is NULL
+  'f' a float8 as JSON (NaN and infinities null, ".0" after a whole number), 'm' a numeric
+  as JSON (NaN null)
   XLSX cells: 'X' inline text, styled as text when a formula ('Y' without the rule), 'U' inline
-  as it is, 'w' a date-time serial, 'd' a date serial, 'B' a boolean (0/1), 'N' a number
+  as it is, 'w' a date-time serial, 'd' a date serial, 'B' a boolean (0/1), 'N' a number,
+  'F' a float8 and 'M' a numeric as JSON's 'f' and 'm' (NULL for what JSON writes null)
 
 The formula rule's characters come from learner_export.formats.formula (set_rule()), where the
 rule is written once for Python and PostgreSQL.
@@ -23,6 +26,8 @@ buffer is rendered: the service renders long pieces in a worker thread. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { SKIP = 1, ALWAYS = 2, SIGN = 4, PLAIN = 8, SEP = 16 };
@@ -222,6 +227,33 @@ static int iso(Buf *out, const unsigned char *s, const unsigned char *e, char ki
     return 1;
 }
 
+static int is_text(const unsigned char *s, const unsigned char *e, const char *text)
+{
+    size_t n = strlen(text);
+    return (size_t)(e - s) == n && memcmp(s, text, n) == 0;
+}
+
+/* Whether PostgreSQL's output of a float8 is NaN or an infinity (no JSON number, no sheet
+   value: written as NULL). */
+static int not_finite(const unsigned char *s, const unsigned char *e)
+{
+    return is_text(s, e, "NaN") || is_text(s, e, "Infinity") || is_text(s, e, "-Infinity");
+}
+
+/* A finite float8 as the select lists' python_float() writes it: PostgreSQL's digits, and
+   ".0" after a whole number written without an exponent, as Python's repr() writes 50.0. */
+static void python_float(Buf *out, const unsigned char *s, const unsigned char *e)
+{
+    char text[64];
+    size_t n = (size_t)(e - s) < sizeof text - 1 ? (size_t)(e - s) : sizeof text - 1;
+    memcpy(text, s, n);
+    text[n] = '\0';
+    double whole, value = strtod(text, NULL);
+    put(out, s, e - s);
+    if (modf(value, &whole) == 0.0 && memchr(text, 'e', n) == NULL)
+        PUTS(out, ".0");
+}
+
 /* A JSON string's content as PostgreSQL's to_json() escapes it: `"`, `\` and the control
    characters, nothing else. */
 static void json_escaped(Buf *out, const unsigned char *s, const unsigned char *e)
@@ -343,6 +375,18 @@ static int json_field(Buf *out, const unsigned char *s, const unsigned char *e, 
         else
             PUTS(out, "false");
         return 0;
+    case 'f':
+        if (not_finite(s, e))
+            PUTS(out, "null");
+        else
+            python_float(out, s, e);
+        return 0;
+    case 'm':
+        if (is_text(s, e, "NaN"))
+            PUTS(out, "null");
+        else
+            put(out, s, e - s);
+        return 0;
     case 'D':
     case 'T':
     case 'Z': {
@@ -433,7 +477,9 @@ static void cell_ref(Buf *out, const Layout *layout, Py_ssize_t field)
 static int xlsx_field(Buf *out, const unsigned char *s, const unsigned char *e, int quoted,
                       char kind, const Layout *layout, Py_ssize_t field)
 {
-    if (s == e && !quoted) {
+    int null = s == e && !quoted;
+    null = null || (kind == 'F' && not_finite(s, e)) || (kind == 'M' && is_text(s, e, "NaN"));
+    if (null) {
         if (field == layout->n_kinds - 1) {
             cell_ref(out, layout, field);
             PUTS(out, "/>");
@@ -474,8 +520,14 @@ static int xlsx_field(Buf *out, const unsigned char *s, const unsigned char *e, 
         PUTS(out, " t=\"b\" s=\"5\"><v>");
         break;
     case 'N':
+    case 'M':
         PUTS(out, "><v>");
         break;
+    case 'F':
+        PUTS(out, "><v>");
+        python_float(out, s, e);
+        PUTS(out, "</v></c>");
+        return 0;
     default:
         return -1;
     }

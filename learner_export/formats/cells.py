@@ -29,8 +29,12 @@ def timestamp_text(ref: str, kind: Kind, tz: str) -> str:
 
 def python_float(ref: str) -> str:
     """A float8 as Python's repr() writes it: PostgreSQL's shortest digits (the export sets
-    extra_float_digits = 1), and ".0" when whole (50.0, 33.3)."""
-    return f"CASE WHEN {ref} = trunc({ref}) THEN {ref}::text || '.0' ELSE {ref}::text END"
+    extra_float_digits = 1), and ".0" when whole and written without an exponent (50.0, 33.3;
+    PostgreSQL writes 1e+15 and larger that way, a valid JSON number as it is)."""
+    return (
+        f"CASE WHEN {ref} = trunc({ref}) AND abs({ref}) < 1e15 THEN {ref}::text || '.0'"
+        f" ELSE {ref}::text END"
+    )
 
 
 def cursor(tz: str) -> str:

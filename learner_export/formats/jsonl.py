@@ -35,14 +35,6 @@ def _value(column: Column, tz: str) -> str:
     return f"{ref}::text"
 
 
-def _plain(column: Column) -> str:
-    """What formats.render needs from PostgreSQL: numbers JSON can hold, the rest as COPY
-    writes it."""
-    if column.kind in (Kind.FLOAT, Kind.NUMERIC):
-        return _value(column, "UTC")
-    return column.sql
-
-
 def _names(columns: Sequence[Column], cursor: bool) -> list[bytes]:
     """Each member's `{"name":` or `,"name":`."""
     names = [c.name for c in columns] + (["_cursor"] if cursor else [])
@@ -51,7 +43,7 @@ def _names(columns: Sequence[Column], cursor: bool) -> list[bytes]:
 
 def select(columns: Sequence[Column], options: RenderOptions) -> CopySpec:
     if options.native:
-        items = [_plain(c) for c in columns]
+        items = [c.sql for c in columns]
         if options.cursor:
             items.append(cells.cursor(options.tz))
         return CopySpec(tuple(items))

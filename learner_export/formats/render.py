@@ -43,9 +43,12 @@ _SHEET = {
     Kind.TIMESTAMPTZ: b"w",
     Kind.BOOL: b"B",
     Kind.INT: b"N",
-    Kind.NUMERIC: b"N",
-    Kind.FLOAT: b"N",
+    Kind.NUMERIC: b"M",
+    Kind.FLOAT: b"F",
 }
+# JSON numbers: float8 as Python's repr() writes it (null for NaN and infinities), numeric with
+# null for NaN.
+_JSON_NUMBERS = {Kind.FLOAT: b"f", Kind.NUMERIC: b"m"}
 
 # The formula rule's character classes, bits as _render.c's enum.
 _SKIP, _ALWAYS, _SIGN, _PLAIN, _SEP = 1, 2, 4, 8, 16
@@ -87,7 +90,7 @@ def json_kind(column: Column) -> bytes:
         return JSON_QUOTED
     if column.kind is Kind.BOOL:
         return BOOLEAN
-    return time_kind(column) or AS_IS
+    return _JSON_NUMBERS.get(column.kind) or time_kind(column) or AS_IS
 
 
 def sheet_kind(column: Column, escape_formulas: bool) -> bytes:

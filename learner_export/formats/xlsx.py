@@ -239,19 +239,12 @@ def row_number(sheet_rows: int) -> str:
 
 def _plain(column: Column, options: RenderOptions) -> str:
     """What formats.render needs from PostgreSQL for a cell: serial dates, 0/1 for booleans,
-    numbers a sheet can hold (NULL for NaN and infinities), the rest as COPY writes it."""
+    the rest as COPY writes it."""
     ref = column.sql
     if cells.is_time(column):
         return _serial(column, ref, options.tz)
     if column.kind is Kind.BOOL:
         return f"{ref}::integer"
-    if column.kind is Kind.FLOAT:
-        return (
-            f"CASE WHEN {ref} IN ('NaN', 'Infinity', '-Infinity') THEN NULL"
-            f" ELSE {cells.python_float(ref)} END"
-        )
-    if column.kind is Kind.NUMERIC:
-        return f"CASE WHEN {ref} = 'NaN' THEN NULL ELSE {ref}::text END"
     return ref
 
 

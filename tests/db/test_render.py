@@ -9,10 +9,11 @@ import random
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 
 from learner_export.contract.columns import Column, Kind
-from learner_export.formats import RenderOptions, cells, render, xlsx
+from learner_export.formats import RenderOptions, cells, jsonl, render, xlsx
 from learner_export.formats.csv import crlf
 from learner_export.formats.formula import sql_neutralised
 from tests.conftest import Database, export_bytes, run, sheets
@@ -60,14 +61,15 @@ def test_hostile_workbooks_hold_the_same_sheets_whoever_renders_them(
 
 
 async def _copies(
-    url: str, zone: str, *statements: tuple[str, dict[str, str]], args: Any
+    url: str, zone: str, *statements: tuple[str, dict[str, str]], args: tuple[Any, ...]
 ) -> list[bytes]:
     """COPY (statement) TO STDOUT (FORMAT csv, options) of each, in the zone, as bytes."""
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(
             "SELECT set_config('TimeZone', $1, false), set_config('DateStyle', 'ISO, YMD', false),"
-            " set_config('learner_export.row', '0', false)",
+            " set_config('learner_export.row', '0', false),"
+            " set_config('extra_float_digits', '1', false)",
             zone,
         )
         outputs = []
@@ -77,7 +79,7 @@ async def _copies(
             async def sink(data: bytes, parts: list[bytes] = parts) -> None:
                 parts.append(bytes(data))
 
-            await conn.copy_from_query(sql, args, output=sink, format="csv", **options)
+            await conn.copy_from_query(sql, *args, output=sink, format="csv", **options)
             outputs.append(b"".join(parts))
         return outputs
     finally:
@@ -116,7 +118,7 @@ def test_csv_text_of_every_special_character_is_the_select_lists(
             "UTC",
             (f"SELECT t, i FROM ({_TEXTS}) s ORDER BY i", {}),
             (f"SELECT {rendered}, i FROM ({_TEXTS}) s ORDER BY i", {}),
-            args=texts,
+            args=(texts,),
         )
     )
     kind = render.FORMULA_TEXT if escape_formulas else render.AS_IS
@@ -142,7 +144,7 @@ def test_sheet_cells_of_every_special_character_are_the_select_lists(
             "UTC",
             (f"SELECT t FROM ({_TEXTS}) s ORDER BY i", {}),
             (f"SELECT {spec.select} FROM ({_TEXTS}) r ORDER BY r.i", spec.options),
-            args=texts,
+            args=(texts,),
         )
     )
     kind = render.sheet_kind(column, escape_formulas)
@@ -165,7 +167,7 @@ def test_json_strings_of_every_special_character_are_to_jsons(database_url: str)
                 f" FROM ({_TEXTS}) s ORDER BY i",
                 cells.WHOLE_LINES,
             ),
-            args=texts,
+            args=(texts,),
         )
     )
     ours, used, _ = render._render.json_lines(plain, render.JSON_STRING, (b'{"t":',))
@@ -225,7 +227,7 @@ def test_dates_and_instants_render_as_to_char_writes_them(database_url: str, zon
             (f"SELECT at, wall, day FROM ({source}) s ORDER BY i", {}),
             (f"SELECT {', '.join(times)} FROM ({source}) s ORDER BY i", {}),
             (f"SELECT {members} || '}}' FROM ({source}) s ORDER BY i", cells.WHOLE_LINES),
-            args=_MOMENTS,
+            args=(_MOMENTS,),
         )
     )
     kinds = b"".join(render.time_kind(c) or b"" for c in _COLUMNS)
@@ -239,6 +241,45 @@ def test_dates_and_instants_render_as_to_char_writes_them(database_url: str, zon
     assert ours.count(b"\r\n") == len(_MOMENTS)
     if zone == "Africa/Monrovia":
         assert b"1968-07-01T12:00:00.000001-00:44," in ours  # -00:44:30, its seconds dropped
+
+
+_FLOATS = ["50", "33.3", "NaN", "Infinity", "-Infinity", "1e20", "-0", "0", "1e15", "1e-5"]
+_FLOATS += ["999999999999999", "1.0000000000000005e15", "5e-324", "1.7976931348623157e308", None]
+_NUMERICS = ["NaN", "1.50", "-0.000", "12345678901234567890.123", "7", None, "2", "3", "4"]
+_NUMBERS = (
+    'SELECT f::float8 AS "x", n::numeric AS "y", i'
+    " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(f, n, i)"
+)
+
+
+def test_numbers_are_the_select_lists_and_every_line_is_json(database_url: str) -> None:
+    """Floats as Python's repr() writes them (NaN and infinities null in JSON, no cell in a
+    sheet), numerics with NaN null; PostgreSQL's exponent form from 1e15 on stays valid JSON."""
+    columns = [Column("x", Kind.FLOAT, "float8"), Column("y", Kind.NUMERIC, "numeric")]
+    lines = jsonl.select(columns, RenderOptions())
+    sheet = xlsx.select(columns, RenderOptions())
+    source = f"SELECT x, y FROM ({_NUMBERS}) r ORDER BY i"
+    plain, expected, expected_sheet = run(
+        _copies(
+            database_url,
+            "UTC",
+            (source, {}),
+            (f"SELECT {lines.select} FROM ({_NUMBERS}) r ORDER BY i", lines.options),
+            (f"SELECT {sheet.select} FROM ({_NUMBERS}) r ORDER BY i", sheet.options),
+            args=(_FLOATS, _NUMERICS),
+        )
+    )
+    ours, _, _ = render._render.json_lines(plain, b"fm", tuple(jsonl._names(columns, False)))
+    assert ours == expected
+    values = [orjson.loads(line) for line in ours.splitlines()]
+    assert [v["x"] for v in values[:7]] == [50.0, 33.3, None, None, None, 1e20, -0.0]
+    assert values[12]["x"] == 5e-324
+    assert [v["y"] for v in values[:3]] == [None, 1.5, 0]
+    kinds = b"".join(render.sheet_kind(c, True) for c in columns)
+    sheet_ours, _, _ = render._render.sheet_rows(plain, kinds, (b"A", b"B"), 0, 1000)
+    assert sheet_ours == expected_sheet
+    assert b'<row r="4"><c r="B4"><v>NaN' not in sheet_ours
+    assert b'<row r="2"><c r="A2"><v>50.0</v></c><c r="B2"/></row>' in sheet_ours
 
 
 def test_a_record_cut_between_pieces_waits_for_its_end() -> None:
