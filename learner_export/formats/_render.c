@@ -44,6 +44,10 @@ static int n_spans;
 static unsigned char ascii_class[128];
 static int rule_set;
 
+/* Bytes of an unquoted field: its end (`,`, LF), and the formula rule's separators. */
+enum { FIELD_END = 1, FIELD_SEP = 2 };
+static unsigned char field_class[256];
+
 /* A code point no class holds: invalid UTF-8. */
 #define NO_CHAR 0x110000
 
@@ -161,8 +165,14 @@ static int formula_at(const unsigned char *p, const unsigned char *e)
 
 /* A cell's content (quoted or not, as COPY wrote it) with a `'` at the start of each piece
    that reads as a formula: the cell's start and each place after a separator. */
-static void neutralised(Buf *out, const unsigned char *s, const unsigned char *e)
+static void neutralised(Buf *out, const unsigned char *s, const unsigned char *e, int one_piece)
 {
+    if (one_piece) {
+        if (formula_at(s, e))
+            put1(out, '\'');
+        put(out, s, e - s);
+        return;
+    }
     const unsigned char *copied = s, *piece = s;
     for (;;) {
         if (formula_at(piece, e)) {
@@ -317,18 +327,18 @@ typedef struct {
     int row_len;
 } Layout;
 
-/* One field of CSV: [s, e) as COPY wrote it. */
+/* One field of CSV: [s, e) as COPY wrote it; `one_piece` when it holds no separator. */
 static int csv_field(Buf *out, const unsigned char *s, const unsigned char *e, int quoted,
-                     char kind)
+                     char kind, int one_piece)
 {
     switch (kind) {
     case 't':
         if (quoted) {
             put1(out, '"');
-            neutralised(out, s + 1, e - 1);
+            neutralised(out, s + 1, e - 1, 0);
             put1(out, '"');
         } else {
-            neutralised(out, s, e);
+            neutralised(out, s, e, one_piece);
         }
         return 0;
     case 'b':
@@ -541,7 +551,8 @@ static int xlsx_field(Buf *out, const unsigned char *s, const unsigned char *e, 
 static Py_ssize_t render(Buf *out, const unsigned char *start, const unsigned char *end,
                          Layout *layout, Py_ssize_t *rows)
 {
-    const unsigned char *p = start, *record = start;
+    /* CSV: what is not rendered (most fields, the commas) is copied in runs, from `pending`. */
+    const unsigned char *p = start, *record = start, *pending = start;
     size_t committed = 0;
     Py_ssize_t field = 0;
     *rows = 0;
@@ -554,7 +565,7 @@ static Py_ssize_t render(Buf *out, const unsigned char *start, const unsigned ch
             PUTS(out, "\">");
         }
         const unsigned char *s = p;
-        int quoted = *p == '"';
+        int quoted = *p == '"', separators = 0;
         if (quoted) {
             p++;
             for (;;) {
@@ -567,8 +578,11 @@ static Py_ssize_t render(Buf *out, const unsigned char *start, const unsigned ch
                 p++;
             }
         } else {
-            while (p < end && *p != ',' && *p != '\n')
+            unsigned char cls;
+            while (p < end && !((cls = field_class[*p]) & FIELD_END)) {
+                separators |= cls;
                 p++;
+            }
             if (p >= end)
                 goto partial;
         }
@@ -581,18 +595,23 @@ static Py_ssize_t render(Buf *out, const unsigned char *start, const unsigned ch
             bad = json_field(out, s, p, quoted, kind);
         } else if (layout->format == XLSX) {
             bad = xlsx_field(out, s, p, quoted, kind, layout, field);
+        } else if (kind == 'x' || (kind == 't' && !quoted && !separators && !formula_at(s, p))) {
+            bad = 0;
         } else {
-            bad = csv_field(out, s, p, quoted, kind);
+            put(out, pending, s - pending);
+            bad = csv_field(out, s, p, quoted, kind, !separators);
+            pending = p;
         }
         if (bad)
             return -1;
         if (*p == ',') {
-            if (layout->format == CSV)
-                put1(out, ',');
             field++;
         } else if (*p == '\n' && field == layout->n_kinds - 1) {
-            if (layout->format == CSV)
+            if (layout->format == CSV) {
+                put(out, pending, p - pending);
                 PUTS(out, "\r\n");
+                pending = p + 1;
+            }
             else if (layout->format == JSON)
                 PUTS(out, "}\n");
             else
@@ -725,6 +744,11 @@ static PyObject *set_rule(PyObject *self, PyObject *arg)
     }
     Py_DECREF(seq);
     memcpy(ascii_class, table, sizeof table);
+    memset(field_class, 0, sizeof field_class);
+    field_class[','] = field_class['\n'] = FIELD_END;
+    for (int c = 0; c < 128; c++)
+        if (table[c] & SEP)
+            field_class[c] |= FIELD_SEP;
     memcpy(spans, wide, sizeof(Span) * n_wide);
     n_spans = n_wide;
     rule_set = 1;
