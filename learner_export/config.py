@@ -55,8 +55,8 @@ class Settings(BaseSettings):
     # connections_per_export), when each gets at least this many rows: each range aggregates
     # every child table whole, which a small one does not earn back (docs/engine.md).
     bulk_range_min_rows: int = Field(default=100_000, ge=1)
-    # Where CSV's and JSON Lines' cells are rendered: "service" (C, from COPY's plain output,
-    # when the package was built with its extension) or "database" (the select lists).
+    # Where CSV's, JSON Lines' and XLSX's cells are rendered: "service" (C, from COPY's plain
+    # output, when the package was built with its extension) or "database" (the select lists).
     render: Literal["service", "database"] = "service"
     chunk_bytes: int = Field(default=64 * 1024, ge=1024)
     # Bytes of COPY output held per page being read ahead; past it PostgreSQL waits for the

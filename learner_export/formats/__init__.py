@@ -27,7 +27,7 @@ class RenderOptions:
     cursor: bool = False  # a `_cursor` column or member after the chosen columns
     tz: str = "UTC"  # the IANA zone timestamps are shown in; the session's TimeZone
     sheet_rows: int = 1_048_576
-    # CSV and JSON Lines: cells rendered on the service's side from COPY's plain output
+    # CSV, JSON Lines and XLSX: cells rendered on the service's side from COPY's plain output
     # (formats.render), not by the select list in PostgreSQL.
     native: bool = False
 

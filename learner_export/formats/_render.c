@@ -220,6 +220,8 @@ static int iso(Buf *out, const unsigned char *s, const unsigned char *e, char ki
         t++;
         while (t + digits < e && t[digits] >= '0' && t[digits] <= '9')
             digits++;
+        if (digits > 6)
+            return -1;
         put(out, t, digits);
         t += digits;
     }

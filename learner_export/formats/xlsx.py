@@ -5,12 +5,13 @@ library's zipfile writes to a sink without `seek`/`tell`, so each member ends wi
 descriptor and compressed bytes can leave after every batch. Sheets come first; the workbook,
 relationships and content types, which must list the sheets, are written at the end.
 
-The select list writes each row as a line of sheet XML (`<row>...</row>`): text as inline
+Each row becomes a line of sheet XML (`<row>...</row>`), written by formats.render (C) from
+COPY's plain cells, or with `EXPORT_RENDER=database` by the select list: text as inline
 strings (no shared-string table to hold in memory) with line breaks as references and the
 characters XML forbids dropped, numbers as numbers, booleans as booleans, date-times as Excel
-serial dates in the export's time zone with a date format. COPY writes the line as a lone CSV
-field that is never quoted (cells.WHOLE_LINES). A sheet holds at most 1,048,576
-rows with its header; the export continues on a new sheet with the header again.
+serial dates in the export's time zone with a date format (the select list's line is a lone CSV
+field that COPY never quotes, cells.WHOLE_LINES). A sheet holds at most 1,048,576 rows with its
+header; the export continues on a new sheet with the header again.
 """
 
 from __future__ import annotations
