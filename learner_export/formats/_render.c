@@ -163,6 +163,14 @@ static int formula_at(const unsigned char *p, const unsigned char *e)
     return 0;
 }
 
+/* Where the next piece's separator is (`;`, tab, CR, LF), or e. */
+static inline const unsigned char *next_separator(const unsigned char *p, const unsigned char *e)
+{
+    while (p < e && !(*p < 128 && (ascii_class[*p] & SEP)))
+        p++;
+    return p;
+}
+
 /* A cell's content (quoted or not, as COPY wrote it) with a `'` at the start of each piece
    that reads as a formula: the cell's start and each place after a separator. */
 static void neutralised(Buf *out, const unsigned char *s, const unsigned char *e, int one_piece)
@@ -180,9 +188,7 @@ static void neutralised(Buf *out, const unsigned char *s, const unsigned char *e
             put1(out, '\'');
             copied = piece;
         }
-        const unsigned char *q = piece;
-        while (q < e && !(*q < 128 && (ascii_class[*q] & SEP)))
-            q++;
+        const unsigned char *q = next_separator(piece, e);
         if (q >= e)
             break;
         piece = q + 1;
@@ -427,8 +433,7 @@ static int formula_in(const unsigned char *s, const unsigned char *e)
     for (const unsigned char *piece = s;;) {
         if (formula_at(piece, e))
             return 1;
-        while (piece < e && !(*piece < 128 && (ascii_class[*piece] & SEP)))
-            piece++;
+        piece = next_separator(piece, e);
         if (piece >= e)
             return 0;
         piece++;
