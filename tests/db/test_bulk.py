@@ -278,6 +278,34 @@ def test_a_breach_in_a_held_range_cuts_the_export_after_the_ranges_before_it(
     assert len(received) > len(paged) // 2
 
 
+def test_a_null_key_in_an_early_range_cuts_the_export(own: Database) -> None:
+    """The view gives a learner of the first range a NULL time: that row sorts after every
+    range's end, so the last range must take it and the guard refuse it; a bounded range must
+    not drop it unseen."""
+    early = query(
+        own.url, "SELECT id FROM public.learners ORDER BY created_at, id OFFSET 150 LIMIT 1"
+    )[0]["id"]
+    view = SAMPLE[SAMPLE.index(VIEW_START) :].rstrip().rstrip(";")
+    body = view[len(VIEW_START) :].replace(
+        "       l.created_at,\n",
+        f"       CASE WHEN l.id = '{early}' THEN NULL ELSE l.created_at END AS created_at,\n",
+        1,
+    )
+    query(own.url, f"{VIEW_START}{body}")
+    with pytest.raises(ContractBreach) as cut:
+        run(_export(own.url, own.admin_id))
+    assert "learner_export.learner_export_rows returned a row whose keyset is NULL" in str(
+        cut.value
+    )
+    (received,) = cut.value.__notes__
+    # What arrived is the export without that learner, into the last range; never that row.
+    paged, _ = run(_export(own.url, own.admin_id, bulk_pass=False))
+    others = [r for r in csv.reader(io.StringIO(paged.decode(), newline="")) if r[0] != str(early)]
+    sent = list(csv.reader(io.StringIO(received, newline="")))
+    assert sent == others[: len(sent)]
+    assert len(sent) > len(others) // 2
+
+
 def _migrate(url: str, tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "adapter.sql"
     path.write_text(text)
