@@ -47,7 +47,10 @@ STARS_VALUE = "               l.job_readiness_stars,\n"
 CREATED_COLUMN = "    created_at           timestamptz,\n"
 ENDS_RESULT = "RETURNS TABLE (created_at timestamptz, learner_id uuid)"
 PROGRESS_JOIN = "                 WHERE m.learner_id = l.id) AS p\n"
-COUNT_STAR = "    SELECT pg_catalog.count(*)\n      FROM public.learners AS k, scope AS s"
+# The count without a scope or filter (an admin's export): its first branch.
+COUNT_STAR = (
+    "        RETURN (SELECT pg_catalog.count(*)\n                  FROM public.learners AS k\n"
+)
 
 
 def changed(*edits: tuple[str, str]) -> str:

@@ -149,8 +149,9 @@ BEGIN
 END
 $$;
 
--- How many rows the export holds after the cursor (for `Prefer: count=exact` and the CLI's
--- progress bar), in the export's own snapshot: the same predicates as the page function.
+-- How many rows the export holds after the cursor (for `Prefer: count=exact`, the CLI's
+-- progress bar and the split of a large export into key ranges), in the export's own snapshot:
+-- the same predicates as the page function.
 -- CHANGE: the same tables and filters as get_learner_export_batch.
 CREATE OR REPLACE FUNCTION learner_export.count_learner_export(
     p_caller            uuid,
@@ -162,22 +163,34 @@ CREATE OR REPLACE FUNCTION learner_export.count_learner_export(
     p_after_id          uuid        DEFAULT NULL
 )
 RETURNS bigint
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = ''
 AS $$
-    WITH scope AS MATERIALIZED (
-        SELECT learner_export.export_scope(p_caller, p_client_ids) AS client_ids
-    )
-    SELECT pg_catalog.count(*)
-      FROM public.learners AS k, scope AS s
-     WHERE (k.created_at, k.id) > (coalesce(p_after_created_at, '-infinity'::timestamptz),
-                                   coalesce(p_after_id, '00000000-0000-0000-0000-000000000000'::uuid))
-       AND k.created_at >= coalesce(p_created_from, '-infinity'::timestamptz)
-       AND k.created_at < coalesce(p_created_to, 'infinity'::timestamptz)
-       AND (s.client_ids IS NULL OR k.client_id = ANY (s.client_ids))
-       AND (p_active IS NULL OR k.is_active = p_active)
+DECLARE
+    client_ids uuid[] := learner_export.export_scope(p_caller, p_client_ids);
+    after_created_at timestamptz := coalesce(p_after_created_at, '-infinity'::timestamptz);
+    after_id uuid := coalesce(p_after_id, '00000000-0000-0000-0000-000000000000'::uuid);
+BEGIN
+    IF client_ids IS NULL AND p_active IS NULL THEN
+        -- No filter but the keyset and created_at: an index-only scan (1M rows in ~0.13 s
+        -- against ~0.25-0.37 s through the heap). A large export waits for this count before
+        -- it splits into key ranges.
+        RETURN (SELECT pg_catalog.count(*)
+                  FROM public.learners AS k
+                 WHERE (k.created_at, k.id) > (after_created_at, after_id)
+                   AND k.created_at >= coalesce(p_created_from, '-infinity'::timestamptz)
+                   AND k.created_at < coalesce(p_created_to, 'infinity'::timestamptz));
+    END IF;
+    RETURN (SELECT pg_catalog.count(*)
+              FROM public.learners AS k
+             WHERE (k.created_at, k.id) > (after_created_at, after_id)
+               AND k.created_at >= coalesce(p_created_from, '-infinity'::timestamptz)
+               AND k.created_at < coalesce(p_created_to, 'infinity'::timestamptz)
+               AND (client_ids IS NULL OR k.client_id = ANY (client_ids))
+               AND (p_active IS NULL OR k.is_active = p_active));
+END
 $$;
 
 -- Where the next p_pages full pages of p_page_size rows end: the key of each one's last row
