@@ -25,6 +25,8 @@ ROW_GROUP_ROWS = 65_536
 ROW_GROUP_BYTES = 4 * 1024 * 1024
 # COPY output gathered before one call of the CSV reader (each call has a fixed cost).
 PARSE_BYTES = 1024 * 1024
+# Instants from the first day up to the second (UTC) are read through float8, exactly (_cell).
+FLOAT_EXACT_DAYS = ("1900-01-01", "2100-01-01")
 
 
 def _cell(column: Column) -> str:
@@ -35,8 +37,16 @@ def _cell(column: Column) -> str:
         # count stops being exact; its own go on to 294276): they are written as null.
         zone = "+00" if column.kind is Kind.TIMESTAMPTZ else ""
         last = f"'294247-01-10 04:00:54.775807{zone}'::{column.kind.value}"
+        since, until = (f"'{day}{zone}'::{column.kind.value}" for day in FLOAT_EXACT_DAYS)
+        # extract() computes in numeric (0.31 s per column of 1M rows against 0.14 s for the
+        # float8 date_part(), measured). date_part() divides the microseconds by 10^6 in
+        # float8; times 10^6 and rounded by the cast, that is those microseconds again
+        # wherever both roundings together stay under half a microsecond: for fewer than 2^32
+        # seconds from 1970 (1834-2106), a window these days sit well inside.
         return (
-            f"CASE WHEN isfinite({ref}) AND {ref} < {last}"
+            f"CASE WHEN {ref} >= {since} AND {ref} < {until}"
+            f" THEN (date_part('epoch', {ref}) * 1000000)::bigint"
+            f" WHEN isfinite({ref}) AND {ref} < {last}"
             f" THEN (extract(epoch FROM {ref}) * 1000000)::bigint END"
         )
     if column.kind is Kind.DATE:

@@ -13,8 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from learner_export.contract.columns import Kind
-from learner_export.formats.parquet import ROW_GROUP_ROWS
+from learner_export.contract.columns import Column, Kind
+from learner_export.formats import RenderOptions
+from learner_export.formats.parquet import FLOAT_EXACT_DAYS, ROW_GROUP_ROWS, select
 from tests.conftest import (
     BIG_LEARNERS,
     SEED_LEARNERS,
@@ -146,7 +147,11 @@ def test_parquet_first_bytes_leave_before_the_export_is_read(
 # (an int64) can hold, have no value.
 EDGE_INSTANTS = [
     "0001-01-01 00:00:00+00",
+    "1899-12-31 23:59:59.999999+00",
+    "1900-01-01 00:00:00+00",
     "1969-12-31 23:59:59.999999+00",
+    "2099-12-31 23:59:59.999999+00",
+    "2100-01-01 00:00:00+00",
     "2024-02-29 12:00:00+00",
     "2024-02-29 12:00:00.000001+00",
     "9999-12-31 23:59:59.999999+00",
@@ -199,3 +204,38 @@ def test_parquet_keeps_every_instant_postgresql_can_hold(
             [str(path)],
         ).fetchall()
     assert [r[0] for r in duck] == want
+
+
+@pytest.mark.parametrize("kind", [Kind.TIMESTAMPTZ, Kind.TIMESTAMP])
+def test_microseconds_read_through_float8_are_exact(database_url: str, kind: Kind) -> None:
+    """The select list reads instants of FLOAT_EXACT_DAYS through float8: 200,000 random
+    instants from 1800 to 2200 (inside that window and past both its ends), the window's ends
+    and their neighbours each give PostgreSQL's own microseconds since 1970, whole days from
+    its calendar plus the time of day in numeric."""
+    zone = "+00" if kind is Kind.TIMESTAMPTZ else ""
+    utc = " AT TIME ZONE 'UTC'" if kind is Kind.TIMESTAMPTZ else ""
+    (cell,) = select([Column("x", kind, kind.value)], RenderOptions()).items
+    ends = [
+        f"{day} {time}{zone}"
+        for day in FLOAT_EXACT_DAYS
+        for time in ("00:00:00", "00:00:00.000001")
+    ] + [f"1899-12-31 23:59:59.999999{zone}", f"2099-12-31 23:59:59.999999{zone}"]
+    (row,) = query(
+        database_url,
+        f"SELECT count(*) AS n, count(*) FILTER (WHERE got IS DISTINCT FROM want) AS wrong,"
+        f" count(*) FILTER (WHERE x >= $2::text::{kind.value}"
+        f" AND x < $3::text::{kind.value}) AS inside"
+        f" FROM (SELECT r.x, {cell} AS got,"
+        f" ((r.x{utc})::date - date '1970-01-01')::numeric * 86400000000"
+        f" + extract(epoch FROM (r.x{utc})::time) * 1000000 AS want"
+        f" FROM (SELECT t::{kind.value} AS x FROM unnest($1::text[]) AS t"
+        f" UNION ALL SELECT '1800-01-01 00:00:00{zone}'::{kind.value}"
+        " + random() * interval '400 years' + (random() * 1000000)::int * interval '1 microsecond'"
+        " FROM generate_series(1, 200000)) AS r) AS c",
+        ends,
+        f"{FLOAT_EXACT_DAYS[0]}{zone}",
+        f"{FLOAT_EXACT_DAYS[1]}{zone}",
+    )
+    assert row["n"] == 200_006
+    assert 90_000 < row["inside"] < 110_000
+    assert row["wrong"] == 0
