@@ -34,7 +34,7 @@ from learner_export.api.app import create_app
 from learner_export.auth import issue_token
 from learner_export.config import Settings
 from learner_export.connections import DirectConnections
-from learner_export.contract import load_contract
+from learner_export.contract import SERVICE_ROLE, load_contract
 from learner_export.demo import seed as demo
 from learner_export.demo.embedded import EmbeddedPostgres
 from learner_export.formats import FORMATS
@@ -130,6 +130,25 @@ async def _admin(server: str, statement: str) -> None:
         await conn.execute(statement)
     finally:
         await conn.close()
+
+
+@pytest.fixture
+def empty_database(pg_server: str) -> Iterator[str]:
+    """An empty database of the test's own, dropped after, for commands run as a newcomer runs
+    them. `db migrate` without EXPORT_SERVICE_ROLE makes learner_export_service, a role of the
+    whole server: dropped after too when the test made it, so that the suite leaves the server
+    as it found it (a second run there would otherwise skip the default role's tests)."""
+    name = f"learner_export_empty_{uuid.uuid4().hex[:12]}"
+    existed = query(
+        pg_server, "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", SERVICE_ROLE
+    )[0][0]
+    run(_admin(pg_server, f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_database(pg_server, name)
+    finally:
+        run(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if not existed:
+            run(_admin(pg_server, f'DROP ROLE IF EXISTS "{SERVICE_ROLE}"'))
 
 
 @contextlib.contextmanager

@@ -9,28 +9,16 @@ import os
 import re
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import learner_export
-from tests.conftest import JWT_SECRET, _admin, _free_port, _with_database, run
+from tests.conftest import JWT_SECRET, _free_port
 from tests.e2e.test_cli_export import cli, cli_env
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = "00000000-0000-0000-0000-000000000001"
-
-
-@pytest.fixture
-def empty_database(pg_server: str) -> Iterator[str]:
-    name = f"learner_export_empty_{uuid.uuid4().hex[:12]}"
-    run(_admin(pg_server, f'CREATE DATABASE "{name}"'))
-    try:
-        yield _with_database(pg_server, name)
-    finally:
-        run(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def test_export_without_a_contract_is_one_sentence(empty_database: str) -> None:

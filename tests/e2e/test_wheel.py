@@ -9,8 +9,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import pytest
 
 import learner_export
 from learner_export import sql
-from tests.conftest import _admin, _free_port, _with_database, run
+from tests.conftest import _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LEARNERS = 300
@@ -59,16 +57,6 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
         [str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True, capture_output=True
     )
     return Installed(venv, tmp_path_factory.mktemp("home"))
-
-
-@pytest.fixture
-def empty_database(pg_server: str) -> Iterator[str]:
-    name = f"learner_export_wheel_{uuid.uuid4().hex[:12]}"
-    run(_admin(pg_server, f'CREATE DATABASE "{name}"'))
-    try:
-        yield _with_database(pg_server, name)
-    finally:
-        run(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _clean_env(**values: str) -> dict[str, str]:
